@@ -1,0 +1,111 @@
+"""``pytest-vcluster`` command line: inspect and fill the binary cache, run a local host."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+from collections.abc import Sequence
+
+from .binaries import LOCAL_HOST_TOOLS, TOOLS, BinaryResolver, default_cache_dir
+from .errors import VClusterError
+from .versions import parse_k8s_version
+
+
+def _tools(value: str) -> list[str]:
+    names = [t.strip() for t in value.split(",") if t.strip()]
+    unknown = [t for t in names if t not in TOOLS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown tool(s) {', '.join(unknown)}; known: {', '.join(TOOLS)}"
+        )
+    return names
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pytest-vcluster", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("binaries", help="show where each binary resolves; --build fills the cache")
+    b.add_argument("--k8s-version", default=None, help="Kubernetes version (default: newest)")
+    b.add_argument("--cache-dir", default=None, help=f"cache (default {default_cache_dir()})")
+    b.add_argument(
+        "--tools",
+        type=_tools,
+        default=list(TOOLS),
+        help=f"comma-separated subset of {','.join(TOOLS)}",
+    )
+    b.add_argument(
+        "--build",
+        action="store_true",
+        help="obtain (download, else Go build) every tool that does not resolve yet",
+    )
+    b.add_argument(
+        "--force", action="store_true", help="with --build: rebuild into the cache from Go modules"
+    )
+    h = sub.add_parser("local-host", help="run the embedded local host until Ctrl-C")
+    h.add_argument("--k8s-version", default=None)
+    h.add_argument("--cache-dir", default=None)
+    h.add_argument("--nodes", type=int, default=1)
+    return p
+
+
+def _resolver(args: argparse.Namespace) -> BinaryResolver:
+    from pathlib import Path
+
+    cache = Path(args.cache_dir) if args.cache_dir else None
+    return BinaryResolver(parse_k8s_version(args.k8s_version), cache)
+
+
+def cmd_binaries(args: argparse.Namespace) -> int:
+    resolver = _resolver(args)
+    print(f"Kubernetes {resolver.k8s}; cache {resolver.cache_dir}")
+    failed = 0
+    for tool in args.tools:
+        if args.build:
+            try:
+                r = resolver.resolve(tool, force_build=args.force)
+            except VClusterError as exc:
+                print(f"{tool:<24} ERROR {exc}")
+                failed += 1
+                continue
+        else:
+            found = resolver.lookup(tool)
+            if found is None:
+                print(
+                    f"{tool:<24} {resolver.version_of(tool):<10} {'missing':<9} "
+                    "(run with --build to obtain it)"
+                )
+                failed += 1
+                continue
+            r = found
+        print(f"{tool:<24} {r.version:<10} {r.source:<9} {r.path}")
+    return 1 if failed else 0
+
+
+def cmd_local_host(args: argparse.Namespace) -> int:
+    from .hosts.local import LocalHost
+
+    resolver = _resolver(args)
+    paths = {t: r.path for t, r in resolver.resolve_all(LOCAL_HOST_TOOLS).items()}
+    with LocalHost(resolver.k8s, paths, nodes=args.nodes, progress=print) as host:
+        print(f"export KUBECONFIG={host.kubeconfig_path}")
+        print("Ctrl-C stops it.", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.pause()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "binaries":
+            return cmd_binaries(args)
+        return cmd_local_host(args)
+    except VClusterError as exc:
+        print(f"pytest-vcluster: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Frozen settings built from pytest options; every option has an ini twin and the CLI wins."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .binaries import default_cache_dir
+from .errors import VClusterError
+from .versions import K8sVersion, parse_k8s_version
+
+HOSTS = ("local",)
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # CLI flag without leading dashes; the ini key is the same with "_"
+    help: str
+    default: str | None
+
+    @property
+    def flag(self) -> str:
+        return f"--{self.name}"
+
+    @property
+    def ini(self) -> str:
+        return self.name.replace("-", "_")
+
+    @property
+    def dest(self) -> str:
+        return self.ini
+
+
+OPTIONS = (
+    Option("vcluster-host", f"where clusters run: {'|'.join(HOSTS)} (default local)", "local"),
+    Option(
+        "vcluster-k8s-version",
+        "Kubernetes version of hosts and vclusters, MAJOR.MINOR[.PATCH] (default: newest)",
+        None,
+    ),
+    Option("vcluster-cache-dir", "binary and build cache (default ~/.cache/pytest-vcluster)", None),
+    Option("vcluster-timeout", "seconds a host or vcluster may take to become ready", "120"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str
+    k8s: K8sVersion
+    cache_dir: Path
+    timeout: float
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("vcluster", "virtual Kubernetes clusters (pytest-vcluster)")
+    for opt in OPTIONS:
+        group.addoption(opt.flag, dest=opt.dest, default=None, help=opt.help)
+        parser.addini(opt.ini, help=opt.help, default=None)
+
+
+def raw_value(config: pytest.Config, opt: Option) -> tuple[str | None, str]:
+    """(value, where it came from) for ``opt``: CLI, then ini, then the default."""
+    cli = config.getoption(opt.dest)
+    if cli is not None:
+        return str(cli), opt.flag
+    ini = config.getini(opt.ini)
+    if ini not in (None, "", []):
+        return str(ini), f"ini {opt.ini}"
+    return opt.default, f"default of {opt.flag}"
+
+
+def _parse(
+    config: pytest.Config, name: str, parse: Callable[[str | None], Any], accepted: str
+) -> Any:
+    opt = next(o for o in OPTIONS if o.name == name)
+    value, origin = raw_value(config, opt)
+    try:
+        return parse(value)
+    except (ValueError, VClusterError) as exc:
+        raise pytest.UsageError(
+            f"{origin}: invalid value {value!r}: {exc}; accepted: {accepted}"
+        ) from None
+
+
+def _host(value: str | None) -> str:
+    if value not in HOSTS:
+        raise ValueError("unknown host")
+    return value
+
+
+def _timeout(value: str | None) -> float:
+    seconds = float(value or "")
+    if not seconds > 0:
+        raise ValueError("must be positive")
+    return seconds
+
+
+def settings_from(config: pytest.Config) -> Settings:
+    from .versions import supported_kubernetes
+
+    cache = _parse(
+        config,
+        "vcluster-cache-dir",
+        lambda v: Path(v).expanduser() if v else default_cache_dir(),
+        "a directory path",
+    )
+    return Settings(
+        host=_parse(config, "vcluster-host", _host, " | ".join(HOSTS)),
+        k8s=_parse(
+            config, "vcluster-k8s-version", parse_k8s_version, f"one of {supported_kubernetes()}"
+        ),
+        cache_dir=cache,
+        timeout=_parse(config, "vcluster-timeout", _timeout, "a positive number of seconds"),
+    )

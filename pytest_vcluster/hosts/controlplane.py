@@ -1,0 +1,282 @@
+"""etcd and a Kubernetes control plane (apiserver, controller-manager, scheduler) as children.
+
+One etcd serves many control planes: each kube-apiserver stores its objects under its own
+``--etcd-prefix``, which isolates them completely (the local host uses ``/host``; local vclusters
+use ``/vcluster/<name>``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import kubeconfig, pki
+from ..errors import HostStartError, ReadinessTimeoutError
+from ..procs import Child, ProcessGroup, free_port
+from ..rest import Credentials, RestClient
+
+Progress = Callable[[str], None]
+POLL = 0.05
+ADMIN_USER = "pytest-vcluster-admin"
+
+
+def _quiet(msg: str) -> None:
+    pass
+
+
+def wait_until(
+    what: str,
+    check: Callable[[], bool],
+    deadline: float,
+    children: tuple[Child, ...] = (),
+) -> None:
+    """Poll ``check`` until it is true; fail fast with the log tail if a child exits."""
+    while True:
+        for child in children:
+            if not child.alive():
+                raise HostStartError(
+                    f"{child.name} exited with code {child.popen.returncode} while waiting for "
+                    f"{what}; last lines of {child.log_path}:\n{child.log_tail()}"
+                )
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise ReadinessTimeoutError(f"timed out waiting for {what}")
+        time.sleep(POLL)
+
+
+def _port_conflict(child: Child) -> bool:
+    return not child.alive() and "address already in use" in child.log_tail(80).lower()
+
+
+@dataclass
+class Etcd:
+    binary: Path
+    workdir: Path
+    procs: ProcessGroup
+    data_dir: Path
+    url: str = ""
+    child: Child | None = None
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        for _ in range(3):
+            client, peer = free_port(), free_port()
+            self.url = f"http://127.0.0.1:{client}"
+            peer_url = f"http://127.0.0.1:{peer}"
+            self.child = self.procs.start(
+                "etcd",
+                [
+                    str(self.binary),
+                    "--name=default",
+                    f"--data-dir={self.data_dir}",
+                    f"--listen-client-urls={self.url}",
+                    f"--advertise-client-urls={self.url}",
+                    f"--listen-peer-urls={peer_url}",
+                    f"--initial-advertise-peer-urls={peer_url}",
+                    f"--initial-cluster=default={peer_url}",
+                    "--initial-cluster-state=new",
+                    "--quota-backend-bytes=4294967296",
+                ],
+                self.workdir / "etcd.log",
+            )
+            time.sleep(0.05)
+            if not _port_conflict(self.child):
+                return
+        raise HostStartError("etcd could not bind a free port in 3 attempts")
+
+    def wait_ready(self, deadline: float) -> None:
+        import urllib.request
+
+        def healthy() -> bool:
+            with urllib.request.urlopen(self.url + "/health", timeout=1) as resp:
+                return bool(resp.status == 200)
+
+        assert self.child is not None
+        wait_until("etcd /health", healthy, deadline, (self.child,))
+
+
+@dataclass
+class ControlPlane:
+    """kube-apiserver (+ controller-manager, + scheduler) on a shared etcd, under one prefix."""
+
+    name: str
+    workdir: Path
+    binaries: Mapping[str, Path]
+    etcd_url: str
+    etcd_prefix: str
+    procs: ProcessGroup
+    service_cidr: str = "10.96.0.0/16"
+    scheduler: bool = True
+    extra_apiserver_args: tuple[str, ...] = ()
+    progress: Progress = _quiet
+    port: int = 0
+    children: dict[str, Child] = field(default_factory=dict)
+
+    # -- credentials ---------------------------------------------------------------------------
+    def write_pki(self) -> None:
+        d = self.workdir
+        d.mkdir(parents=True, exist_ok=True)
+        ca = pki.CertificateAuthority(f"{self.name}-ca")
+        self.ca = ca
+        ca.pair.write(d, "ca")
+        ca_pem = ca.pair.cert_pem
+        ca.issue(
+            "kube-apiserver",
+            dns=(
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+            ),
+            ips=("127.0.0.1", _first_service_ip(self.service_cidr)),
+            server=True,
+        ).write(d, "apiserver")
+        sa_key, sa_pub = pki.service_account_key()
+        (d / "sa.key").write_bytes(sa_key)
+        (d / "sa.pub").write_bytes(sa_pub)
+        self._clients = {
+            "admin": ca.issue(ADMIN_USER, orgs=("system:masters",), client=True),
+            "controller-manager": ca.issue("system:kube-controller-manager", client=True),
+            "scheduler": ca.issue("system:kube-scheduler", client=True),
+        }
+        self.admin = self._clients["admin"]
+        self.admin.write(d, "admin")
+        self._ca_pem = ca_pem
+
+    def write_kubeconfigs(self) -> None:
+        for user, pair in self._clients.items():
+            kubeconfig.write(
+                self.workdir / f"{user}.kubeconfig",
+                kubeconfig.render(
+                    self.name, self.server, self._ca_pem, pair.cert_pem, pair.key_pem, user=user
+                ),
+            )
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self.workdir / "admin.kubeconfig"
+
+    @property
+    def credentials(self) -> Credentials:
+        d = self.workdir
+        return Credentials(self.server, d / "ca.crt", d / "admin.crt", d / "admin.key")
+
+    def rest(self) -> RestClient:
+        return RestClient(self.credentials)
+
+    # -- processes -----------------------------------------------------------------------------
+    def apiserver_args(self) -> list[str]:
+        d = self.workdir
+        return [
+            str(self.binaries["kube-apiserver"]),
+            f"--etcd-servers={self.etcd_url}",
+            f"--etcd-prefix={self.etcd_prefix}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={self.port}",
+            f"--tls-cert-file={d / 'apiserver.crt'}",
+            f"--tls-private-key-file={d / 'apiserver.key'}",
+            f"--client-ca-file={d / 'ca.crt'}",
+            f"--service-account-key-file={d / 'sa.pub'}",
+            f"--service-account-signing-key-file={d / 'sa.key'}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            "--authorization-mode=Node,RBAC",
+            "--anonymous-auth=false",
+            f"--service-cluster-ip-range={self.service_cidr}",
+            "--allow-privileged=true",
+            "--profiling=false",
+            *self.extra_apiserver_args,
+        ]
+
+    def controller_manager_args(self) -> list[str]:
+        d = self.workdir
+        return [
+            str(self.binaries["kube-controller-manager"]),
+            f"--kubeconfig={d / 'controller-manager.kubeconfig'}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            "--secure-port=0",
+            f"--service-account-private-key-file={d / 'sa.key'}",
+            f"--root-ca-file={d / 'ca.crt'}",
+            "--use-service-account-credentials=true",
+            f"--cluster-signing-cert-file={d / 'ca.crt'}",
+            f"--cluster-signing-key-file={d / 'ca.key'}",
+            f"--service-cluster-ip-range={self.service_cidr}",
+            "--profiling=false",
+        ]
+
+    def scheduler_args(self) -> list[str]:
+        d = self.workdir
+        return [
+            str(self.binaries["kube-scheduler"]),
+            f"--kubeconfig={d / 'scheduler.kubeconfig'}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            "--secure-port=0",
+            "--profiling=false",
+        ]
+
+    def start(self) -> None:
+        """Write credentials and start every process; does not wait."""
+        self.write_pki()
+        self.start_processes()
+
+    def start_processes(self) -> None:
+        for _ in range(3):
+            self.port = free_port()
+            self.children["kube-apiserver"] = self.procs.start(
+                "kube-apiserver", self.apiserver_args(), self.workdir / "kube-apiserver.log"
+            )
+            time.sleep(0.02)
+            if not _port_conflict(self.children["kube-apiserver"]):
+                break
+        self.write_kubeconfigs()
+        self.children["kube-controller-manager"] = self.procs.start(
+            "kube-controller-manager",
+            self.controller_manager_args(),
+            self.workdir / "kube-controller-manager.log",
+        )
+        if self.scheduler:
+            self.children["kube-scheduler"] = self.procs.start(
+                "kube-scheduler", self.scheduler_args(), self.workdir / "kube-scheduler.log"
+            )
+
+    def wait_apiserver(self, deadline: float) -> None:
+        client = self.rest()
+        self.progress(f"pytest-vcluster: {self.name}: waiting for kube-apiserver /readyz")
+        wait_until(
+            f"{self.name} kube-apiserver /readyz",
+            lambda: client.get("/readyz")[0] == 200,
+            deadline,
+            tuple(self.children.values()),
+        )
+
+    def wait_default_service_account(self, deadline: float) -> None:
+        client = self.rest()
+        self.progress(f"pytest-vcluster: {self.name}: waiting for the default ServiceAccount")
+        wait_until(
+            f"{self.name} default ServiceAccount in namespace default",
+            lambda: client.get("/api/v1/namespaces/default/serviceaccounts/default")[0] == 200,
+            deadline,
+            tuple(self.children.values()),
+        )
+
+    def rss(self) -> dict[str, int]:
+        return {name: child.rss_bytes() for name, child in self.children.items()}
+
+
+def _first_service_ip(cidr: str) -> str:
+    import ipaddress
+
+    return str(next(ipaddress.ip_network(cidr).hosts()))

@@ -1,0 +1,170 @@
+"""Child processes that can never outlive the process that started them.
+
+Three nets: ``stop()`` in the owner's ``finally``; an ``atexit`` hook (with SIGTERM turned into
+KeyboardInterrupt so it runs); and ``PR_SET_PDEATHSIG=SIGKILL`` in every child, so even a
+SIGKILLed test runner takes its children along. Children get their own session so a terminal's
+Ctrl-C reaches only the runner, which then stops them in order.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+_groups: weakref.WeakSet[ProcessGroup] = weakref.WeakSet()
+_sigterm_installed = False
+
+
+def _die_with_parent(parent: int) -> None:
+    # Runs in the child between fork and exec.
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _install_sigterm() -> None:
+    """Let SIGTERM unwind the stack (finally/atexit run) instead of killing outright."""
+    global _sigterm_installed
+    if _sigterm_installed or threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _sigterm)
+    _sigterm_installed = True
+
+
+@atexit.register
+def _stop_everything() -> None:
+    for group in list(_groups):
+        group.stop()
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    log_path: Path
+    popen: subprocess.Popen[bytes]
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            with self.log_path.open("rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, fh.tell() - 16384))
+                text = fh.read().decode("utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the child, from /proc (0 once it has exited)."""
+        try:
+            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return 0
+
+
+@dataclass
+class ProcessGroup:
+    """The children of one host or vcluster, stopped together in reverse start order."""
+
+    children: list[Child] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        _groups.add(self)
+        _install_sigterm()
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+    ) -> Child:
+        parent = os.getpid()
+        with log_path.open("ab") as log:
+            popen = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=dict(env) if env is not None else None,
+                start_new_session=True,
+                preexec_fn=lambda: _die_with_parent(parent),
+            )
+        child = Child(name, list(argv), log_path, popen)
+        with self._lock:
+            self.children.append(child)
+        return child
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM every child (newest first), then SIGKILL what is left after ``timeout``."""
+        with self._lock:
+            children, self.children = list(reversed(self.children)), []
+        for child in children:
+            if child.alive():
+                with contextlib.suppress(ProcessLookupError):
+                    child.popen.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for child in children:
+            try:
+                child.popen.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    child.popen.kill()
+                child.popen.wait()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago (callers retry if a child then fails to bind)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def pid_alive(pid: int, starttime: str | None = None) -> bool:
+    """True if ``pid`` runs and (when given) started at ``starttime`` (guards against reuse)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return starttime is None or proc_starttime_from_stat(stat) == starttime
+
+
+def proc_starttime_from_stat(stat: str) -> str:
+    # Field 22 of /proc/<pid>/stat; the command name (field 2) may contain spaces, skip past ')'.
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def proc_starttime(pid: int) -> str:
+    return proc_starttime_from_stat(Path(f"/proc/{pid}/stat").read_text())

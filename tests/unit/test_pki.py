@@ -1,0 +1,52 @@
+from pathlib import Path
+
+import pytest
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from pytest_vcluster.pki import CertificateAuthority, service_account_key
+
+
+def test_issued_certificates_chain_to_the_ca(tmp_path: Path) -> None:
+    ca = CertificateAuthority("test-ca")
+    server = ca.issue("apiserver", dns=("kubernetes",), ips=("127.0.0.1",), server=True)
+    client = ca.issue("admin", orgs=("system:masters",), client=True)
+    ca_cert = x509.load_pem_x509_certificate(ca.pair.cert_pem)
+    for pair, usage in ((server, ExtendedKeyUsageOID.SERVER_AUTH), (client, None)):
+        cert = x509.load_pem_x509_certificate(pair.cert_pem)
+        cert.verify_directly_issued_by(ca_cert)  # raises if the signature is wrong
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        assert (usage or ExtendedKeyUsageOID.CLIENT_AUTH) in eku
+    cert = x509.load_pem_x509_certificate(client.cert_pem)
+    assert cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == (
+        "system:masters"
+    )
+    san = x509.load_pem_x509_certificate(server.cert_pem).extensions.get_extension_for_class(
+        x509.SubjectAlternativeName
+    )
+    assert "kubernetes" in san.value.get_values_for_type(x509.DNSName)
+    crt, key = server.write(tmp_path, "apiserver")
+    assert crt.read_bytes() == server.cert_pem
+    assert key.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_different_ca_with_the_same_name_does_not_verify() -> None:
+    from cryptography.exceptions import InvalidSignature
+
+    a, b = CertificateAuthority("same"), CertificateAuthority("same")
+    leaf = x509.load_pem_x509_certificate(a.issue("x", client=True).cert_pem)
+    with pytest.raises(InvalidSignature):
+        leaf.verify_directly_issued_by(x509.load_pem_x509_certificate(b.pair.cert_pem))
+
+
+def test_service_account_key_pair_matches() -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    private_pem, public_pem = service_account_key()
+    priv = serialization.load_pem_private_key(private_pem, None)
+    pub = serialization.load_pem_public_key(public_pem)
+    assert isinstance(priv, ec.EllipticCurvePrivateKey)
+    assert isinstance(pub, ec.EllipticCurvePublicKey)
+    assert priv.public_key().public_numbers() == pub.public_numbers()

@@ -1,0 +1,112 @@
+"""Children never outlive their starter: stop(), atexit, SIGTERM and SIGKILL of the parent."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from pytest_vcluster.procs import ProcessGroup, free_port, pid_alive, proc_starttime
+
+
+def _wait_gone(pid: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return True
+        try:  # reap if it is our zombie
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.05)
+    return not pid_alive(pid)
+
+
+def test_stop_terminates_then_kills(tmp_path: Path) -> None:
+    group = ProcessGroup()
+    polite = group.start("sleep", ["sleep", "60"], tmp_path / "a.log")
+    stubborn = group.start(
+        "stubborn", ["sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"], tmp_path / "b.log"
+    )
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    group.stop(timeout=0.5)
+    assert time.monotonic() - t0 < 3
+    assert polite.popen.returncode == -signal.SIGTERM
+    assert stubborn.popen.returncode == -signal.SIGKILL
+    assert group.children == []
+
+
+SPAWNER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from pytest_vcluster.procs import ProcessGroup
+    group = ProcessGroup()
+    child = group.start("sleep", ["sleep", "300"], Path(sys.argv[1]))
+    print(child.pid, flush=True)
+    mode = sys.argv[2]
+    if mode == "exit":
+        sys.exit(0)           # atexit must stop the child
+    time.sleep(300)           # wait for SIGTERM / SIGKILL from the test
+    """
+)
+
+
+def _spawn(tmp_path: Path, mode: str) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SPAWNER, str(tmp_path / "child.log"), mode],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    child = int(proc.stdout.readline())
+    assert pid_alive(child)
+    return proc, child
+
+
+def test_child_dies_when_parent_exits_normally(tmp_path: Path) -> None:
+    proc, child = _spawn(tmp_path, "exit")
+    assert proc.wait(10) == 0
+    assert _wait_gone(child)
+
+
+def test_child_dies_when_parent_gets_sigterm(tmp_path: Path) -> None:
+    proc, child = _spawn(tmp_path, "wait")
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(10)
+    assert _wait_gone(child)
+
+
+def test_child_dies_when_parent_is_sigkilled(tmp_path: Path) -> None:
+    proc, child = _spawn(tmp_path, "wait")
+    proc.kill()
+    proc.wait(10)
+    assert _wait_gone(child)
+
+
+def test_children_are_in_their_own_session(tmp_path: Path) -> None:
+    group = ProcessGroup()
+    try:
+        child = group.start("sleep", ["sleep", "30"], tmp_path / "c.log")
+        assert os.getsid(child.pid) == child.pid != os.getsid(0)
+    finally:
+        group.stop()
+
+
+def test_pid_alive_detects_reuse_by_start_time() -> None:
+    me = os.getpid()
+    assert pid_alive(me, proc_starttime(me))
+    assert not pid_alive(me, "1")
+
+
+def test_free_port_is_bindable() -> None:
+    import socket
+
+    port = free_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
