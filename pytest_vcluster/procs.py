@@ -79,6 +79,14 @@ class Child:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
+    def failure_excerpt(self, errors: int = 8, tail: int = 5) -> str:
+        """Error lines of the log (klog ``E...`` lines, "error", "fatal") and its last lines."""
+        lines = self.log_tail(400).splitlines()
+        keys = ("error", "fatal", "panic", "failed")
+        picked = [ln for ln in lines if ln[:1] in ("E", "F") or any(k in ln.lower() for k in keys)]
+        last = [ln for ln in lines[-tail:] if ln not in picked[-errors:]]
+        return "\n".join(picked[-errors:] + last)
+
     def rss_bytes(self) -> int:
         """Resident memory of the child, from /proc (0 once it has exited)."""
         try:
@@ -126,6 +134,12 @@ class ProcessGroup:
         with self._lock:
             self.children.append(child)
         return child
+
+    def forget(self, child: Child) -> None:
+        """Drop a child that already exited (a failed attempt that was retried)."""
+        child.popen.wait()
+        with self._lock:
+            self.children.remove(child)
 
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM every child (newest first), then SIGKILL what is left after ``timeout``."""

@@ -137,8 +137,9 @@ class LocalHost:
         cp.write_pki()  # while etcd starts
         self.etcd.wait_ready(deadline)
         cp.start_processes()
-        self.procs.start("kwok", self._kwok_args(), self.workdir / "kwok.log")
         cp.wait_apiserver(deadline)
+        # kwok after /readyz: started earlier it sits in a client back-off and sees the node late.
+        self.procs.start("kwok", self._kwok_args(), self.workdir / "kwok.log")
         client = cp.rest()
         for name in self.nodes:
             status, body = client.request("POST", "/api/v1/nodes", fake_node(name))

@@ -1,4 +1,4 @@
-"""The embedded local host against real etcd, kube-apiserver, controller-manager, scheduler, kwok."""
+"""The embedded local host: real etcd, apiserver, controller-manager, scheduler and kwok."""
 
 from __future__ import annotations
 
@@ -62,9 +62,7 @@ def test_ready_host_runs_deployments_on_fake_nodes(host: LocalHost) -> None:
     assert core.read_namespaced_service_account("default", "default").metadata.name == "default"
     nodes = core.list_node().items
     assert sorted(n.metadata.name for n in nodes) == ["kwok-node-0", "kwok-node-1"]
-    assert all(
-        c.status == "True" for n in nodes for c in n.status.conditions if c.type == "Ready"
-    )
+    assert all(c.status == "True" for n in nodes for c in n.status.conditions if c.type == "Ready")
     version = client.VersionApi(api).get_code()
     assert version.git_version == f"v{K8S}"
 
@@ -92,17 +90,17 @@ def test_ready_host_runs_deployments_on_fake_nodes(host: LocalHost) -> None:
     pods = wait_for(running, what="4 Running pods")
     assert {p.spec.node_name for p in pods} <= {"kwok-node-0", "kwok-node-1"}
     dep = wait_for(
-        lambda: (d := apps.read_namespaced_deployment("demo", "default")).status.ready_replicas
-        == 4
-        and d,
+        lambda: (
+            (d := apps.read_namespaced_deployment("demo", "default")).status.ready_replicas == 4
+            and d
+        ),
         what="deployment ready",
     )
     assert dep.status.available_replicas == 4
     # Deleting a pod makes it go away (kwok's delete stage) and the ReplicaSet replaces it.
     core.delete_namespaced_pod(pods[0].metadata.name, "default")
     wait_for(
-        lambda: pods[0].metadata.name
-        not in {p.metadata.name for p in running()},
+        lambda: pods[0].metadata.name not in {p.metadata.name for p in running()},
         what="replacement pod",
     )
     api.close()
@@ -172,9 +170,16 @@ def test_stop_leaves_no_process_and_no_data(local_binaries: dict[str, Path]) -> 
     h = LocalHost(K8S, local_binaries)
     h.start()
     pids, workdir = h.pids(), h.workdir
-    assert len(pids) == 5 and all(procs.pid_alive(p) for p in pids)
+    assert len(pids) == 5
+    assert all(procs.pid_alive(p) for p in pids)
     rss = h.rss()
-    assert set(rss) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
+    assert set(rss) == {
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kwok",
+    }
     assert all(v > 1_000_000 for v in rss.values())
     h.stop()
     assert not any(procs.pid_alive(p) for p in pids)
@@ -231,8 +236,11 @@ def test_runner_killed_mid_start_leaves_no_process(
         if "waiting for kube-apiserver" in line:
             break
     root = local.runtime_root()
-    workdirs = [d for d in root.iterdir() if (d / "owner").exists() and
-                (d / "owner").read_text().split()[0] == str(proc.pid)]
+    workdirs = [
+        d
+        for d in root.iterdir()
+        if (d / "owner").exists() and (d / "owner").read_text().split()[0] == str(proc.pid)
+    ]
     assert len(workdirs) == 1
     workdir = workdirs[0]
     assert len(processes_mentioning(str(workdir))) >= 3  # etcd, apiserver, controller-manager...

@@ -191,7 +191,9 @@ def test_path_binary_must_have_the_requested_minor(
     assert any("reports (1, 36, 3), not acceptable" in t for t in tried)
     exe.write_bytes(_script("Kubernetes v1.37.0"))
     found = r.lookup("kube-scheduler")
-    assert found is not None and found.source == "path" and found.version == "1.37.0"
+    assert found is not None
+    assert found.source == "path"
+    assert found.version == "1.37.0"
     exact = BinaryResolver(parse_k8s_version("1.37.2"), tmp_path / "cache", download_base="off")
     assert exact.lookup("kube-scheduler") is None  # 1.37.0 != requested patch
 

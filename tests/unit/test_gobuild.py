@@ -50,8 +50,10 @@ def test_k8s_recipe_sets_the_real_version_and_shares_one_module_dir() -> None:
 def test_other_recipes() -> None:
     k8s = parse_k8s_version(None)
     etcd = recipe_for("etcd", "3.6.16", k8s)
-    assert etcd.module == "go.etcd.io/etcd/server/v3" and etcd.version == "v3.6.16"
-    assert etcd.main_go is not None and "etcdmain.Main(os.Args)" in etcd.main_go
+    assert etcd.module == "go.etcd.io/etcd/server/v3"
+    assert etcd.version == "v3.6.16"
+    assert etcd.main_go is not None
+    assert "etcdmain.Main(os.Args)" in etcd.main_go
     helm = recipe_for("helm", "3.22.0", k8s)
     assert helm.ldflags == ("-X helm.sh/helm/v3/internal/version.version=v3.22.0",)
     assert recipe_for("kwok", "0.8.0", k8s).package == "sigs.k8s.io/kwok/cmd/kwok"

@@ -1,0 +1,1 @@
+"""The syncer: copies a virtual cluster's workloads into one host namespace."""
