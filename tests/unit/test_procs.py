@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -18,10 +19,8 @@ def _wait_gone(pid: int, timeout: float = 5.0) -> bool:
     while time.monotonic() < deadline:
         if not pid_alive(pid):
             return True
-        try:  # reap if it is our zombie
+        with contextlib.suppress(ChildProcessError):  # reap if it is our zombie
             os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
         time.sleep(0.05)
     return not pid_alive(pid)
 
