@@ -1,0 +1,244 @@
+"""Virtual pod -> host pod, the security gate in front of it, and status going back."""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .metadata import host_metadata, virtual_identity
+from .names import host_name
+from .pod_refs import containers, translate_spec_refs
+
+SA_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+SA_VOLUME_PREFIX = "kube-api-access-"
+SA_KEYS = ("token", "ca.crt", "namespace")
+
+#: Capabilities the Pod Security Standard "baseline" allows in capabilities.add.
+BASELINE_CAPABILITIES = frozenset(
+    {
+        "AUDIT_WRITE",
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "MKNOD",
+        "NET_BIND_SERVICE",
+        "SETFCAP",
+        "SETGID",
+        "SETPCAP",
+        "SETUID",
+        "SYS_CHROOT",
+    }
+)
+# The host may lack the priority class / runtime overhead / scheduler, and its admission
+# recomputes priority, preemptionPolicy and overhead (and rejects mismatching given values).
+_DROPPED_SPEC = (
+    "priorityClassName",
+    "priority",
+    "preemptionPolicy",
+    "overhead",
+    "schedulerName",
+    "serviceAccountName",
+    "serviceAccount",
+)
+_DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class PodContext:
+    """What translate_pod needs to know about the virtual cluster as seen from the host."""
+
+    vcluster: str
+    host_namespace: str
+    dns_ip: str
+    api_host: str
+    api_port: int
+    service_account_secret: str
+    #: Callers skip the pod_violations gate when set; translation itself is the same.
+    allow_privileged: bool = False
+    cluster_domain: str = "cluster.local"
+
+
+def pod_violations(pod: Mapping[str, Any]) -> list[str]:
+    """Why the host would be exposed by this pod (Pod Security baseline); empty when fine."""
+    spec: dict[str, Any] = pod.get("spec") or {}
+    out = [f"pod: {field}" for field in ("hostNetwork", "hostPID", "hostIPC") if spec.get(field)]
+    if ((spec.get("securityContext") or {}).get("windowsOptions") or {}).get("hostProcess"):
+        out.append("pod: hostProcess")
+    out += [
+        f"volume '{v.get('name')}': hostPath"
+        for v in spec.get("volumes") or []
+        if v.get("hostPath")
+    ]
+    for label, container in containers(spec):
+        who = f"{label} '{container.get('name')}'"
+        context = container.get("securityContext") or {}
+        if context.get("privileged"):
+            out.append(f"{who}: privileged")
+        if (context.get("windowsOptions") or {}).get("hostProcess"):
+            out.append(f"{who}: hostProcess")
+        added = (context.get("capabilities") or {}).get("add") or []
+        out += [f"{who}: capability {cap}" for cap in added if cap not in BASELINE_CAPABILITIES]
+        ports = container.get("ports") or []
+        out += [f"{who}: hostPort {p['hostPort']}" for p in ports if p.get("hostPort")]
+    return out
+
+
+def _sa_volume_names(spec: dict[str, Any]) -> set[str]:
+    names = {
+        v["name"]
+        for v in spec.get("volumes") or []
+        if v["name"].startswith(SA_VOLUME_PREFIX) and "projected" in v
+    }
+    for _, container in containers(spec):
+        for mount in container.get("volumeMounts") or []:
+            if mount.get("mountPath", "").rstrip("/") == SA_MOUNT_PATH:
+                names.add(mount["name"])
+    return names
+
+
+def _sa_volume(volume: dict[str, Any], secret: str) -> dict[str, Any]:
+    items = [{"key": key, "path": key} for key in SA_KEYS]
+    projected: dict[str, Any] = {"sources": [{"secret": {"name": secret, "items": items}}]}
+    mode = (volume.get("projected") or {}).get("defaultMode")
+    if mode is not None:
+        projected["defaultMode"] = mode
+    return {"name": volume["name"], "projected": projected}
+
+
+def _api_env(host: str, port: int) -> list[dict[str, str]]:
+    # All variables the kubelet injects for the "kubernetes" service; the host's point at the
+    # host API server. Kept first so user variables can still expand $(KUBERNETES_...).
+    address = f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"
+    tcp = f"KUBERNETES_PORT_{port}_TCP"
+    values = {
+        "KUBERNETES_SERVICE_HOST": host,
+        "KUBERNETES_SERVICE_PORT": str(port),
+        "KUBERNETES_SERVICE_PORT_HTTPS": str(port),
+        "KUBERNETES_PORT": address,
+        tcp: address,
+        f"{tcp}_PROTO": "tcp",
+        f"{tcp}_PORT": str(port),
+        f"{tcp}_ADDR": host,
+    }
+    return [{"name": name, "value": value} for name, value in values.items()]
+
+
+def _set_api_env(container: dict[str, Any], api_env: list[dict[str, str]]) -> None:
+    names = {e["name"] for e in api_env}
+    user = [e for e in container.get("env") or [] if e.get("name") not in names]
+    container["env"] = copy.deepcopy(api_env) + user
+
+
+def _unique(values: list[Any]) -> list[Any]:
+    return list(dict.fromkeys(values))
+
+
+def _set_dns(spec: dict[str, Any], namespace: str, ctx: PodContext) -> None:
+    policy = spec.get("dnsPolicy", "ClusterFirst")
+    # ClusterFirst on the host network means the node's DNS, exactly as on a real cluster.
+    if not (
+        policy == "ClusterFirstWithHostNet"
+        or (policy == "ClusterFirst" and not spec.get("hostNetwork"))
+    ):
+        return
+    user = spec.get("dnsConfig") or {}
+    domain = ctx.cluster_domain
+    options = {"ndots": {"name": "ndots", "value": "5"}}
+    options |= {option["name"]: option for option in user.get("options") or []}
+    searches = [f"{namespace}.svc.{domain}", f"svc.{domain}", domain]
+    spec["dnsPolicy"] = "None"
+    spec["dnsConfig"] = {
+        "nameservers": _unique([ctx.dns_ip, *(user.get("nameservers") or [])]),
+        "searches": _unique(searches + (user.get("searches") or [])),
+        "options": list(options.values()),
+    }
+
+
+def translate_pod(pod: Mapping[str, Any], ctx: PodContext) -> dict[str, Any]:
+    """The host pod for a virtual pod (call pod_violations first; this does not refuse)."""
+    namespace, name = virtual_identity(pod)
+    spec: dict[str, Any] = copy.deepcopy(pod.get("spec") or {})
+
+    def ref(target: str) -> str:
+        return host_name(target, namespace, ctx.vcluster)
+
+    translate_spec_refs(spec, namespace, ref)
+    # Replaced after the renames: the replacement already names a host Secret.
+    sa_volumes = _sa_volume_names(spec)
+    if "volumes" in spec:
+        spec["volumes"] = [
+            _sa_volume(v, ctx.service_account_secret) if v["name"] in sa_volumes else v
+            for v in spec["volumes"]
+        ]
+    for key in _DROPPED_SPEC:
+        spec.pop(key, None)
+    spec["automountServiceAccountToken"] = False
+    spec["enableServiceLinks"] = False
+    api_env = _api_env(ctx.api_host, ctx.api_port)
+    for _, container in containers(spec):
+        _set_api_env(container, api_env)
+    _set_dns(spec, namespace, ctx)
+    # Otherwise the kubelet would use the translated host name; truncated the kubelet's way.
+    hostname = name[:63].rstrip("-.")
+    if "hostname" not in spec and _DNS_LABEL_RE.match(hostname):
+        spec["hostname"] = hostname
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": host_metadata(pod, "Pod", ctx.host_namespace, ctx.vcluster),
+        "spec": spec,
+    }
+
+
+def virtual_pod_status(host_pod: Mapping[str, Any]) -> dict[str, Any]:
+    """Status to write back to the virtual pod (a deep copy of the host pod's)."""
+    return copy.deepcopy(dict(host_pod.get("status") or {}))
+
+
+def _only_added_tolerations(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> bool:
+    # Mirrors API validation: existing tolerations stay, only tolerationSeconds may change.
+    def key(toleration: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in toleration.items() if k != "tolerationSeconds"}
+
+    new_keys = [key(t) for t in new]
+    return all(key(t) in new_keys for t in old)
+
+
+def _deadline_ok(old: int | None, new: int | None) -> bool:
+    # activeDeadlineSeconds may be set or lowered, never raised or removed.
+    if old == new:
+        return True
+    return new is not None and new > 0 and (old is None or new <= old)
+
+
+def _immutable_part(spec: Mapping[str, Any]) -> dict[str, Any]:
+    part = copy.deepcopy(dict(spec))
+    for key in ("containers", "initContainers"):
+        for container in part.get(key) or []:
+            container.pop("image", None)
+    # ephemeralContainers change through their own subresource, not by update.
+    for key in ("activeDeadlineSeconds", "tolerations", "ephemeralContainers"):
+        part.pop(key, None)
+    return part
+
+
+def pod_spec_changed_immutably(
+    old_virtual: Mapping[str, Any], new_virtual: Mapping[str, Any]
+) -> bool:
+    """Whether the virtual pod changed in a way the host pod cannot follow without recreation."""
+    old: Mapping[str, Any] = old_virtual.get("spec") or {}
+    new: Mapping[str, Any] = new_virtual.get("spec") or {}
+    if not _only_added_tolerations(old.get("tolerations") or [], new.get("tolerations") or []):
+        return True
+    if not _deadline_ok(old.get("activeDeadlineSeconds"), new.get("activeDeadlineSeconds")):
+        return True
+    old_part, new_part = _immutable_part(old), _immutable_part(new)
+    if not old_part.get("nodeName"):
+        # Binding the virtual pod (by the syncer, after host scheduling) is no user change.
+        new_part.pop("nodeName", None)
+    return old_part != new_part

@@ -1,0 +1,116 @@
+"""Virtual Services, Endpoints, Ingresses, ConfigMaps, Secrets and PVCs -> host objects."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from .metadata import host_metadata, virtual_identity
+from .names import host_name, translate_selector
+
+SA_TOKEN_TYPE = "kubernetes.io/service-account-token"
+
+
+def _base(obj: Mapping[str, Any], kind: str, api_version: str, ns: str, vc: str) -> dict[str, Any]:
+    return {
+        "apiVersion": obj.get("apiVersion", api_version),
+        "kind": kind,
+        "metadata": host_metadata(obj, kind, ns, vc),
+    }
+
+
+def translate_service(svc: Mapping[str, Any], host_namespace: str, vcluster: str) -> dict[str, Any]:
+    """Host Service: selector scoped to the virtual namespace, IPs left to the host."""
+    namespace, _ = virtual_identity(svc)
+    spec: dict[str, Any] = copy.deepcopy(svc.get("spec") or {})
+    # Empty and absent selectors are the same after storage: selector-less, endpoints by hand.
+    if spec.get("selector"):
+        spec["selector"] = translate_selector(spec["selector"], namespace)
+    else:
+        spec.pop("selector", None)
+    # The virtual cluster allocated these from its own ranges; the host allocates its own.
+    if spec.get("clusterIP") != "None":
+        spec.pop("clusterIP", None)
+        spec.pop("clusterIPs", None)
+    spec.pop("healthCheckNodePort", None)
+    return {**_base(svc, "Service", "v1", host_namespace, vcluster), "spec": spec}
+
+
+def translate_endpoints(
+    ep: Mapping[str, Any], host_namespace: str, vcluster: str
+) -> dict[str, Any]:
+    """Host Endpoints of a selector-less Service (same host name as the Service)."""
+    subsets = copy.deepcopy(ep.get("subsets") or [])
+    for subset in subsets:
+        # targetRef names a virtual object the host does not know.
+        for address in (subset.get("addresses") or []) + (subset.get("notReadyAddresses") or []):
+            address.pop("targetRef", None)
+    out = _base(ep, "Endpoints", "v1", host_namespace, vcluster)
+    if subsets:
+        out["subsets"] = subsets
+    return out
+
+
+def _rename_backend(backend: dict[str, Any] | None, namespace: str, vcluster: str) -> None:
+    service = (backend or {}).get("service")
+    if service and service.get("name"):
+        service["name"] = host_name(service["name"], namespace, vcluster)
+
+
+def translate_ingress(ing: Mapping[str, Any], host_namespace: str, vcluster: str) -> dict[str, Any]:
+    """Host Ingress: backend Service names and TLS Secret names translated."""
+    namespace, _ = virtual_identity(ing)
+    spec: dict[str, Any] = copy.deepcopy(ing.get("spec") or {})
+    _rename_backend(spec.get("defaultBackend"), namespace, vcluster)
+    for rule in spec.get("rules") or []:
+        for path in (rule.get("http") or {}).get("paths") or []:
+            _rename_backend(path.get("backend"), namespace, vcluster)
+    for tls in spec.get("tls") or []:
+        if tls.get("secretName"):
+            tls["secretName"] = host_name(tls["secretName"], namespace, vcluster)
+    base = _base(ing, "Ingress", "networking.k8s.io/v1", host_namespace, vcluster)
+    return {**base, "spec": spec}
+
+
+def _copy_fields(obj: Mapping[str, Any], out: dict[str, Any], fields: tuple[str, ...]) -> None:
+    for field in fields:
+        if field in obj:
+            out[field] = copy.deepcopy(obj[field])
+
+
+def translate_configmap(
+    cm: Mapping[str, Any], host_namespace: str, vcluster: str
+) -> dict[str, Any]:
+    """Host ConfigMap: data, binaryData and immutable copied."""
+    out = _base(cm, "ConfigMap", "v1", host_namespace, vcluster)
+    _copy_fields(cm, out, ("data", "binaryData", "immutable"))
+    return out
+
+
+def translate_secret(
+    secret: Mapping[str, Any], host_namespace: str, vcluster: str
+) -> dict[str, Any]:
+    """Host Secret: data, stringData, type and immutable copied."""
+    out = _base(secret, "Secret", "v1", host_namespace, vcluster)
+    _copy_fields(secret, out, ("data", "stringData", "type", "immutable"))
+    # On the host this type would make the token controller manage (or delete) the Secret for
+    # a host ServiceAccount; the virtual token is plain data there.
+    if out.get("type") == SA_TOKEN_TYPE:
+        out["type"] = "Opaque"
+    return out
+
+
+def translate_pvc(pvc: Mapping[str, Any], host_namespace: str, vcluster: str) -> dict[str, Any]:
+    """Host PersistentVolumeClaim: spec without volumeName, same-namespace data sources renamed."""
+    namespace, _ = virtual_identity(pvc)
+    spec: dict[str, Any] = copy.deepcopy(pvc.get("spec") or {})
+    # The host binds its own PersistentVolume.
+    spec.pop("volumeName", None)
+    for key in ("dataSource", "dataSourceRef"):
+        source = spec.get(key)
+        # A cross-namespace dataSourceRef points outside this virtual namespace: kept as is.
+        if source and source.get("name") and not source.get("namespace"):
+            source["name"] = host_name(source["name"], namespace, vcluster)
+    out = _base(pvc, "PersistentVolumeClaim", "v1", host_namespace, vcluster)
+    return {**out, "spec": spec}

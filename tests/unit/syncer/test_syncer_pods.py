@@ -1,0 +1,571 @@
+"""Virtual pod -> host pod, security gate, status, recreation (syncer.translate.pods)."""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from syncer.constants import LABEL_PREFIX, OBJECT_NAME, OBJECT_NAMESPACE, OBJECT_UID
+from syncer.translate.names import host_name, translate_labels
+from syncer.translate.pods import (
+    SA_MOUNT_PATH,
+    PodContext,
+    pod_spec_changed_immutably,
+    pod_violations,
+    translate_pod,
+    virtual_pod_status,
+)
+
+Matcher = Callable[..., bool]
+# The Pod Security Standard baseline list, written out independently of the implementation.
+BASELINE = [
+    "AUDIT_WRITE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "MKNOD",
+    "NET_BIND_SERVICE",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_CHROOT",
+]
+NS = "team-a"
+CTX = PodContext(
+    vcluster="vc",
+    host_namespace="host-ns",
+    dns_ip="10.96.0.53",
+    api_host="10.96.0.10",
+    api_port=443,
+    service_account_secret="sa-token-x-team-a-x-vc",
+)
+SA_VOLUME = {
+    "name": "kube-api-access-abcde",
+    "projected": {
+        "defaultMode": 420,
+        "sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {
+                "configMap": {
+                    "name": "kube-root-ca.crt",
+                    "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                }
+            },
+        ],
+    },
+}
+
+
+def pod(name: str = "web-0", **spec: Any) -> dict[str, Any]:
+    """A virtual pod as the virtual API server returns it after admission."""
+    base: dict[str, Any] = {
+        "containers": [
+            {
+                "name": "app",
+                "image": "nginx:1",
+                "volumeMounts": [{"name": SA_VOLUME["name"], "mountPath": SA_MOUNT_PATH}],
+            }
+        ],
+        "volumes": [copy.deepcopy(SA_VOLUME)],
+        "serviceAccountName": "default",
+        "serviceAccount": "default",
+        "dnsPolicy": "ClusterFirst",
+        "priority": 0,
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS, "uid": "pod-uid", "labels": {"app": "web"}},
+        "spec": base | spec,
+        "status": {"phase": "Pending"},
+    }
+
+
+def ref(name: str) -> str:
+    return host_name(name, NS, "vc")
+
+
+def at(obj: Any, *path: str | int) -> Any:
+    for step in path:
+        obj = obj[step]
+    return obj
+
+
+def container(**fields: Any) -> dict[str, Any]:
+    return {"name": "c", "image": "busybox", **fields}
+
+
+REFERENCES = [
+    (
+        {"volumes": [{"name": "v", "configMap": {"name": "cm"}}]},
+        ("volumes", 0, "configMap", "name"),
+    ),
+    (
+        {"volumes": [{"name": "v", "secret": {"secretName": "s"}}]},
+        ("volumes", 0, "secret", "secretName"),
+    ),
+    (
+        {"volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": "data"}}]},
+        ("volumes", 0, "persistentVolumeClaim", "claimName"),
+    ),
+    (
+        {"volumes": [{"name": "v", "projected": {"sources": [{"configMap": {"name": "cm"}}]}}]},
+        ("volumes", 0, "projected", "sources", 0, "configMap", "name"),
+    ),
+    (
+        {"volumes": [{"name": "v", "projected": {"sources": [{"secret": {"name": "s"}}]}}]},
+        ("volumes", 0, "projected", "sources", 0, "secret", "name"),
+    ),
+    (
+        {"volumes": [{"name": "v", "csi": {"driver": "d", "nodePublishSecretRef": {"name": "s"}}}]},
+        ("volumes", 0, "csi", "nodePublishSecretRef", "name"),
+    ),
+    (
+        {
+            "containers": [
+                container(
+                    env=[
+                        {"name": "E", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "k"}}}
+                    ]
+                )
+            ]
+        },
+        ("containers", 0, "env", -1, "valueFrom", "configMapKeyRef", "name"),
+    ),
+    (
+        {
+            "initContainers": [
+                container(
+                    env=[{"name": "E", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]
+                )
+            ]
+        },
+        ("initContainers", 0, "env", -1, "valueFrom", "secretKeyRef", "name"),
+    ),
+    (
+        {"containers": [container(envFrom=[{"configMapRef": {"name": "cm"}}])]},
+        ("containers", 0, "envFrom", 0, "configMapRef", "name"),
+    ),
+    (
+        {"containers": [container(envFrom=[{"prefix": "P_", "secretRef": {"name": "s"}}])]},
+        ("containers", 0, "envFrom", 0, "secretRef", "name"),
+    ),
+    ({"imagePullSecrets": [{"name": "regcred"}]}, ("imagePullSecrets", 0, "name")),
+]
+
+
+@pytest.mark.parametrize(("spec", "path"), REFERENCES)
+def test_references_are_translated(spec: dict[str, Any], path: tuple[str | int, ...]) -> None:
+    virtual = pod(**spec)
+    before = copy.deepcopy(virtual)
+    host = translate_pod(virtual, CTX)
+    assert virtual == before  # pure: the input is untouched
+    assert at(host["spec"], *path) == ref(at(virtual["spec"], *path))
+
+
+def test_service_account_volume_is_replaced_by_host_secret() -> None:
+    host = translate_pod(pod(), CTX)
+    spec = host["spec"]
+    assert spec["volumes"] == [
+        {
+            "name": "kube-api-access-abcde",
+            "projected": {
+                "defaultMode": 420,
+                "sources": [
+                    {
+                        "secret": {
+                            "name": CTX.service_account_secret,  # not translated again
+                            "items": [
+                                {"key": "token", "path": "token"},
+                                {"key": "ca.crt", "path": "ca.crt"},
+                                {"key": "namespace", "path": "namespace"},
+                            ],
+                        }
+                    }
+                ],
+            },
+        }
+    ]
+    assert spec["containers"][0]["volumeMounts"] == [
+        {"name": "kube-api-access-abcde", "mountPath": SA_MOUNT_PATH}
+    ]
+    assert spec["automountServiceAccountToken"] is False
+    assert "serviceAccountName" not in spec
+    assert "serviceAccount" not in spec
+
+
+def test_any_volume_mounted_at_the_token_path_is_replaced() -> None:
+    virtual = pod(
+        volumes=[{"name": "tok", "secret": {"secretName": "my-token"}}],
+        containers=[container(volumeMounts=[{"name": "tok", "mountPath": SA_MOUNT_PATH + "/"}])],
+    )
+    (volume,) = translate_pod(virtual, CTX)["spec"]["volumes"]
+    assert volume["name"] == "tok"
+    assert "secret" not in volume
+    assert volume["projected"]["sources"][0]["secret"]["name"] == CTX.service_account_secret
+
+
+def test_other_token_sources_are_dropped_not_minted_by_the_host() -> None:
+    vault = {
+        "name": "vault",
+        "projected": {
+            "sources": [
+                {"serviceAccountToken": {"audience": "vault", "path": "t"}},
+                {"configMap": {"name": "cm"}},
+            ]
+        },
+    }
+    host = translate_pod(pod(volumes=[copy.deepcopy(SA_VOLUME), vault]), CTX)
+    assert host["spec"]["volumes"][1]["projected"]["sources"] == [
+        {"configMap": {"name": ref("cm")}}
+    ]
+
+
+def test_pod_without_token_volume_gets_none() -> None:
+    host = translate_pod(pod(volumes=[], containers=[container()]), CTX)
+    assert host["spec"]["volumes"] == []
+
+
+def env_of(host: dict[str, Any], kind: str = "containers") -> dict[str, str]:
+    return {e["name"]: e.get("value") for e in host["spec"][kind][0]["env"]}
+
+
+def test_api_server_env_replaces_user_values_and_comes_first() -> None:
+    user_env = [
+        {"name": "KUBERNETES_SERVICE_HOST", "value": "evil"},
+        {"name": "URL", "value": "https://$(KUBERNETES_SERVICE_HOST)"},
+    ]
+    host = translate_pod(
+        pod(containers=[container(env=user_env)], initContainers=[container()]), CTX
+    )
+    for kind in ("containers", "initContainers"):
+        env = env_of(host, kind)
+        assert env["KUBERNETES_SERVICE_HOST"] == "10.96.0.10"
+        assert env["KUBERNETES_SERVICE_PORT"] == "443"
+        assert env["KUBERNETES_PORT_443_TCP"] == "tcp://10.96.0.10:443"
+    names = [e["name"] for e in host["spec"]["containers"][0]["env"]]
+    assert names.count("KUBERNETES_SERVICE_HOST") == 1
+    assert names[-1] == "URL"  # after the variable it expands
+    assert host["spec"]["enableServiceLinks"] is False
+
+
+def test_api_server_env_for_ipv6() -> None:
+    ctx = PodContext(**{**CTX.__dict__, "api_host": "fd00::10", "api_port": 6443})
+    env = env_of(translate_pod(pod(), ctx))
+    assert env["KUBERNETES_PORT"] == "tcp://[fd00::10]:6443"
+    assert env["KUBERNETES_PORT_6443_TCP_ADDR"] == "fd00::10"
+
+
+VIRTUAL_DNS = {
+    "nameservers": ["10.96.0.53"],
+    "searches": [f"{NS}.svc.cluster.local", "svc.cluster.local", "cluster.local"],
+    "options": [{"name": "ndots", "value": "5"}],
+}
+
+
+@pytest.mark.parametrize(
+    ("spec", "policy", "config"),
+    [
+        ({"dnsPolicy": "ClusterFirst"}, "None", VIRTUAL_DNS),
+        ({"dnsPolicy": None}, "None", VIRTUAL_DNS),  # missing
+        ({"dnsPolicy": "ClusterFirstWithHostNet", "hostNetwork": True}, "None", VIRTUAL_DNS),
+        ({"dnsPolicy": "ClusterFirst", "hostNetwork": True}, "ClusterFirst", None),
+        ({"dnsPolicy": "Default"}, "Default", None),
+        (
+            {"dnsPolicy": "None", "dnsConfig": {"nameservers": ["1.1.1.1"]}},
+            "None",
+            {"nameservers": ["1.1.1.1"]},
+        ),
+        (
+            {
+                "dnsConfig": {
+                    "nameservers": ["1.1.1.1", "10.96.0.53"],
+                    "searches": ["example.com"],
+                    "options": [{"name": "ndots", "value": "2"}, {"name": "edns0"}],
+                }
+            },
+            "None",
+            {
+                "nameservers": ["10.96.0.53", "1.1.1.1"],
+                "searches": [*VIRTUAL_DNS["searches"], "example.com"],
+                "options": [{"name": "ndots", "value": "2"}, {"name": "edns0"}],
+            },
+        ),
+    ],
+)
+def test_dns(spec: dict[str, Any], policy: str, config: dict[str, Any] | None) -> None:
+    virtual = pod(**spec)
+    if spec.get("dnsPolicy", "") is None:
+        del virtual["spec"]["dnsPolicy"]
+    host = translate_pod(virtual, CTX)["spec"]
+    assert host["dnsPolicy"] == policy
+    assert host.get("dnsConfig") == config
+
+
+def test_dns_uses_cluster_domain() -> None:
+    ctx = PodContext(**{**CTX.__dict__, "cluster_domain": "corp.local"})
+    searches = translate_pod(pod(), ctx)["spec"]["dnsConfig"]["searches"]
+    assert searches == [f"{NS}.svc.corp.local", "svc.corp.local", "corp.local"]
+
+
+def test_scheduling_fields_the_host_may_lack_are_dropped() -> None:
+    virtual = pod(
+        priorityClassName="high",
+        priority=1000,
+        preemptionPolicy="Never",
+        overhead={"cpu": "10m"},
+        schedulerName="custom",
+        nodeName="node-1",
+        subdomain="web",
+    )
+    host = translate_pod(virtual, CTX)
+    spec = host["spec"]
+    for field in ("priorityClassName", "priority", "preemptionPolicy", "overhead", "schedulerName"):
+        assert field not in spec
+    assert spec["nodeName"] == "node-1"
+    assert spec["subdomain"] == "web"
+    assert "status" not in host
+    assert "nodeName" not in translate_pod(pod(), CTX)["spec"]
+
+
+@pytest.mark.parametrize(
+    ("name", "spec", "hostname"),
+    [
+        ("web-0", {}, "web-0"),
+        ("web-0", {"hostname": "custom"}, "custom"),
+        ("w" * 70, {}, "w" * 63),
+        ("w" * 62 + "-x", {}, "w" * 62),  # kubelet-style trim of the cut
+        ("web.v1", {}, None),  # not a DNS label: left to the host kubelet
+    ],
+)
+def test_hostname_defaults_to_virtual_name(
+    name: str, spec: dict[str, Any], hostname: str | None
+) -> None:
+    assert translate_pod(pod(name, **spec), CTX)["spec"].get("hostname") == hostname
+
+
+def test_host_metadata_of_pod() -> None:
+    meta = translate_pod(pod(), CTX)["metadata"]
+    assert meta["name"] == ref("web-0")
+    assert meta["namespace"] == "host-ns"
+    assert meta["labels"] == translate_labels({"app": "web"}, NS, "vc")
+
+
+def resolve(host_pod: dict[str, Any], field_path: str) -> Any:
+    """What the host kubelet yields for a downward API field path."""
+    match = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", field_path)
+    if match:
+        return host_pod["metadata"][match[1]].get(match[2])
+    return at(host_pod, *field_path.split("."))
+
+
+@pytest.mark.parametrize(
+    ("field_path", "virtual_value"),
+    [
+        ("metadata.name", "web-0"),
+        ("metadata.namespace", NS),
+        ("metadata.uid", "pod-uid"),
+        ("metadata.labels['app']", "web"),
+    ],
+)
+def test_downward_api_yields_virtual_values(field_path: str, virtual_value: str) -> None:
+    env = [{"name": "V", "valueFrom": {"fieldRef": {"fieldPath": field_path}}}]
+    item = {"path": "v", "fieldRef": {"fieldPath": field_path}}
+    volumes = [
+        copy.deepcopy(SA_VOLUME),
+        {"name": "info", "downwardAPI": {"items": [copy.deepcopy(item)]}},
+        {"name": "p", "projected": {"sources": [{"downwardAPI": {"items": [item]}}]}},
+    ]
+    host = translate_pod(pod(containers=[container(env=env)], volumes=volumes), CTX)
+    paths = [
+        host["spec"]["containers"][0]["env"][-1]["valueFrom"]["fieldRef"]["fieldPath"],
+        host["spec"]["volumes"][1]["downwardAPI"]["items"][0]["fieldRef"]["fieldPath"],
+        at(host["spec"]["volumes"][2], "projected", "sources", 0, "downwardAPI", "items", 0)[
+            "fieldRef"
+        ]["fieldPath"],
+    ]
+    for path in paths:
+        assert resolve(host, path) == virtual_value
+
+
+def sibling(namespace: str, labels: dict[str, str]) -> dict[str, str]:
+    return translate_labels(labels, namespace, "vc")
+
+
+def anti_affinity(term: dict[str, Any]) -> dict[str, Any]:
+    return {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}
+
+
+@pytest.mark.parametrize(
+    ("term", "other_namespace", "selected"),
+    [
+        ({"labelSelector": {"matchLabels": {"app": "web"}}}, NS, True),
+        ({"labelSelector": {"matchLabels": {"app": "web"}}}, "team-b", False),
+        ({"labelSelector": {"matchLabels": {"app": "db"}}}, NS, False),
+        (
+            {"labelSelector": {"matchLabels": {"app": "web"}}, "namespaces": ["team-b"]},
+            "team-b",
+            True,
+        ),
+        ({"labelSelector": {"matchLabels": {"app": "web"}}, "namespaces": ["team-b"]}, NS, False),
+        (
+            {"labelSelector": {"matchLabels": {"app": "web"}}, "namespaceSelector": {}},
+            "team-z",
+            True,
+        ),
+    ],
+)
+def test_pod_affinity_selects_translated_pods(
+    matches: Matcher, term: dict[str, Any], other_namespace: str, selected: bool
+) -> None:
+    host = translate_pod(pod(affinity=anti_affinity({**term, "topologyKey": "zone"})), CTX)
+    host_term = host["spec"]["affinity"]["podAntiAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ][0]
+    assert "namespaces" not in host_term
+    assert "namespaceSelector" not in host_term
+    assert host_term["topologyKey"] == "zone"
+    assert matches(host_term["labelSelector"], sibling(other_namespace, {"app": "web"})) is selected
+    assert not matches(host_term["labelSelector"], {"app": "web"})  # host-only pod
+
+
+def test_preferred_affinity_and_topology_spread_are_translated(matches: Matcher) -> None:
+    selector = {"matchLabels": {"app": "web"}}
+    preferred = {"weight": 10, "podAffinityTerm": {"labelSelector": selector, "topologyKey": "z"}}
+    spread = {"maxSkew": 1, "topologyKey": "z", "labelSelector": selector, "matchLabelKeys": ["a"]}
+    virtual = pod(
+        affinity={"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [preferred]}},
+        topologySpreadConstraints=[spread],
+    )
+    spec = translate_pod(virtual, CTX)["spec"]
+    term = spec["affinity"]["podAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]
+    constraint = spec["topologySpreadConstraints"][0]
+    for host_selector in (term["podAffinityTerm"]["labelSelector"], constraint["labelSelector"]):
+        assert matches(host_selector, sibling(NS, {"app": "web"}))
+        assert not matches(host_selector, sibling("team-b", {"app": "web"}))
+    assert "matchLabelKeys" not in constraint  # merged by the virtual API server already
+
+
+@pytest.mark.parametrize(
+    ("spec", "reasons"),
+    [
+        ({}, []),
+        (
+            {"hostNetwork": True, "hostPID": True, "hostIPC": True},
+            ["pod: hostNetwork", "pod: hostPID", "pod: hostIPC"],
+        ),
+        ({"volumes": [{"name": "root", "hostPath": {"path": "/"}}]}, ["volume 'root': hostPath"]),
+        (
+            {"containers": [container(securityContext={"privileged": True})]},
+            ["container 'c': privileged"],
+        ),
+        (
+            {"initContainers": [container(name="init", securityContext={"privileged": True})]},
+            ["init container 'init': privileged"],
+        ),
+        (
+            {"ephemeralContainers": [container(name="dbg", securityContext={"privileged": True})]},
+            ["ephemeral container 'dbg': privileged"],
+        ),
+        (
+            {"containers": [container(ports=[{"containerPort": 80, "hostPort": 8080}])]},
+            ["container 'c': hostPort 8080"],
+        ),
+        ({"containers": [container(ports=[{"containerPort": 80, "hostPort": 0}])]}, []),
+        (
+            {
+                "containers": [
+                    container(
+                        securityContext={
+                            "capabilities": {"add": ["NET_ADMIN", "CHOWN", "SYS_ADMIN"]}
+                        }
+                    )
+                ]
+            },
+            ["container 'c': capability NET_ADMIN", "container 'c': capability SYS_ADMIN"],
+        ),
+        (
+            {
+                "containers": [
+                    container(
+                        securityContext={
+                            "allowPrivilegeEscalation": True,
+                            "privileged": False,
+                            "capabilities": {
+                                "add": BASELINE,
+                                "drop": ["ALL"],
+                            },
+                        }
+                    )
+                ]
+            },
+            [],
+        ),
+        (
+            {"securityContext": {"windowsOptions": {"hostProcess": True}}},
+            ["pod: hostProcess"],
+        ),
+    ],
+)
+def test_pod_violations(spec: dict[str, Any], reasons: list[str]) -> None:
+    assert pod_violations(pod(**spec)) == reasons
+
+
+def test_virtual_pod_status_is_a_deep_copy() -> None:
+    host_pod = {"status": {"phase": "Running", "conditions": [{"type": "Ready"}]}}
+    status = virtual_pod_status(host_pod)
+    assert status == host_pod["status"]
+    status["conditions"].append({"type": "X"})
+    assert host_pod["status"]["conditions"] == [{"type": "Ready"}]
+    assert virtual_pod_status({}) == {}
+
+
+TOL = {"key": "k", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60}
+
+
+@pytest.mark.parametrize(
+    ("old_spec", "new_spec", "recreate"),
+    [
+        ({}, {}, False),
+        ({}, {"containers": [{**pod()["spec"]["containers"][0], "image": "nginx:2"}]}, False),
+        (
+            {"initContainers": [container()]},
+            {"initContainers": [container(image="busybox:2")]},
+            False,
+        ),
+        ({}, {"containers": [{**pod()["spec"]["containers"][0], "args": ["x"]}]}, True),
+        ({}, {"activeDeadlineSeconds": 30}, False),
+        ({"activeDeadlineSeconds": 30}, {"activeDeadlineSeconds": 10}, False),
+        ({"activeDeadlineSeconds": 30}, {"activeDeadlineSeconds": 60}, True),
+        ({"activeDeadlineSeconds": 30}, {}, True),
+        ({"tolerations": [TOL]}, {"tolerations": [TOL, {"key": "x", "operator": "Exists"}]}, False),
+        ({"tolerations": [TOL]}, {"tolerations": [{**TOL, "tolerationSeconds": 10}]}, False),
+        ({"tolerations": [TOL]}, {"tolerations": []}, True),
+        ({"tolerations": [TOL]}, {"tolerations": [{**TOL, "effect": "NoSchedule"}]}, True),
+        ({}, {"nodeName": "node-1"}, False),  # binding
+        ({"nodeName": "node-1"}, {"nodeName": "node-2"}, True),
+        ({}, {"ephemeralContainers": [container(name="dbg")]}, False),
+        ({}, {"restartPolicy": "Never"}, True),
+        ({}, {"volumes": []}, True),
+    ],
+)
+def test_pod_spec_changed_immutably(
+    old_spec: dict[str, Any], new_spec: dict[str, Any], recreate: bool
+) -> None:
+    assert pod_spec_changed_immutably(pod(**old_spec), pod(**new_spec)) is recreate
+
+
+def test_translation_is_deterministic() -> None:
+    virtual = pod(volumes=[copy.deepcopy(SA_VOLUME), {"name": "v", "configMap": {"name": "cm"}}])
+    assert translate_pod(virtual, CTX) == translate_pod(copy.deepcopy(virtual), CTX)
+    assert LABEL_PREFIX in next(iter(translate_pod(virtual, CTX)["metadata"]["labels"]))
+    annotations = translate_pod(virtual, CTX)["metadata"]["annotations"]
+    assert (annotations[OBJECT_NAME], annotations[OBJECT_NAMESPACE]) == ("web-0", NS)
+    assert annotations[OBJECT_UID] == "pod-uid"

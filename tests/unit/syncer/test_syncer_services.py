@@ -1,0 +1,235 @@
+"""Services, Endpoints, Ingresses, ConfigMaps, Secrets, PVCs (syncer.translate.services)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from syncer.constants import OBJECT_KIND
+from syncer.translate.names import host_name, translate_labels
+from syncer.translate.services import (
+    translate_configmap,
+    translate_endpoints,
+    translate_ingress,
+    translate_pvc,
+    translate_secret,
+    translate_service,
+)
+
+Matcher = Callable[..., bool]
+NS = "team-a"
+
+
+def obj(kind: str, name: str = "web", **body: Any) -> dict[str, Any]:
+    meta = {"name": name, "namespace": NS, "uid": "u1", "resourceVersion": "7"}
+    return {"apiVersion": "v1", "kind": kind, "metadata": meta, **body}
+
+
+def ref(name: str) -> str:
+    return host_name(name, NS, "vc")
+
+
+def service(**spec: Any) -> dict[str, Any]:
+    ports = [{"port": 80, "targetPort": 8080, "protocol": "TCP"}]
+    return obj("Service", spec={"ports": ports, **spec}, status={"loadBalancer": {}})
+
+
+@pytest.mark.parametrize(
+    ("pod_labels", "pod_namespace", "selected"),
+    [
+        ({"app": "web"}, NS, True),
+        ({"app": "web", "extra": "1"}, NS, True),
+        ({"app": "web"}, "team-b", False),
+        ({"app": "db"}, NS, False),
+    ],
+)
+def test_service_selector_selects_only_its_namespace(
+    matches: Matcher, pod_labels: dict[str, str], pod_namespace: str, selected: bool
+) -> None:
+    host = translate_service(service(selector={"app": "web"}), "host-ns", "vc")
+    host_labels = translate_labels(pod_labels, pod_namespace, "vc")
+    assert matches({"matchLabels": host["spec"]["selector"]}, host_labels) is selected
+
+
+@pytest.mark.parametrize("spec", [{}, {"selector": None}, {"selector": {}}])
+def test_selector_less_service_stays_selector_less(spec: dict[str, Any]) -> None:
+    assert "selector" not in translate_service(service(**spec), "host-ns", "vc")["spec"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "kept"),
+    [
+        ({"clusterIP": "10.0.0.7", "clusterIPs": ["10.0.0.7"]}, {}),
+        (
+            {"clusterIP": "None", "clusterIPs": ["None"]},
+            {"clusterIP": "None", "clusterIPs": ["None"]},
+        ),
+        ({"type": "LoadBalancer", "healthCheckNodePort": 31000}, {"type": "LoadBalancer"}),
+    ],
+)
+def test_service_ips_are_left_to_the_host(spec: dict[str, Any], kept: dict[str, Any]) -> None:
+    virtual = service(**spec)
+    before = copy.deepcopy(virtual)
+    host = translate_service(virtual, "host-ns", "vc")
+    assert virtual == before
+    assert host["spec"] == {"ports": virtual["spec"]["ports"], **kept}
+    assert "status" not in host
+    assert host["metadata"]["name"] == ref("web")
+    assert host["metadata"]["namespace"] == "host-ns"
+    assert host["metadata"]["annotations"][OBJECT_KIND] == "Service"
+
+
+def test_endpoints_follow_the_service_name_without_target_refs() -> None:
+    target = {"kind": "Pod", "name": "p", "namespace": NS}
+    subsets = [
+        {
+            "addresses": [{"ip": "10.1.0.5", "targetRef": target}],
+            "notReadyAddresses": [{"ip": "10.1.0.6", "targetRef": target}],
+            "ports": [{"port": 8080}],
+        }
+    ]
+    virtual = obj("Endpoints", subsets=subsets)
+    host = translate_endpoints(virtual, "host-ns", "vc")
+    assert (
+        host["metadata"]["name"]
+        == translate_service(service(), "host-ns", "vc")["metadata"]["name"]
+    )
+    assert host["subsets"] == [
+        {
+            "addresses": [{"ip": "10.1.0.5"}],
+            "notReadyAddresses": [{"ip": "10.1.0.6"}],
+            "ports": [{"port": 8080}],
+        }
+    ]
+    assert virtual["subsets"][0]["addresses"][0]["targetRef"] == target
+
+
+def backend(name: str) -> dict[str, Any]:
+    return {"service": {"name": name, "port": {"number": 80}}}
+
+
+INGRESS_SPEC = {
+    "ingressClassName": "nginx",
+    "defaultBackend": backend("fallback"),
+    "rules": [
+        {
+            "host": "a.example",
+            "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend("web")}]},
+        },
+        {"host": "b.example"},
+    ],
+    "tls": [{"hosts": ["a.example"], "secretName": "a-tls"}, {"hosts": ["b.example"]}],
+}
+
+
+@pytest.mark.parametrize(
+    ("path", "virtual_name"),
+    [
+        (("defaultBackend", "service", "name"), "fallback"),
+        (("rules", 0, "http", "paths", 0, "backend", "service", "name"), "web"),
+        (("tls", 0, "secretName"), "a-tls"),
+    ],
+)
+def test_ingress_references(path: tuple[str | int, ...], virtual_name: str) -> None:
+    virtual = obj("Ingress", apiVersion="networking.k8s.io/v1", spec=copy.deepcopy(INGRESS_SPEC))
+    host = translate_ingress(virtual, "host-ns", "vc")
+    value: Any = host["spec"]
+    for step in path:
+        value = value[step]
+    assert value == ref(virtual_name)
+    assert host["spec"]["ingressClassName"] == "nginx"
+    assert host["spec"]["tls"][1] == {"hosts": ["b.example"]}
+    assert host["apiVersion"] == "networking.k8s.io/v1"
+
+
+def test_ingress_resource_backend_is_untouched() -> None:
+    resource = {"resource": {"apiGroup": "x.io", "kind": "Bucket", "name": "b"}}
+    virtual = obj("Ingress", spec={"defaultBackend": resource})
+    assert translate_ingress(virtual, "host-ns", "vc")["spec"]["defaultBackend"] == resource
+
+
+@pytest.mark.parametrize(
+    ("translate", "kind", "body", "expected"),
+    [
+        (
+            translate_configmap,
+            "ConfigMap",
+            {"data": {"a": "1"}, "binaryData": {"b": "AA=="}, "immutable": True},
+            {"data": {"a": "1"}, "binaryData": {"b": "AA=="}, "immutable": True},
+        ),
+        (translate_configmap, "ConfigMap", {}, {}),
+        (
+            translate_secret,
+            "Secret",
+            {"type": "kubernetes.io/tls", "data": {"tls.crt": "Qw=="}, "stringData": {"x": "y"}},
+            {"type": "kubernetes.io/tls", "data": {"tls.crt": "Qw=="}, "stringData": {"x": "y"}},
+        ),
+        (
+            translate_secret,
+            "Secret",
+            {"type": "kubernetes.io/service-account-token", "data": {"token": "dA=="}},
+            {"type": "Opaque", "data": {"token": "dA=="}},
+        ),
+    ],
+)
+def test_configmap_and_secret_payload(
+    translate: Callable[[dict[str, Any], str, str], dict[str, Any]],
+    kind: str,
+    body: dict[str, Any],
+    expected: dict[str, Any],
+) -> None:
+    virtual = obj(kind, "cfg", **copy.deepcopy(body))
+    host = translate(virtual, "host-ns", "vc")
+    assert {
+        k: v for k, v in host.items() if k not in ("apiVersion", "kind", "metadata")
+    } == expected
+    assert host["kind"] == kind
+    assert host["metadata"]["name"] == ref("cfg")
+    assert "resourceVersion" not in host["metadata"]
+    if "data" in host:
+        host["data"]["new"] = "x"
+        assert "new" not in virtual["data"]  # deep copy
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (
+            {"accessModes": ["ReadWriteOnce"], "volumeName": "pv-1", "storageClassName": "std"},
+            {"accessModes": ["ReadWriteOnce"], "storageClassName": "std"},
+        ),
+        (
+            {"dataSource": {"kind": "PersistentVolumeClaim", "name": "src"}},
+            {"dataSource": {"kind": "PersistentVolumeClaim", "name": ref("src")}},
+        ),
+        (
+            {
+                "dataSourceRef": {
+                    "kind": "VolumeSnapshot",
+                    "apiGroup": "snapshot.storage.k8s.io",
+                    "name": "s",
+                }
+            },
+            {
+                "dataSourceRef": {
+                    "kind": "VolumeSnapshot",
+                    "apiGroup": "snapshot.storage.k8s.io",
+                    "name": ref("s"),
+                }
+            },
+        ),
+        (
+            {"dataSourceRef": {"kind": "VolumeSnapshot", "name": "s", "namespace": "other"}},
+            {"dataSourceRef": {"kind": "VolumeSnapshot", "name": "s", "namespace": "other"}},
+        ),
+    ],
+)
+def test_pvc(spec: dict[str, Any], expected: dict[str, Any]) -> None:
+    virtual = obj("PersistentVolumeClaim", "data", spec=spec, status={"phase": "Bound"})
+    host = translate_pvc(virtual, "host-ns", "vc")
+    assert host["spec"] == expected
+    assert "status" not in host
+    assert host["metadata"]["name"] == ref("data")
