@@ -158,7 +158,7 @@ class BinaryResolver:
         self.builder = GoBuilder(self.cache_dir / "go", self.progress, go=go)
         self._memo: dict[str, Resolved] = {}
 
-    # -- public -----------------------------------------------------------------------------
+    # -- public
     def version_of(self, tool: str) -> str:
         if tool in K8S_COMPONENTS:
             return str(self.k8s)
@@ -199,7 +199,7 @@ class BinaryResolver:
     def cache_entry(self, tool: str, version: str) -> Path:
         return self.cache_dir / "bin" / f"{tool}-{version}" / tool
 
-    # -- the steps ----------------------------------------------------------------------------
+    # -- the steps
     def _explicit(self, tool: str) -> Resolved | None:
         raw = self.explicit.get(tool) or os.environ.get(_env_key(tool))
         if not raw:

@@ -115,11 +115,12 @@ class ControlPlane:
     service_cidr: str = "10.96.0.0/16"
     scheduler: bool = True
     extra_apiserver_args: tuple[str, ...] = ()
+    extra_controller_manager_args: tuple[str, ...] = ()
     progress: Progress = _quiet
     port: int = 0
     children: dict[str, Child] = field(default_factory=dict)
 
-    # -- credentials ---------------------------------------------------------------------------
+    # -- credentials
     def write_pki(self) -> None:
         d = self.workdir
         d.mkdir(parents=True, exist_ok=True)
@@ -179,7 +180,7 @@ class ControlPlane:
     def rest(self) -> RestClient:
         return RestClient(self.credentials)
 
-    # -- processes -----------------------------------------------------------------------------
+    # -- processes
     def apiserver_args(self) -> list[str]:
         d = self.workdir
         return [
@@ -223,6 +224,7 @@ class ControlPlane:
             f"--cluster-signing-key-file={d / 'ca.key'}",
             f"--service-cluster-ip-range={self.service_cidr}",
             "--profiling=false",
+            *self.extra_controller_manager_args,
         ]
 
     def scheduler_args(self) -> list[str]:

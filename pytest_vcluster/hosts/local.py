@@ -98,7 +98,7 @@ class LocalHost:
         self.started_at = 0.0
         self.ready_seconds = 0.0
 
-    # -- lifecycle -----------------------------------------------------------------------------
+    # -- lifecycle
     def __enter__(self) -> LocalHost:
         self.start()
         return self
@@ -163,7 +163,7 @@ class LocalHost:
         if self._given_workdir is None and self.workdir != Path():
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    # -- details -------------------------------------------------------------------------------
+    # -- details
     def _make_workdir(self) -> None:
         if self._given_workdir is not None:
             self.workdir.mkdir(parents=True, exist_ok=True)

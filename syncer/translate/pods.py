@@ -139,6 +139,8 @@ def _unique(values: list[Any]) -> list[Any]:
 
 
 def _set_dns(spec: dict[str, Any], namespace: str, ctx: PodContext) -> None:
+    if not ctx.dns_ip:  # no DNS service in the virtual cluster (yet): keep the pod's policy
+        return
     policy = spec.get("dnsPolicy", "ClusterFirst")
     # ClusterFirst on the host network means the node's DNS, exactly as on a real cluster.
     if not (

@@ -1,0 +1,296 @@
+"""A virtual cluster on the local host: its own kube-apiserver + controller-manager on the host's
+etcd under ``/vcluster/<name>``, a host namespace, and the syncer as a subprocess.
+
+The syncer gets a host identity of its own (a client certificate for ``vcluster:<name>``) bound
+to a namespaced Role in the host namespace, exactly the rights it has in the Helm chart.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import re
+import shutil
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from .. import kubeconfig
+from ..errors import HostStartError
+from ..procs import Child, ProcessGroup
+from ..rest import RestClient
+from ..servicecidr import cidrs_from_servicecidrs, parse_service_cidr, probe_service
+from .controlplane import ControlPlane, Progress, _quiet, wait_until
+from .local import LocalHost
+
+# vcluster runs its controller-manager without the controllers that need real nodes/clouds.
+VCLUSTER_CONTROLLERS = ",".join(
+    [
+        "*",
+        "-node-lifecycle-controller",
+        "-node-ipam-controller",
+        "-persistentvolume-binder-controller",
+        "-persistentvolume-attach-detach-controller",
+        "-persistentvolume-expander-controller",
+        "-ttl-controller",
+    ]
+)
+_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")
+SYNCER_RULES = [
+    {
+        "apiGroups": [""],
+        "resources": [
+            "pods",
+            "pods/status",
+            "services",
+            "endpoints",
+            "configmaps",
+            "secrets",
+            "persistentvolumeclaims",
+            "events",
+        ],
+        "verbs": ["*"],
+    },
+    {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["*"]},
+]
+
+
+def host_namespace_for(name: str) -> str:
+    return f"vcluster-{name}"
+
+
+def validate_name(name: str) -> str:
+    if not _NAME_RE.match(name):
+        raise HostStartError(
+            f"vcluster name {name!r} is invalid: use 1-32 lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit"
+        )
+    return name
+
+
+class LocalVCluster:
+    """Create with ``start()``, remove with ``delete()``; a context manager too."""
+
+    def __init__(
+        self,
+        host: LocalHost,
+        name: str,
+        *,
+        labels: dict[str, str] | None = None,
+        syncer_args: tuple[str, ...] = (),
+        progress: Progress = _quiet,
+        timeout: float = 60.0,
+    ) -> None:
+        self.host = host
+        self.name = validate_name(name)
+        self.host_namespace = host_namespace_for(name)
+        self.labels = labels or {}
+        self.syncer_args = syncer_args
+        self.progress = progress
+        self.timeout = timeout
+        self.workdir = host.workdir / "vclusters" / name
+        self.procs = ProcessGroup()
+        self.control_plane: ControlPlane | None = None
+        self.syncer: Child | None = None
+        self.syncer_health = ""
+        self.ready_seconds = 0.0
+
+    def __enter__(self) -> LocalVCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.delete()
+
+    @property
+    def etcd_prefix(self) -> str:
+        return f"/vcluster/{self.name}"
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        assert self.control_plane is not None
+        return self.control_plane.kubeconfig_path
+
+    def _host_rest(self) -> RestClient:
+        assert self.host.control_plane is not None
+        return self.host.control_plane.rest()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            self.delete()
+            raise
+
+    def _start(self) -> None:
+        t0 = time.monotonic()
+        deadline = t0 + self.timeout
+        assert self.host.etcd is not None
+        assert self.host.control_plane is not None
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        cidr = self.service_cidr()
+        cp = ControlPlane(
+            name=self.name,
+            workdir=self.workdir,
+            binaries=self.host.binaries,
+            etcd_url=self.host.etcd.url,
+            etcd_prefix=self.etcd_prefix,
+            procs=self.procs,
+            service_cidr=cidr,
+            scheduler=False,
+            extra_controller_manager_args=(f"--controllers={VCLUSTER_CONTROLLERS}",),
+            progress=self.progress,
+        )
+        self.control_plane = cp
+        cp.write_pki()
+        cp.start_processes()
+        self._prepare_host_namespace()
+        cp.wait_apiserver(deadline)
+        self._start_syncer()
+        cp.wait_default_service_account(deadline)
+        self._wait_syncer(deadline)
+        self.ready_seconds = time.monotonic() - t0
+        self.progress(f"pytest-vcluster: vcluster {self.name} ready in {self.ready_seconds:.2f}s")
+
+    def service_cidr(self) -> str:
+        # Kubernetes >= 1.33 publishes its ranges as ServiceCIDR objects (and its 1.1.1.1
+        # refusal no longer names the range); older hosts only answer the 1.1.1.1 probe.
+        status, body = self._host_rest().get("/apis/networking.k8s.io/v1/servicecidrs")
+        if status == 200 and isinstance(body, dict):
+            cidrs = cidrs_from_servicecidrs(body)
+            if cidrs:
+                return cidrs[0]
+        status, body = self._host_rest().request(
+            "POST", "/api/v1/namespaces/default/services", probe_service("default")
+        )
+        if status == 201:  # 1.1.1.1 was accepted: clean up, then say so
+            name = body["metadata"]["name"]
+            self._host_rest().request("DELETE", f"/api/v1/namespaces/default/services/{name}")
+            raise HostStartError("the host accepted ClusterIP 1.1.1.1; cannot find its range")
+        message = body.get("message", "") if isinstance(body, dict) else str(body)
+        return parse_service_cidr(message).split(",")[0]
+
+    def _prepare_host_namespace(self) -> None:
+        rest = self._host_rest()
+        ns = self.host_namespace
+        labels = {"app.kubernetes.io/managed-by": "pytest-vcluster", **self.labels}
+        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels}}
+        for path, obj in (
+            ("/api/v1/namespaces", body),
+            (
+                f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles",
+                {"metadata": {"name": "vcluster-syncer"}, "rules": SYNCER_RULES},
+            ),
+            (
+                f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
+                {
+                    "metadata": {"name": "vcluster-syncer"},
+                    "roleRef": {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "Role",
+                        "name": "vcluster-syncer",
+                    },
+                    "subjects": [
+                        {
+                            "apiGroup": "rbac.authorization.k8s.io",
+                            "kind": "User",
+                            "name": self.syncer_user,
+                        }
+                    ],
+                },
+            ),
+        ):
+            status, resp = rest.request("POST", path, obj)
+            if status not in (201, 409):
+                raise HostStartError(f"creating {path} on the host failed ({status}): {resp}")
+
+    @property
+    def syncer_user(self) -> str:
+        return f"vcluster:{self.name}"
+
+    def _start_syncer(self) -> None:
+        host_cp = self.host.control_plane
+        assert host_cp is not None
+        assert self.control_plane is not None
+        pair = host_cp.ca.issue(self.syncer_user, client=True)
+        host_kc = kubeconfig.write(
+            self.workdir / "syncer-host.kubeconfig",
+            kubeconfig.render(
+                "host", host_cp.server, host_cp.ca.pair.cert_pem, pair.cert_pem, pair.key_pem
+            ),
+        )
+        argv = [
+            sys.executable,
+            "-m",
+            "syncer",
+            f"--name={self.name}",
+            f"--host-namespace={self.host_namespace}",
+            f"--virtual-kubeconfig={self.control_plane.kubeconfig_path}",
+            f"--host-kubeconfig={host_kc}",
+            "--health-address=127.0.0.1:0",
+            f"--api-service-host={self.control_plane.server.split('://')[1].rsplit(':', 1)[0]}",
+            f"--api-service-port={self.control_plane.port}",
+            *self.syncer_args,
+        ]
+        self.syncer = self.procs.start("syncer", argv, self.workdir / "syncer.log")
+
+    def _wait_syncer(self, deadline: float) -> None:
+        assert self.syncer is not None
+        log = self.syncer.log_path
+        self.progress(f"pytest-vcluster: vcluster {self.name}: waiting for the syncer")
+
+        def ready() -> bool:
+            if not self.syncer_health:
+                m = re.search(r"syncer: health on (\S+)", log.read_text(errors="replace"))
+                if not m:
+                    return False
+                self.syncer_health = m.group(1)
+            url = f"http://{self.syncer_health}/readyz"
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                return bool(resp.status == 200)
+
+        wait_until(f"vcluster {self.name} syncer /readyz", ready, deadline, (self.syncer,))
+
+    def restart_syncer(self) -> None:
+        """Kill the syncer (SIGKILL, as a crash would) and start a new one."""
+        assert self.syncer is not None
+        self.syncer.popen.kill()
+        self.procs.forget(self.syncer)
+        self.syncer_health = ""
+        self._start_syncer()
+        self._wait_syncer(time.monotonic() + self.timeout)
+
+    def delete(self) -> None:
+        """Stop the processes, drop the etcd prefix and the host namespace."""
+        self.procs.stop()
+        etcd = self.host.etcd
+        if etcd is not None and etcd.child is not None and etcd.child.alive():
+            _etcd_delete_prefix(self.host.etcd.url, self.etcd_prefix + "/")
+        if self.host.control_plane is not None and self.host.procs.children:
+            with contextlib.suppress(OSError):
+                self._host_rest().request("DELETE", f"/api/v1/namespaces/{self.host_namespace}")
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def rss(self) -> dict[str, int]:
+        return {c.name: c.rss_bytes() for c in self.procs.children}
+
+
+def _etcd_delete_prefix(etcd_url: str, prefix: str) -> Any:
+    """DeleteRange over etcd's JSON gateway (v3 API): every key starting with ``prefix``."""
+    key = prefix.encode()
+    range_end = key[:-1] + bytes([key[-1] + 1])
+    body = json.dumps(
+        {"key": base64.b64encode(key).decode(), "range_end": base64.b64encode(range_end).decode()}
+    ).encode()
+    for api in ("/v3/kv/deleterange", "/v3beta/kv/deleterange"):
+        req = urllib.request.Request(etcd_url + api, data=body, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                return resp.read()
+        except OSError:
+            continue
+    return None

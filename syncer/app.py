@@ -1,0 +1,105 @@
+"""Assemble the engine with the resources the settings enable."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .core.controller import Engine
+from .kube import JSON, Kube
+from .resources.events import EventRecorder, Events
+from .resources.generic import DownSync, keep_service_ips
+from .resources.nodes import Nodes
+from .resources.pods import Pods, RefIndex
+from .resources.services import ServiceIPs
+from .settings import Settings
+from .translate import services as tr
+
+
+def build(settings: Settings, virtual: Kube, host: Kube) -> Engine:
+    engine = Engine(settings, virtual, host)
+    engine.recorder = EventRecorder(engine)
+    refs = RefIndex()
+    enabled = settings.resources
+    configs: dict[str, DownSync] = {}
+
+    def used(resource: str) -> Callable[[JSON], bool]:
+        def wanted(obj: JSON) -> bool:
+            if settings.sync_all_configs:
+                return True
+            meta = obj["metadata"]
+            return refs.used(resource, meta["namespace"], meta["name"])
+
+        return wanted
+
+    if "configmaps" in enabled:
+        configs["configmaps"] = DownSync(
+            "configmaps",
+            "/api/v1",
+            "ConfigMap",
+            tr.translate_configmap,
+            ("data", "binaryData"),
+            wanted=used("configmaps"),
+        )
+    if "secrets" in enabled:
+        configs["secrets"] = DownSync(
+            "secrets",
+            "/api/v1",
+            "Secret",
+            tr.translate_secret,
+            ("data", "type"),
+            wanted=used("secrets"),
+        )
+    if "persistentvolumeclaims" in enabled:
+        configs["persistentvolumeclaims"] = DownSync(
+            "persistentvolumeclaims",
+            "/api/v1",
+            "PersistentVolumeClaim",
+            tr.translate_pvc,
+            ("spec",),
+            status_back=True,
+        )
+    for sync in configs.values():
+        engine.add(sync)
+    if "pods" in enabled:
+        engine.add(Pods(refs, configs))
+    if "services" in enabled:
+        ips = ServiceIPs(engine)
+        engine.add(
+            DownSync(
+                "services",
+                "/api/v1",
+                "Service",
+                tr.translate_service,
+                ("spec",),
+                wanted=ips.wanted,
+                keep_from_host=keep_service_ips,
+                after_sync=ips.align,
+            )
+        )
+    if "endpoints" in enabled:
+        engine.add(
+            DownSync(
+                "endpoints",
+                "/api/v1",
+                "Endpoints",
+                tr.translate_endpoints,
+                ("subsets",),
+                wanted=lambda ep: ServiceIPs.selectorless(engine, ep),
+            )
+        )
+    if "ingresses" in enabled:
+        engine.add(
+            DownSync(
+                "ingresses",
+                "/apis/networking.k8s.io/v1",
+                "Ingress",
+                tr.translate_ingress,
+                ("spec",),
+                status_back=True,
+            )
+        )
+    if "nodes" in enabled and "pods" in enabled:
+        engine.add(Nodes())
+    if "events" in enabled:
+        engine.add(Events())
+    return engine

@@ -1,0 +1,83 @@
+"""Counters for /metrics (Prometheus text format) and an HTTP server for probes."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict, deque
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from .workqueue import WorkQueue
+
+
+class Metrics:
+    def __init__(self, queue: WorkQueue) -> None:
+        self.queue = queue
+        self._lock = threading.Lock()
+        self.syncs: dict[str, int] = defaultdict(int)
+        self.errors: dict[str, int] = defaultdict(int)
+        self.latency_sum: dict[str, float] = defaultdict(float)
+        self.recent: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=1000))
+
+    def synced(self, resource: str, seconds: float) -> None:
+        with self._lock:
+            self.syncs[resource] += 1
+            self.latency_sum[resource] += seconds
+            self.recent[resource].append(seconds)
+
+    def error(self, resource: str) -> None:
+        with self._lock:
+            self.errors[resource] += 1
+
+    def render(self) -> str:
+        lines = [
+            "# TYPE syncer_queue_depth gauge",
+            f"syncer_queue_depth {len(self.queue)}",
+            "# TYPE syncer_syncs_total counter",
+            "# TYPE syncer_errors_total counter",
+            "# TYPE syncer_sync_seconds summary",
+        ]
+        with self._lock:
+            for r, n in sorted(self.syncs.items()):
+                lines.append(f'syncer_syncs_total{{resource="{r}"}} {n}')
+                lines.append(f'syncer_sync_seconds_sum{{resource="{r}"}} {self.latency_sum[r]:.6f}')
+                lines.append(f'syncer_sync_seconds_count{{resource="{r}"}} {n}')
+                recent = sorted(self.recent[r])
+                for q in (0.5, 0.99):
+                    v = recent[min(len(recent) - 1, int(q * len(recent)))] if recent else 0.0
+                    lines.append(f'syncer_sync_seconds{{resource="{r}",quantile="{q}"}} {v:.6f}')
+            for r, n in sorted(self.errors.items()):
+                lines.append(f'syncer_errors_total{{resource="{r}"}} {n}')
+        return "\n".join(lines) + "\n"
+
+
+def serve(
+    address: str, healthy: Callable[[], bool], ready: Callable[[], bool], metrics: Metrics
+) -> ThreadingHTTPServer:
+    host, _, port = address.rpartition(":")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/healthz":
+                ok, body = healthy(), "ok"
+            elif self.path == "/readyz":
+                ok, body = ready(), "ok"
+            elif self.path == "/metrics":
+                ok, body = True, metrics.render()
+            else:
+                self.send_error(404)
+                return
+            data = (body if ok else "not ok").encode()
+            self.send_response(200 if ok else 503)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer((host or "127.0.0.1", int(port or 0)), Handler)
+    threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
+    return server

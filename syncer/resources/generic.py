@@ -1,0 +1,141 @@
+"""Down-sync of namespaced objects: virtual exists -> host copy; virtual gone -> host copy gone.
+
+One class serves ConfigMaps, Secrets, Services, Endpoints, PVCs and Ingresses; each differs only
+in its paths, its pure translation, the fields compared, whether status flows back, and a few
+hooks (Services keep the host's allocated IPs, ConfigMaps/Secrets sync only when a pod uses them).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..core.controller import Engine
+from ..kube import JSON, ApiError
+from ..translate.metadata import is_managed_by, needs_update, virtual_ref
+from ..translate.names import host_name
+
+log = logging.getLogger(__name__)
+Translate = Callable[[JSON, str, str], JSON]
+
+
+@dataclass
+class DownSync:
+    name: str  # resource plural, also the queue's resource key
+    api: str  # "/api/v1", "/apis/networking.k8s.io/v1"
+    kind: str
+    translate: Translate
+    fields: tuple[str, ...]
+    status_back: bool = False
+    wanted: Callable[[JSON], bool] = field(default=lambda obj: True)
+    # Fields the host owns that must survive a PUT (e.g. Service.spec.clusterIP).
+    keep_from_host: Callable[[JSON, JSON], None] = field(default=lambda desired, actual: None)
+    after_sync: Callable[[JSON, JSON], None] = field(default=lambda vobj, hobj: None)
+    engine: Engine = field(init=False, repr=False)
+
+    def setup(self, engine: Engine) -> None:
+        self.engine = engine
+        engine.watch_virtual(self.name, f"{self.api}/{self.name}")
+        engine.watch_host(self.name, engine.host_ns_path(self.api, self.name))
+
+    # -- helpers
+    @property
+    def vc(self) -> str:
+        return self.engine.settings.name
+
+    @property
+    def host_ns(self) -> str:
+        return self.engine.settings.host_namespace
+
+    def host_path(self, host_name_: str = "") -> str:
+        base = self.engine.host_ns_path(self.api, self.name)
+        return f"{base}/{host_name_}" if host_name_ else base
+
+    def virtual_path(self, namespace: str, name: str) -> str:
+        return f"{self.api}/namespaces/{namespace}/{self.name}/{name}"
+
+    def virtual(self, namespace: str, name: str) -> JSON | None:
+        return self.engine.virtual_informers[self.name].get(namespace, name)
+
+    def host(self, hname: str) -> JSON | None:
+        return self.engine.host_informers[self.name].get(self.host_ns, hname)
+
+    def delete_host(self, hobj: JSON) -> None:
+        meta = hobj["metadata"]
+        self.engine.host.delete(self.host_path(meta["name"]), uid=meta.get("uid"))
+
+    # -- reconcile
+    def reconcile(self, namespace: str, name: str) -> None:
+        vobj = self.virtual(namespace, name)
+        hname = host_name(name, namespace, self.vc)
+        hobj = self.host(hname)
+        ours = hobj is not None and (virtual_ref(hobj) or ("", "", ""))[:2] == (namespace, name)
+        if vobj is None or vobj["metadata"].get("deletionTimestamp") or not self.wanted(vobj):
+            if hobj is not None and ours:
+                self.delete_host(hobj)
+            return
+        self.ensure(vobj, hobj)
+
+    def ensure(self, vobj: JSON, hobj: JSON | None = None) -> JSON | None:
+        """Create or update the host copy of ``vobj``; returns the host object (or None)."""
+        meta = vobj["metadata"]
+        desired = self.translate(vobj, self.host_ns, self.vc)
+        hname = desired["metadata"]["name"]
+        if hobj is None:
+            hobj = self.host(hname)
+        if hobj is None:
+            try:
+                hobj = self.engine.host.create(self.host_path(), desired)
+            except ApiError as exc:
+                if exc.status != 409:
+                    raise
+                hobj = self.engine.host.get(self.host_path(hname))
+                if not is_managed_by(hobj, self.vc):
+                    self._collision(vobj, hname)
+                    return None
+        elif (virtual_ref(hobj) or ("", "", ""))[2] != meta.get("uid"):
+            # A copy of an earlier object with the same name: replace it.
+            self.delete_host(hobj)
+            self.engine.enqueue(self.name, meta["namespace"], meta["name"])
+            return None
+        elif needs_update(desired, hobj, self.fields):
+            desired["metadata"]["resourceVersion"] = hobj["metadata"]["resourceVersion"]
+            self.keep_from_host(desired, hobj)
+            hobj = self.engine.host.replace(self.host_path(hname), desired)
+        assert hobj is not None
+        if self.status_back:
+            self.copy_status(vobj, hobj)
+        self.after_sync(vobj, hobj)
+        return hobj
+
+    def copy_status(self, vobj: JSON, hobj: JSON) -> None:
+        status = hobj.get("status")
+        if status and status != vobj.get("status"):
+            meta = vobj["metadata"]
+            path = self.virtual_path(meta["namespace"], meta["name"]) + "/status"
+            self.engine.virtual.merge_patch(path, {"status": status})
+
+    def _collision(self, vobj: JSON, hname: str) -> None:
+        msg = (
+            f"host {self.kind} {self.host_ns}/{hname} exists and is not managed by vcluster "
+            f"{self.vc}; not syncing"
+        )
+        log.warning("%s %s/%s: %s", self.name, vobj["metadata"].get("namespace"), hname, msg)
+        if self.engine.recorder is not None:
+            self.engine.recorder.warn(vobj, self.kind, "SyncCollision", msg)
+
+
+def keep_service_ips(desired: JSON, actual: JSON) -> None:
+    spec, have = desired.setdefault("spec", {}), actual.get("spec") or {}
+    for key in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "healthCheckNodePort"):
+        if key in have:
+            spec[key] = have[key]
+    node_ports = {
+        (p.get("port"), p.get("protocol", "TCP")): p.get("nodePort")
+        for p in have.get("ports") or []
+    }
+    for port in spec.get("ports") or []:
+        np = node_ports.get((port.get("port"), port.get("protocol", "TCP")))
+        if np and "nodePort" not in port:
+            port["nodePort"] = np

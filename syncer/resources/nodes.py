@@ -1,0 +1,96 @@
+"""Fake virtual nodes: one per host node that runs a synced pod, removed when none does.
+
+The syncer holds only a namespaced Role on the host, so it cannot read host nodes: a fake node
+is named after the host pod's ``spec.nodeName`` and always Ready. The virtual
+controller-manager runs without the node-lifecycle controller, so no heartbeats are needed.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ..constants import MANAGED_BY_LABEL
+from ..core.controller import Engine
+from ..kube import JSON, ApiError
+from .pods import pod_count_on
+
+FAKE_NODE_LABEL = "vc.pytest-vcluster.io/fake-node"
+
+
+def fake_node(name: str, vcluster: str) -> JSON:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                FAKE_NODE_LABEL: "true",
+                MANAGED_BY_LABEL: vcluster,
+            },
+        },
+    }
+
+
+def fake_node_status() -> JSON:
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return {
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "KubeletReady",
+                "message": "fake node of pytest-vcluster's syncer",
+                "lastHeartbeatTime": now,
+                "lastTransitionTime": now,
+            }
+        ],
+        "capacity": {"cpu": "32", "memory": "256Gi", "pods": "250"},
+        "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "250"},
+        "nodeInfo": {
+            "architecture": "amd64",
+            "operatingSystem": "linux",
+            "kubeletVersion": "fake",
+            "kubeProxyVersion": "fake",
+            "containerRuntimeVersion": "fake",
+            "bootID": "",
+            "kernelVersion": "",
+            "machineID": "",
+            "osImage": "",
+            "systemUUID": "",
+        },
+    }
+
+
+class Nodes:
+    name = "nodes"
+
+    def setup(self, engine: Engine) -> None:
+        self.engine = engine
+        engine.watch_virtual("nodes", "/api/v1/nodes", label_selector=f"{FAKE_NODE_LABEL}=true")
+        host_pods = engine.host_informers.get("pods")
+        if host_pods is not None:  # a pod moving on or off a node may change that node's fate
+            host_pods.add_handler(self._on_host_pod)
+
+    def _on_host_pod(self, kind: str, pod: JSON) -> None:
+        node = (pod.get("spec") or {}).get("nodeName")
+        if node:
+            self.engine.enqueue("nodes", "", node)
+
+    def reconcile(self, namespace: str, name: str) -> None:
+        vnode = self.engine.virtual_informers["nodes"].get("", name)
+        used = pod_count_on(self.engine, name) > 0
+        if used and vnode is None:
+            try:
+                self.engine.virtual.create(
+                    "/api/v1/nodes", fake_node(name, self.engine.settings.name)
+                )
+            except ApiError as exc:
+                if exc.status != 409:
+                    raise
+            self.engine.virtual.merge_patch(
+                f"/api/v1/nodes/{name}/status", {"status": fake_node_status()}
+            )
+        elif not used and vnode is not None:
+            self.engine.virtual.delete(f"/api/v1/nodes/{name}", uid=vnode["metadata"].get("uid"))

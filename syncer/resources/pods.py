@@ -1,0 +1,370 @@
+"""Pods: virtual -> host (with their ConfigMaps, Secrets and a service-account token), status back.
+
+The virtual cluster has no scheduler and no kubelet: the host schedules and runs the pod, the
+syncer binds the virtual pod to a fake node of the same name and copies the status back.
+Deletion flows both ways: a deleted virtual pod deletes its host pod (then is finalized); a host
+pod that disappears takes its virtual pod along so the owning controller recreates it.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from dataclasses import dataclass, field
+
+from ..constants import MANAGED_BY_LABEL, OBJECT_NAME, OBJECT_NAMESPACE, OBJECT_UID
+from ..core.controller import Engine
+from ..kube import JSON, ApiError
+from ..translate.metadata import virtual_ref
+from ..translate.names import host_name
+from ..translate.pod_refs import containers
+from ..translate.pods import PodContext, pod_violations, translate_pod
+from .generic import DownSync
+
+log = logging.getLogger(__name__)
+TOKEN_EXPIRY = "vc.pytest-vcluster.io/token-expiry"
+DENIED_REASON = "SyncDenied"
+_TERMINAL = ("Succeeded", "Failed")
+
+
+def referenced(pod: JSON) -> tuple[set[str], set[str], set[str]]:
+    """(configmaps, secrets, pvcs) a virtual pod refers to by name."""
+    spec = pod.get("spec") or {}
+    cms: set[str] = set()
+    secrets: set[str] = {s["name"] for s in spec.get("imagePullSecrets") or [] if s.get("name")}
+    pvcs: set[str] = set()
+    for vol in spec.get("volumes") or []:
+        if vol.get("configMap", {}).get("name"):
+            cms.add(vol["configMap"]["name"])
+        if vol.get("secret", {}).get("secretName"):
+            secrets.add(vol["secret"]["secretName"])
+        if vol.get("persistentVolumeClaim", {}).get("claimName"):
+            pvcs.add(vol["persistentVolumeClaim"]["claimName"])
+        for src in (vol.get("projected") or {}).get("sources") or []:
+            if src.get("configMap", {}).get("name"):
+                cms.add(src["configMap"]["name"])
+            if src.get("secret", {}).get("name"):
+                secrets.add(src["secret"]["name"])
+    for _, c in containers(spec):
+        for env in c.get("env") or []:
+            ref = env.get("valueFrom") or {}
+            if ref.get("configMapKeyRef", {}).get("name"):
+                cms.add(ref["configMapKeyRef"]["name"])
+            if ref.get("secretKeyRef", {}).get("name"):
+                secrets.add(ref["secretKeyRef"]["name"])
+        for src in c.get("envFrom") or []:
+            if src.get("configMapRef", {}).get("name"):
+                cms.add(src["configMapRef"]["name"])
+            if src.get("secretRef", {}).get("name"):
+                secrets.add(src["secretRef"]["name"])
+    cms.discard("kube-root-ca.crt")  # served through the service-account secret instead
+    return cms, secrets, pvcs
+
+
+@dataclass
+class RefIndex:
+    """Which virtual pods use which ConfigMap/Secret: only those are synced by default."""
+
+    by_target: dict[tuple[str, str, str], set[str]] = field(default_factory=dict)
+    by_pod: dict[tuple[str, str], set[tuple[str, str, str]]] = field(default_factory=dict)
+
+    def update(self, pod: JSON, deleted: bool) -> set[tuple[str, str, str]]:
+        """Record the pod's references; returns the targets whose use changed."""
+        meta = pod["metadata"]
+        key = (meta["namespace"], meta["name"])
+        old = self.by_pod.pop(key, set())
+        new: set[tuple[str, str, str]] = set()
+        if not deleted:
+            cms, secrets, _ = referenced(pod)
+            new = {("configmaps", key[0], n) for n in cms}
+            new |= {("secrets", key[0], n) for n in secrets}
+            self.by_pod[key] = new
+        for t in old - new:
+            users = self.by_target.get(t, set())
+            users.discard(key[1])
+            if not users:
+                self.by_target.pop(t, None)
+        for t in new - old:
+            self.by_target.setdefault(t, set()).add(key[1])
+        return old ^ new
+
+    def used(self, resource: str, namespace: str, name: str) -> bool:
+        return (resource, namespace, name) in self.by_target
+
+
+class Pods:
+    name = "pods"
+
+    def __init__(self, refs: RefIndex, configs: dict[str, DownSync]) -> None:
+        self.refs = refs
+        self.configs = configs  # "configmaps"/"secrets"/"persistentvolumeclaims" -> DownSync
+        self._ca: bytes | None = None
+        self._token_due: dict[str, float] = {}  # token secret -> when to refresh it
+
+    def setup(self, engine: Engine) -> None:
+        self.engine = engine
+        self.s = engine.settings
+        v = engine.watch_virtual("pods", "/api/v1/pods")
+        v.add_handler(self._on_virtual)
+        engine.watch_host("pods", engine.host_ns_path("/api/v1", "pods"))
+
+    def _on_virtual(self, kind: str, pod: JSON) -> None:
+        for resource, ns, name in self.refs.update(pod, kind == "DELETED"):
+            if resource in self.configs:
+                self.engine.enqueue(resource, ns, name)
+
+    # -- paths
+    def vpath(self, ns: str, name: str) -> str:
+        return f"/api/v1/namespaces/{ns}/pods/{name}"
+
+    def hpath(self, hname: str = "") -> str:
+        base = self.engine.host_ns_path("/api/v1", "pods")
+        return f"{base}/{hname}" if hname else base
+
+    # -- reconcile
+    def reconcile(self, namespace: str, name: str) -> None:
+        vpod = self.engine.virtual_informers["pods"].get(namespace, name)
+        hname = host_name(name, namespace, self.s.name)
+        hpod = self.engine.host_informers["pods"].get(self.s.host_namespace, hname)
+        if hpod is not None and (virtual_ref(hpod) or ("", "", ""))[:2] != (namespace, name):
+            hpod = None  # another virtual object with a colliding name owns it
+        if vpod is None:
+            if hpod is not None:
+                self._delete_host(hpod)
+            return
+        vmeta = vpod["metadata"]
+        if vmeta.get("deletionTimestamp"):
+            if hpod is not None:
+                if not hpod["metadata"].get("deletionTimestamp"):
+                    self._delete_host(hpod, vmeta.get("deletionGracePeriodSeconds"))
+            else:  # host side is gone: finalize the virtual pod (no kubelet will)
+                self.engine.virtual.delete(self.vpath(namespace, name), grace=0, uid=vmeta["uid"])
+            return
+        if hpod is not None and (virtual_ref(hpod) or ("", "", ""))[2] != vmeta["uid"]:
+            self._delete_host(hpod, 0)  # left over from an earlier pod of the same name
+            return
+        if hpod is None:
+            if (vpod.get("spec") or {}).get("nodeName") and (
+                (vpod.get("status") or {}).get("phase") not in _TERMINAL
+            ):
+                # It ran on the host and its host pod vanished: let its controller recreate it.
+                self.engine.virtual.delete(self.vpath(namespace, name), grace=0, uid=vmeta["uid"])
+                return
+            self._create(vpod, hname)
+            return
+        if hpod["metadata"].get("deletionTimestamp"):
+            return
+        self._update(vpod, hpod)
+
+    def _create(self, vpod: JSON, hname: str) -> None:
+        ns = vpod["metadata"]["namespace"]
+        violations = [] if self.s.allow_privileged else pod_violations(vpod)
+        if violations:
+            self._deny(vpod, violations)
+            return
+        cms, secrets, pvcs = referenced(vpod)
+        for resource, names in (
+            ("configmaps", cms),
+            ("secrets", secrets),
+            ("persistentvolumeclaims", pvcs),
+        ):
+            sync = self.configs.get(resource)
+            if sync is None:
+                continue
+            for n in names:
+                obj = sync.virtual(ns, n)
+                if obj is not None:
+                    sync.ensure(obj)
+        token_secret = f"{hname}-sa-token"
+        self._ensure_token(vpod, token_secret)
+        host_pod = translate_pod(vpod, self._context(ns, token_secret))
+        try:
+            created = self.engine.host.create(self.hpath(), host_pod)
+        except ApiError as exc:
+            if exc.status == 409:
+                raise  # the old copy is still terminating: retry with backoff
+            if exc.status in (400, 403, 422):
+                self._deny(vpod, [f"the host rejected the pod: {exc}"], reason="SyncFailed")
+                return
+            raise
+        self._own_token(created, token_secret)
+
+    def _update(self, vpod: JSON, hpod: JSON) -> None:
+        ns, name = vpod["metadata"]["namespace"], vpod["metadata"]["name"]
+        node = (hpod.get("spec") or {}).get("nodeName")
+        if node and not (vpod.get("spec") or {}).get("nodeName"):
+            nodes = self.engine.resources.get("nodes")
+            if nodes is not None:
+                nodes.reconcile("", node)
+            binding = {
+                "apiVersion": "v1",
+                "kind": "Binding",
+                "metadata": {"name": name, "namespace": ns},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+            }
+            try:
+                self.engine.virtual.create(self.vpath(ns, name) + "/binding", binding)
+            except ApiError as exc:
+                if exc.status != 409:  # already bound
+                    raise
+        status = hpod.get("status") or {}
+        if status and status != vpod.get("status"):
+            self.engine.virtual.merge_patch(self.vpath(ns, name) + "/status", {"status": status})
+        self._update_images(vpod, hpod)
+        self._refresh_token_later(vpod, hpod)
+
+    def _update_images(self, vpod: JSON, hpod: JSON) -> None:
+        want = {c["name"]: c.get("image") for c in (vpod.get("spec") or {}).get("containers", [])}
+        have = {c["name"]: c.get("image") for c in (hpod.get("spec") or {}).get("containers", [])}
+        if want != have:
+            patch = {"spec": {"containers": [{"name": n, "image": i} for n, i in want.items()]}}
+            self.engine.host.request(
+                "PATCH",
+                self.hpath(hpod["metadata"]["name"]),
+                patch,
+                content_type="application/strategic-merge-patch+json",
+            )
+
+    def _delete_host(self, hpod: JSON, grace: int | None = None) -> None:
+        meta = hpod["metadata"]
+        self.engine.host.delete(self.hpath(meta["name"]), grace=grace, uid=meta.get("uid"))
+        self.engine.host.delete(
+            self.engine.host_ns_path("/api/v1", "secrets") + f"/{meta['name']}-sa-token"
+        )
+
+    # -- pod context: DNS, API service, tokens
+    def _context(self, namespace: str, token_secret: str) -> PodContext:
+        dns_ns, _, dns_name = self.s.dns_service.partition("/")
+        dns = self.engine.virtual_informers.get("services")
+        dns_ip = ""
+        if dns is not None:
+            svc = dns.get(dns_ns, dns_name)
+            dns_ip = ((svc or {}).get("spec") or {}).get("clusterIP") or ""
+        if dns_ip == "None":
+            dns_ip = ""
+        return PodContext(
+            vcluster=self.s.name,
+            host_namespace=self.s.host_namespace,
+            dns_ip=dns_ip,
+            api_host=self.s.api_service_host,
+            api_port=self.s.api_service_port,
+            service_account_secret=token_secret,
+            allow_privileged=self.s.allow_privileged,
+            cluster_domain=self.s.cluster_domain,
+        )
+
+    def _virtual_ca(self) -> bytes:
+        if self._ca is None:
+            cm = self.engine.virtual.get("/api/v1/namespaces/default/configmaps/kube-root-ca.crt")
+            self._ca = str(cm["data"]["ca.crt"]).encode()
+        return self._ca
+
+    def _ensure_token(self, vpod: JSON, secret_name: str) -> None:
+        meta = vpod["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        sa = (vpod.get("spec") or {}).get("serviceAccountName") or "default"
+        request = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {
+                "expirationSeconds": self.s.token_seconds,
+                "boundObjectRef": {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "name": name,
+                    "uid": meta["uid"],
+                },
+            },
+        }
+        path = f"/api/v1/namespaces/{ns}/serviceaccounts/{sa}/token"
+        token = self.engine.virtual.create(path, request)["status"]["token"]
+        expiry = time.time() + self.s.token_seconds
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {
+                "name": secret_name,
+                "labels": {MANAGED_BY_LABEL: self.s.name},
+                "annotations": {
+                    OBJECT_NAME: name,
+                    OBJECT_NAMESPACE: ns,
+                    OBJECT_UID: meta["uid"],
+                    TOKEN_EXPIRY: str(int(expiry)),
+                },
+            },
+            "data": {
+                "token": _b64(token.encode()),
+                "ca.crt": _b64(self._virtual_ca()),
+                "namespace": _b64(ns.encode()),
+            },
+        }
+        base = self.engine.host_ns_path("/api/v1", "secrets")
+        try:
+            self.engine.host.create(base, secret)
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+            self.engine.host.replace(f"{base}/{secret_name}", secret)
+
+    def _own_token(self, host_pod: JSON, secret_name: str) -> None:
+        """Make the host garbage collector delete the token with the pod."""
+        meta = host_pod["metadata"]
+        owner = {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"]}
+        path = self.engine.host_ns_path("/api/v1", "secrets") + f"/{secret_name}"
+        try:
+            self.engine.host.merge_patch(path, {"metadata": {"ownerReferences": [owner]}})
+        except ApiError as exc:
+            log.debug("owning token secret %s: %s", secret_name, exc)
+
+    def _refresh_token_later(self, vpod: JSON, hpod: JSON) -> None:
+        """Re-request the token at 80% of its lifetime (requeue the pod for then)."""
+        phase = (hpod.get("status") or {}).get("phase")
+        if phase in _TERMINAL:
+            return
+        meta = vpod["metadata"]
+        refresh_in = self.s.token_seconds * 0.8
+        name = f"{hpod['metadata']['name']}-sa-token"
+        due, now = self._token_due.get(name), time.time()
+        if due is not None and now < due:
+            return
+        if due is not None:
+            self._ensure_token(vpod, name)
+        self._token_due[name] = now + refresh_in
+        self.engine.queue.add_after(("pods", meta["namespace"], meta["name"]), refresh_in)
+
+    # -- refusing
+    def _deny(self, vpod: JSON, reasons: list[str], reason: str = DENIED_REASON) -> None:
+        meta = vpod["metadata"]
+        message = "not synced to the host: " + "; ".join(reasons)
+        conditions = (vpod.get("status") or {}).get("conditions") or []
+        if any(c.get("reason") == reason and c.get("message") == message for c in conditions):
+            return
+        log.warning("pod %s/%s %s", meta["namespace"], meta["name"], message)
+        if self.engine.recorder is not None:
+            self.engine.recorder.warn(vpod, "Pod", reason, message)
+        condition = {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        self.engine.virtual.request(
+            "PATCH",
+            self.vpath(meta["namespace"], meta["name"]) + "/status",
+            {"status": {"conditions": [condition]}},
+            content_type="application/strategic-merge-patch+json",
+        )
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def pod_count_on(engine: Engine, node: str) -> int:
+    inf = engine.host_informers.get("pods")
+    if inf is None:
+        return 0
+    return sum(1 for p in inf.items() if (p.get("spec") or {}).get("nodeName") == node)

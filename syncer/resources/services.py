@@ -1,0 +1,71 @@
+"""Services keep one ClusterIP on both sides: the virtual service is re-created with the IP the
+host allocated (the virtual API server is started with the host's service CIDR, so the address
+is valid there). Endpoints are synced only for selector-less services; the virtual
+controller-manager computes the others from the virtual pods, whose IPs are the host pods' IPs.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+from ..constants import OBJECT_UID
+from ..core.controller import Engine
+from ..kube import JSON, ApiError
+from ..translate.names import host_name
+
+log = logging.getLogger(__name__)
+_SYSTEM = {("default", "kubernetes")}
+_SERVER_FIELDS = ("uid", "resourceVersion", "creationTimestamp", "managedFields", "generation")
+
+
+class ServiceIPs:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @staticmethod
+    def wanted(svc: JSON) -> bool:
+        meta = svc["metadata"]
+        return (meta["namespace"], meta["name"]) not in _SYSTEM
+
+    @staticmethod
+    def selectorless(engine: Engine, ep: JSON) -> bool:
+        meta = ep["metadata"]
+        if (meta["namespace"], meta["name"]) in _SYSTEM:
+            return False
+        services = engine.virtual_informers.get("services")
+        svc = services.get(meta["namespace"], meta["name"]) if services else None
+        return svc is not None and not (svc.get("spec") or {}).get("selector")
+
+    def align(self, vsvc: JSON, hsvc: JSON) -> None:
+        want = (hsvc.get("spec") or {}).get("clusterIP")
+        have = (vsvc.get("spec") or {}).get("clusterIP")
+        if not want or want == "None" or want == have:
+            return
+        meta = vsvc["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        path = f"/api/v1/namespaces/{ns}/services/{name}"
+        fresh = copy.deepcopy(vsvc)
+        fresh.pop("status", None)
+        for key in _SERVER_FIELDS:
+            fresh["metadata"].pop(key, None)
+        fresh["spec"]["clusterIP"] = want
+        fresh["spec"]["clusterIPs"] = (hsvc.get("spec") or {}).get("clusterIPs") or [want]
+        for port in fresh["spec"].get("ports") or []:
+            port.pop("nodePort", None)
+        self.engine.virtual.delete(path, uid=meta["uid"])
+        try:
+            created = self.engine.virtual.create(f"/api/v1/namespaces/{ns}/services", fresh)
+        except ApiError as exc:
+            # The IP is taken inside the virtual cluster (or the CIDRs differ): keep the
+            # virtual IP of its own rather than losing the service.
+            log.warning("service %s/%s: cannot take host IP %s: %s", ns, name, want, exc)
+            fresh["spec"].pop("clusterIP")
+            fresh["spec"].pop("clusterIPs")
+            created = self.engine.virtual.create(f"/api/v1/namespaces/{ns}/services", fresh)
+        # The host copy now belongs to the new virtual object.
+        hname = host_name(name, ns, self.engine.settings.name)
+        self.engine.host.merge_patch(
+            self.engine.host_ns_path("/api/v1", "services") + f"/{hname}",
+            {"metadata": {"annotations": {OBJECT_UID: created["metadata"]["uid"]}}},
+        )

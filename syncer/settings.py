@@ -1,0 +1,88 @@
+"""Command-line settings of ``python -m syncer``."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+#: Resources the syncer knows, with their default on/off state (as the original virtualcluster).
+RESOURCES: dict[str, bool] = {
+    "pods": True,
+    "services": True,
+    "endpoints": True,
+    "configmaps": True,
+    "secrets": True,
+    "persistentvolumeclaims": True,
+    "ingresses": True,
+    "events": True,
+    "nodes": True,
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    name: str
+    host_namespace: str
+    virtual_kubeconfig: str
+    host_kubeconfig: str | None = None  # None: in-cluster config
+    host_context: str | None = None
+    resources: frozenset[str] = field(default_factory=lambda: frozenset(RESOURCES))
+    sync_all_configs: bool = False  # all ConfigMaps/Secrets, not only those pods use
+    allow_privileged: bool = False
+    api_service_host: str = "kubernetes.default.svc"
+    api_service_port: int = 443
+    dns_service: str = "kube-system/kube-dns"
+    cluster_domain: str = "cluster.local"
+    workers: int = 8
+    health_address: str = "127.0.0.1:0"
+    token_seconds: int = 3600
+
+
+def _resources(value: str) -> set[str]:
+    names = {v.strip() for v in value.split(",") if v.strip()}
+    unknown = names - set(RESOURCES)
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown resource(s) {', '.join(sorted(unknown))}; known: {', '.join(RESOURCES)}"
+        )
+    return names
+
+
+def parse(argv: Sequence[str] | None = None) -> Settings:
+    p = argparse.ArgumentParser(prog="python -m syncer", description=__doc__)
+    p.add_argument("--name", required=True, help="the virtual cluster's name")
+    p.add_argument("--host-namespace", required=True, help="host namespace to sync into")
+    p.add_argument("--virtual-kubeconfig", required=True)
+    p.add_argument("--host-kubeconfig", default=None, help="default: in-cluster config")
+    p.add_argument("--host-context", default=None)
+    p.add_argument("--enable-sync-resources", type=_resources, default=set())
+    p.add_argument("--disable-sync-resources", type=_resources, default=set())
+    p.add_argument("--sync-all-configmaps-secrets", action="store_true")
+    p.add_argument("--allow-privileged", action="store_true")
+    p.add_argument("--api-service-host", default="kubernetes.default.svc")
+    p.add_argument("--api-service-port", type=int, default=443)
+    p.add_argument("--dns-service", default="kube-system/kube-dns")
+    p.add_argument("--cluster-domain", default="cluster.local")
+    p.add_argument("--workers", type=int, default=8)
+    p.add_argument("--health-address", default="127.0.0.1:0")
+    p.add_argument("--token-seconds", type=int, default=3600)
+    a = p.parse_args(argv)
+    enabled = {k for k, on in RESOURCES.items() if on} | a.enable_sync_resources
+    return Settings(
+        name=a.name,
+        host_namespace=a.host_namespace,
+        virtual_kubeconfig=a.virtual_kubeconfig,
+        host_kubeconfig=a.host_kubeconfig,
+        host_context=a.host_context,
+        resources=frozenset(enabled - a.disable_sync_resources),
+        sync_all_configs=a.sync_all_configmaps_secrets,
+        allow_privileged=a.allow_privileged,
+        api_service_host=a.api_service_host,
+        api_service_port=a.api_service_port,
+        dns_service=a.dns_service,
+        cluster_domain=a.cluster_domain,
+        workers=a.workers,
+        health_address=a.health_address,
+        token_seconds=a.token_seconds,
+    )
