@@ -28,7 +28,9 @@ KIND = "0.33.0"
 
 #: Oldest versions accepted when a tool is found on PATH.
 MIN_ON_PATH: dict[str, tuple[int, ...]] = {
-    "etcd": (3, 4),
+    # Older etcd lacks progress notifications: kube-apiserver then disables RequestWatchProgress
+    # and every client-go >= 1.35 informer falls back from streaming lists to slow re-LISTs.
+    "etcd": (3, 5, 13),
     "kwok": (0, 6),
     "helm": (3, 12),
     "kind": (0, 20),

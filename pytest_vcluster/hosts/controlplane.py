@@ -264,6 +264,16 @@ class ControlPlane:
                 "kube-scheduler", self.scheduler_args(), self.workdir / "kube-scheduler.log"
             )
 
+    def restart_apiserver(self, timeout: float = 60.0) -> None:
+        """Kill kube-apiserver (as a crash would) and start it again on the same port."""
+        old = self.children.pop("kube-apiserver")
+        old.popen.kill()  # a graceful stop waits for open watches, up to a minute
+        self.procs.forget(old)
+        self.children["kube-apiserver"] = self.procs.start(
+            "kube-apiserver", self.apiserver_args(), self.workdir / "kube-apiserver.log"
+        )
+        self.wait_apiserver(time.monotonic() + timeout)
+
     def wait_apiserver(self, deadline: float) -> None:
         client = self.rest()
         self.progress(f"pytest-vcluster: {self.name}: waiting for kube-apiserver /readyz")

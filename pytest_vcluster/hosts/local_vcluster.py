@@ -236,16 +236,19 @@ class LocalVCluster:
             f"--api-service-port={self.control_plane.port}",
             *self.syncer_args,
         ]
-        self.syncer = self.procs.start("syncer", argv, self.workdir / "syncer.log")
+        log = self.workdir / "syncer.log"
+        self._syncer_log_offset = log.stat().st_size if log.exists() else 0  # restarts append
+        self.syncer = self.procs.start("syncer", argv, log)
 
     def _wait_syncer(self, deadline: float) -> None:
         assert self.syncer is not None
-        log = self.syncer.log_path
+        log, offset = self.syncer.log_path, self._syncer_log_offset
         self.progress(f"pytest-vcluster: vcluster {self.name}: waiting for the syncer")
 
         def ready() -> bool:
             if not self.syncer_health:
-                m = re.search(r"syncer: health on (\S+)", log.read_text(errors="replace"))
+                text = log.read_bytes()[offset:].decode(errors="replace")
+                m = re.search(r"syncer: health on (\S+)", text)
                 if not m:
                     return False
                 self.syncer_health = m.group(1)
@@ -269,7 +272,7 @@ class LocalVCluster:
         self.procs.stop()
         etcd = self.host.etcd
         if etcd is not None and etcd.child is not None and etcd.child.alive():
-            _etcd_delete_prefix(self.host.etcd.url, self.etcd_prefix + "/")
+            _etcd_delete_prefix(etcd.url, self.etcd_prefix + "/")
         if self.host.control_plane is not None and self.host.procs.children:
             with contextlib.suppress(OSError):
                 self._host_rest().request("DELETE", f"/api/v1/namespaces/{self.host_namespace}")

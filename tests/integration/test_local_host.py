@@ -99,10 +99,12 @@ def test_ready_host_runs_deployments_on_fake_nodes(host: LocalHost) -> None:
     assert dep.status.available_replicas == 4
     # Deleting a pod makes it go away (kwok's delete stage) and the ReplicaSet replaces it.
     core.delete_namespaced_pod(pods[0].metadata.name, "default")
-    wait_for(
-        lambda: pods[0].metadata.name not in {p.metadata.name for p in running()},
-        what="replacement pod",
-    )
+
+    def replaced() -> bool:
+        names = {p.metadata.name for p in core.list_namespaced_pod("default").items}
+        return pods[0].metadata.name not in names and len(running()) == 4
+
+    wait_for(replaced, what="deleted pod gone and replaced")
     api.close()
 
 

@@ -1,0 +1,356 @@
+"""The syncer against two real API servers: a local host (kwok nodes) and a local vcluster."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from pytest_vcluster.hosts.local import LocalHost
+from pytest_vcluster.hosts.local_vcluster import LocalVCluster
+from pytest_vcluster.versions import parse_k8s_version
+from syncer.constants import MANAGED_BY_LABEL, OBJECT_UID
+from syncer.translate.names import host_name
+
+T = TypeVar("T")
+
+
+def wait_for(fn: Callable[[], T], timeout: float = 30.0, what: str = "condition") -> T:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+        except ApiException as exc:
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+@pytest.fixture(scope="module")
+def host(local_binaries: dict[str, Path]) -> Iterator[LocalHost]:
+    with LocalHost(parse_k8s_version(None), local_binaries) as h:
+        yield h
+
+
+@pytest.fixture(scope="module")
+def vc(host: LocalHost) -> Iterator[LocalVCluster]:
+    with LocalVCluster(host, "sync") as v:
+        yield v
+
+
+@pytest.fixture(scope="module")
+def vcore(vc: LocalVCluster) -> client.CoreV1Api:
+    return client.CoreV1Api(config.new_client_from_config(str(vc.kubeconfig_path)))
+
+
+@pytest.fixture(scope="module")
+def vapps(vc: LocalVCluster) -> client.AppsV1Api:
+    return client.AppsV1Api(config.new_client_from_config(str(vc.kubeconfig_path)))
+
+
+@pytest.fixture(scope="module")
+def hcore(host: LocalHost) -> client.CoreV1Api:
+    return client.CoreV1Api(host.api_client())
+
+
+def deployment(name: str, replicas: int, **pod_spec: Any) -> client.V1Deployment:
+    labels = {"app": name}
+    spec = client.V1PodSpec(containers=[client.V1Container(name="c", image="busybox")], **pod_spec)
+    return client.V1Deployment(
+        metadata=client.V1ObjectMeta(name=name),
+        spec=client.V1DeploymentSpec(
+            replicas=replicas,
+            selector=client.V1LabelSelector(match_labels=labels),
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(labels=labels), spec=spec
+            ),
+        ),
+    )
+
+
+def running(core: client.CoreV1Api, ns: str, selector: str, n: int) -> list[client.V1Pod]:
+    pods = core.list_namespaced_pod(ns, label_selector=selector).items
+    ok = len(pods) == n and all(p.status.phase == "Running" and p.status.pod_ip for p in pods)
+    return pods if ok else []
+
+
+def host_pods(hcore: client.CoreV1Api, vc: LocalVCluster) -> list[client.V1Pod]:
+    return hcore.list_namespaced_pod(vc.host_namespace).items
+
+
+def test_deployment_runs_with_translated_host_pods(
+    vc: LocalVCluster, vcore: client.CoreV1Api, vapps: client.AppsV1Api, hcore: client.CoreV1Api
+) -> None:
+    vcore.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="team-a")))
+    vapps.create_namespaced_deployment("team-a", deployment("web", 3))
+    pods = wait_for(lambda: running(vcore, "team-a", "app=web", 3), what="3 running virtual pods")
+    by_host = {host_name(p.metadata.name, "team-a", "sync"): p for p in pods}
+    hp = {p.metadata.name: p for p in host_pods(hcore, vc)}
+    assert set(by_host) <= set(hp)
+    for hname, vpod in by_host.items():
+        h = hp[hname]
+        assert h.metadata.labels[MANAGED_BY_LABEL] == "sync"
+        assert h.metadata.annotations[OBJECT_UID] == vpod.metadata.uid
+        assert h.status.pod_ip == vpod.status.pod_ip  # status copied back
+        assert vpod.spec.node_name == h.spec.node_name  # bound to the fake node of that name
+        assert h.spec.automount_service_account_token is False
+        env = {e.name: e.value for e in h.spec.containers[0].env}
+        assert env["KUBERNETES_SERVICE_PORT"] == str(vc.control_plane.port)  # type: ignore[union-attr]
+    nodes = {n.metadata.name for n in vcore.list_node().items}
+    assert nodes == {p.spec.node_name for p in pods}
+    # The pod's service-account token is a real token of the virtual API server.
+    h = hp[next(iter(by_host))]
+    secret = hcore.read_namespaced_secret(f"{h.metadata.name}-sa-token", vc.host_namespace)
+    token = base64.b64decode(secret.data["token"]).decode()
+    review = client.AuthenticationV1Api(config.new_client_from_config(str(vc.kubeconfig_path)))
+    result = review.create_token_review(
+        client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token))
+    )
+    assert result.status.authenticated is True
+    assert result.status.user.username == "system:serviceaccount:team-a:default"
+
+
+def test_service_gets_the_host_cluster_ip(
+    vc: LocalVCluster, vcore: client.CoreV1Api, hcore: client.CoreV1Api
+) -> None:
+    vcore.create_namespaced_service(
+        "team-a",
+        client.V1Service(
+            metadata=client.V1ObjectMeta(name="web"),
+            spec=client.V1ServiceSpec(
+                selector={"app": "web"}, ports=[client.V1ServicePort(port=80)]
+            ),
+        ),
+    )
+    hname = host_name("web", "team-a", "sync")
+
+    def same_ip() -> str:
+        h = hcore.read_namespaced_service(hname, vc.host_namespace)
+        v = vcore.read_namespaced_service("web", "team-a")
+        return v.spec.cluster_ip if v.spec.cluster_ip == h.spec.cluster_ip else ""
+
+    ip = wait_for(same_ip, what="virtual ClusterIP == host ClusterIP")
+    assert ip.startswith("10.96.")
+    h = hcore.read_namespaced_service(hname, vc.host_namespace)
+    # The host selector only matches pods of the same virtual namespace.
+    assert h.spec.selector["vc.pytest-vcluster.io/namespace"] == "team-a"
+    assert (
+        h.metadata.annotations[OBJECT_UID]
+        == vcore.read_namespaced_service("web", "team-a").metadata.uid
+    )
+    # Host endpoints are computed by the host from the synced pods.
+    ep = wait_for(
+        lambda: (e := hcore.read_namespaced_endpoints(hname, vc.host_namespace)).subsets and e,
+        what="host endpoints",
+    )
+    assert len(ep.subsets[0].addresses) == 3
+
+
+def test_configmap_and_secret_updates_propagate(
+    vc: LocalVCluster, vcore: client.CoreV1Api, hcore: client.CoreV1Api
+) -> None:
+    ns = "team-a"
+    vcore.create_namespaced_config_map(
+        ns, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="cfg"), data={"k": "1"})
+    )
+    vcore.create_namespaced_secret(
+        ns, client.V1Secret(metadata=client.V1ObjectMeta(name="sec"), string_data={"p": "x"})
+    )
+    vcore.create_namespaced_config_map(
+        ns, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="unused"), data={"k": "1"})
+    )
+    env = [
+        client.V1EnvVar(
+            name="K",
+            value_from=client.V1EnvVarSource(
+                config_map_key_ref=client.V1ConfigMapKeySelector(name="cfg", key="k")
+            ),
+        ),
+        client.V1EnvVar(
+            name="P",
+            value_from=client.V1EnvVarSource(
+                secret_key_ref=client.V1SecretKeySelector(name="sec", key="p")
+            ),
+        ),
+    ]
+    vcore.create_namespaced_pod(
+        ns,
+        client.V1Pod(
+            metadata=client.V1ObjectMeta(name="user", labels={"app": "user"}),
+            spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="x", env=env)]),
+        ),
+    )
+    cm_h, sec_h = host_name("cfg", ns, "sync"), host_name("sec", ns, "sync")
+    wait_for(lambda: running(vcore, ns, "app=user", 1), what="user pod running")
+    assert hcore.read_namespaced_config_map(cm_h, vc.host_namespace).data == {"k": "1"}
+    assert (
+        base64.b64decode(hcore.read_namespaced_secret(sec_h, vc.host_namespace).data["p"]) == b"x"
+    )
+    host_pod = hcore.read_namespaced_pod(host_name("user", ns, "sync"), vc.host_namespace)
+    refs = {e.name: e.value_from for e in host_pod.spec.containers[0].env if e.value_from}
+    assert refs["K"].config_map_key_ref.name == cm_h
+    assert refs["P"].secret_key_ref.name == sec_h
+    # Only referenced ConfigMaps are synced by default.
+    names = {c.metadata.name for c in hcore.list_namespaced_config_map(vc.host_namespace).items}
+    assert host_name("unused", ns, "sync") not in names
+    vcore.patch_namespaced_config_map("cfg", ns, {"data": {"k": "2", "new": "3"}})
+    vcore.patch_namespaced_secret("sec", ns, {"stringData": {"p": "y"}})
+    wait_for(
+        lambda: (
+            hcore.read_namespaced_config_map(cm_h, vc.host_namespace).data == {"k": "2", "new": "3"}
+        ),
+        what="configmap update",
+    )
+    wait_for(
+        lambda: (
+            base64.b64decode(hcore.read_namespaced_secret(sec_h, vc.host_namespace).data["p"])
+            == b"y"
+        ),
+        what="secret update",
+    )
+
+
+def test_privileged_pod_is_refused_with_event_and_condition(
+    vc: LocalVCluster, vcore: client.CoreV1Api, hcore: client.CoreV1Api
+) -> None:
+    pod = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="root"),
+        spec=client.V1PodSpec(
+            host_network=True,
+            containers=[
+                client.V1Container(
+                    name="c", image="x", security_context=client.V1SecurityContext(privileged=True)
+                )
+            ],
+        ),
+    )
+    vcore.create_namespaced_pod("team-a", pod)
+
+    def refused() -> Any:
+        p = vcore.read_namespaced_pod("root", "team-a")
+        return [c for c in p.status.conditions or [] if c.reason == "SyncDenied"]
+
+    cond = wait_for(refused, what="SyncDenied condition")[0]
+    assert "privileged" in cond.message
+    assert "hostNetwork" in cond.message
+    events = vcore.list_namespaced_event("team-a", field_selector="involvedObject.name=root").items
+    assert any(e.reason == "SyncDenied" and e.type == "Warning" for e in events)
+    assert host_name("root", "team-a", "sync") not in {
+        p.metadata.name for p in host_pods(hcore, vc)
+    }
+
+
+def test_deleting_virtual_objects_removes_host_ones(
+    vc: LocalVCluster, vcore: client.CoreV1Api, vapps: client.AppsV1Api, hcore: client.CoreV1Api
+) -> None:
+    vapps.create_namespaced_deployment("default", deployment("gone", 2))
+    wait_for(lambda: running(vcore, "default", "app=gone", 2), what="2 pods")
+    vcore.create_namespaced_service(
+        "default",
+        client.V1Service(
+            metadata=client.V1ObjectMeta(name="gone"),
+            spec=client.V1ServiceSpec(
+                selector={"app": "gone"}, ports=[client.V1ServicePort(port=80)]
+            ),
+        ),
+    )
+    svc_h = host_name("gone", "default", "sync")
+    wait_for(
+        lambda: (
+            hcore.read_namespaced_service(svc_h, vc.host_namespace).spec.cluster_ip
+            == vcore.read_namespaced_service("gone", "default").spec.cluster_ip
+        ),
+        what="host service with the same ClusterIP",
+    )
+    vapps.delete_namespaced_deployment("gone", "default")
+    vcore.delete_namespaced_service("gone", "default")
+
+    def all_gone() -> bool:
+        pods = [p for p in host_pods(hcore, vc) if p.metadata.name.startswith("gone-")]
+        svcs = [
+            s
+            for s in hcore.list_namespaced_service(vc.host_namespace).items
+            if s.metadata.name == svc_h
+        ]
+        vpods = vcore.list_namespaced_pod("default", label_selector="app=gone").items
+        return not pods and not svcs and not vpods
+
+    wait_for(all_gone, what="host pods and service deleted, virtual pods finalized")
+
+
+def test_host_pod_deleted_makes_controller_recreate(
+    vc: LocalVCluster, vcore: client.CoreV1Api, vapps: client.AppsV1Api, hcore: client.CoreV1Api
+) -> None:
+    vapps.create_namespaced_deployment("default", deployment("phoenix", 1))
+    first = wait_for(lambda: running(vcore, "default", "app=phoenix", 1), what="pod")[0]
+    hcore.delete_namespaced_pod(
+        host_name(first.metadata.name, "default", "sync"), vc.host_namespace
+    )
+
+    def replaced() -> list[client.V1Pod]:
+        pods = running(vcore, "default", "app=phoenix", 1)
+        return pods if pods and pods[0].metadata.uid != first.metadata.uid else []
+
+    wait_for(replaced, what="a replacement virtual pod")
+
+
+def test_syncer_killed_mid_sync_loses_and_duplicates_nothing(
+    vc: LocalVCluster, vcore: client.CoreV1Api, vapps: client.AppsV1Api, hcore: client.CoreV1Api
+) -> None:
+    vcore.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="crash")))
+    vapps.create_namespaced_deployment("crash", deployment("many", 20))
+    time.sleep(0.5)  # some pods synced, others not yet
+    vc.restart_syncer()  # SIGKILL + start
+    pods = wait_for(lambda: running(vcore, "crash", "app=many", 20), 60, "20 running pods")
+    hosts = [
+        p
+        for p in host_pods(hcore, vc)
+        if p.metadata.annotations.get("vc.pytest-vcluster.io/object-namespace") == "crash"
+    ]
+    assert sorted(p.metadata.name for p in hosts) == sorted(
+        host_name(p.metadata.name, "crash", "sync") for p in pods
+    )
+    # Orphans from before the restart are collected: delete while the syncer is down.
+    vc.syncer.popen.kill()  # type: ignore[union-attr]
+    vapps.delete_namespaced_deployment("many", "crash")
+    time.sleep(1)
+    vc.restart_syncer()
+    wait_for(
+        lambda: (
+            not [
+                p
+                for p in host_pods(hcore, vc)
+                if p.metadata.annotations.get("vc.pytest-vcluster.io/object-namespace") == "crash"
+            ]
+        ),
+        60,
+        "orphans removed",
+    )
+
+
+@pytest.mark.parametrize("side", ["virtual", "host"])
+def test_api_server_restart_is_survived(
+    side: str,
+    host: LocalHost,
+    vc: LocalVCluster,
+    vcore: client.CoreV1Api,
+    vapps: client.AppsV1Api,
+    hcore: client.CoreV1Api,
+) -> None:
+    cp = vc.control_plane if side == "virtual" else host.control_plane
+    assert cp is not None
+    cp.restart_apiserver()
+    name = f"after-{side}"
+    vapps.create_namespaced_deployment("default", deployment(name, 2))
+    wait_for(lambda: running(vcore, "default", f"app={name}", 2), 60, f"pods after {side} restart")
+    assert vc.syncer is not None
+    assert vc.syncer.alive()
