@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from .errors import VClusterError
 from .versions import K8sVersion, parse_k8s_version
 
 HOSTS = ("local",)
+KEEP = ("never", "on-failure", "always")
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class Option:
     name: str  # CLI flag without leading dashes; the ini key is the same with "_"
     help: str
     default: str | None
+    const: str | None = None  # value of the bare flag (``--vcluster-reuse-host``)
 
     @property
     def flag(self) -> str:
@@ -44,6 +46,18 @@ OPTIONS = (
     ),
     Option("vcluster-cache-dir", "binary and build cache (default ~/.cache/pytest-vcluster)", None),
     Option("vcluster-timeout", "seconds a host or vcluster may take to become ready", "120"),
+    Option(
+        "vcluster-keep",
+        f"keep vclusters after their test: {'|'.join(KEEP)} (default never)",
+        "never",
+    ),
+    Option("vcluster-values", "YAML file of chart values applied to every vcluster", None),
+    Option(
+        "vcluster-reuse-host",
+        "keep the host running after the run and reuse it next time: true|false",
+        "false",
+        const="true",
+    ),
 )
 
 
@@ -53,12 +67,20 @@ class Settings:
     k8s: K8sVersion
     cache_dir: Path
     timeout: float
+    keep: str = "never"
+    values: dict[str, Any] = field(default_factory=dict)
+    reuse_host: bool = False
 
 
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("vcluster", "virtual Kubernetes clusters (pytest-vcluster)")
     for opt in OPTIONS:
-        group.addoption(opt.flag, dest=opt.dest, default=None, help=opt.help)
+        if opt.const is not None:
+            group.addoption(
+                opt.flag, dest=opt.dest, default=None, nargs="?", const=opt.const, help=opt.help
+            )
+        else:
+            group.addoption(opt.flag, dest=opt.dest, default=None, help=opt.help)
         parser.addini(opt.ini, help=opt.help, default=None)
 
 
@@ -92,6 +114,40 @@ def _host(value: str | None) -> str:
     return value
 
 
+def _choice(choices: tuple[str, ...]) -> Callable[[str | None], str]:
+    def parse(value: str | None) -> str:
+        if value not in choices:
+            raise ValueError("unknown value")
+        return value
+
+    return parse
+
+
+def _bool(value: str | None) -> bool:
+    text = (value or "").strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("not a boolean")
+
+
+def _values_file(value: str | None) -> dict[str, Any]:
+    if not value:
+        return {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(value).expanduser().read_text())
+    except OSError as exc:
+        raise ValueError(f"cannot read it ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"holds a {type(data).__name__}, not a mapping")
+    return data
+
+
 def _timeout(value: str | None) -> float:
     seconds = float(value or "")
     if not seconds > 0:
@@ -115,4 +171,7 @@ def settings_from(config: pytest.Config) -> Settings:
         ),
         cache_dir=cache,
         timeout=_parse(config, "vcluster-timeout", _timeout, "a positive number of seconds"),
+        keep=_parse(config, "vcluster-keep", _choice(KEEP), " | ".join(KEEP)),
+        values=_parse(config, "vcluster-values", _values_file, "a YAML file holding a mapping"),
+        reuse_host=_parse(config, "vcluster-reuse-host", _bool, "true | false"),
     )

@@ -87,6 +87,20 @@ class CertificateAuthority:
         )
         self.pair = KeyPair(_pem_cert(self._cert), _pem_key(self._key))
 
+    @classmethod
+    def load(cls, cert_pem: bytes, key_pem: bytes) -> CertificateAuthority:
+        """A CA from its PEM files (another process made it)."""
+        ca = cls.__new__(cls)
+        key = serialization.load_pem_private_key(key_pem, None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError("expected an EC private key")
+        ca._key = key
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        ca._name = cert.subject
+        ca._cert = cert
+        ca.pair = KeyPair(cert_pem, key_pem)
+        return ca
+
     def issue(
         self,
         common_name: str,

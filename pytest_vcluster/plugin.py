@@ -1,21 +1,32 @@
-"""pytest entry point: options, header, and the host fixtures."""
+"""pytest entry point: options, the marker, header and summary, host fixtures, diagnostics."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import time
+from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
-from .binaries import LOCAL_HOST_TOOLS, BinaryResolver
 from .config import Settings, add_options, settings_from
 from .errors import VClusterError
+from .fixtures import (
+    ACTIVE,
+    REPORTS,
+    SETTINGS,
+    Manager,
+    run_id,
+    vcluster,
+    vcluster_factory,
+    vcluster_session,
+)
+from .hosts.base import HostInfo
+from .markers import MARKER_LINE, parse_marker
 
-if TYPE_CHECKING:
-    from .hosts.local import LocalHost
-
-_SETTINGS = pytest.StashKey[Settings]()
+__all__ = ["vcluster", "vcluster_factory", "vcluster_session"]
+_STARTED = pytest.StashKey[float]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -24,21 +35,37 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    config.stash[_SETTINGS] = settings_from(config)  # bad values fail here, before any test
+    config.addinivalue_line("markers", MARKER_LINE)
+    config.stash[SETTINGS] = settings_from(config)  # bad values fail here, before any test
+    config.stash[_STARTED] = time.time()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        parse_marker(item)  # one UsageError for a malformed marker, before any cluster exists
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    s = config.stash[_SETTINGS]
-    return f"vcluster: host={s.host} kubernetes={s.k8s} cache={s.cache_dir}"
+    s = config.stash[SETTINGS]
+    return (
+        f"vcluster: host={s.host} kubernetes={s.k8s} keep={s.keep} "
+        f"reuse-host={str(s.reuse_host).lower()} cache={s.cache_dir}"
+    )
 
 
 def _progress(config: pytest.Config) -> Any:
     reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capman = config.pluginmanager.get_plugin("capturemanager")
     verbose = config.get_verbosity() > 0
 
     def emit(msg: str) -> None:
         # Builds take minutes: always say so; readiness steps only under -v.
-        if reporter is not None and (verbose or "build" in msg or "download" in msg):
+        if reporter is None or not (verbose or "build" in msg or "download" in msg):
+            return
+        if capman is not None:  # fixtures run with output captured
+            with capman.global_and_fixture_disabled():
+                reporter.write_line(msg)
+        else:
             reporter.write_line(msg)
 
     return emit
@@ -47,40 +74,111 @@ def _progress(config: pytest.Config) -> Any:
 @pytest.fixture(scope="session")
 def vcluster_settings(pytestconfig: pytest.Config) -> Settings:
     """The effective pytest-vcluster settings (CLI over ini over defaults)."""
-    return pytestconfig.stash[_SETTINGS]
+    return pytestconfig.stash[SETTINGS]
+
+
+def _state_dir(config: pytest.Config, factory: pytest.TempPathFactory, s: Settings) -> Path:
+    if s.reuse_host:
+        return s.cache_dir / "hosts" / f"{s.host}-{s.k8s}"
+    base = factory.getbasetemp()
+    # xdist workers get <root>/popen-gwN: the host lives in the shared <root>.
+    return (base.parent if hasattr(config, "workerinput") else base) / "vcluster-host"
 
 
 @pytest.fixture(scope="session")
-def vcluster_host(pytestconfig: pytest.Config, vcluster_settings: Settings) -> Iterator[LocalHost]:
-    """The host every vcluster of this session runs on (started once, stopped at the end)."""
-    from .hosts.local import LocalHost
+def vcluster_host_info(
+    pytestconfig: pytest.Config,
+    tmp_path_factory: pytest.TempPathFactory,
+    vcluster_settings: Settings,
+) -> Iterator[HostInfo]:
+    """The host this run's vclusters live on (started once per run, shared by xdist workers)."""
+    from .hosts.shared import SharedHost
 
     s = vcluster_settings
-    progress = _progress(pytestconfig)
-    resolver = BinaryResolver(s.k8s, s.cache_dir, progress=progress)
+    shared = SharedHost(
+        _state_dir(pytestconfig, tmp_path_factory, s),
+        k8s_version=str(s.k8s),
+        cache_dir=s.cache_dir,
+        timeout=s.timeout,
+        reuse=s.reuse_host,
+    )
+    _progress(pytestconfig)(f"pytest-vcluster: acquiring the {s.host} host ({s.k8s})")
     try:
-        paths = {t: r.path for t, r in resolver.resolve_all(LOCAL_HOST_TOOLS).items()}
-        host = LocalHost(s.k8s, paths, progress=progress, timeout=s.timeout)
-        host.start()
+        info = shared.acquire()
     except VClusterError as exc:
         pytest.fail(f"pytest-vcluster: the {s.host} host did not start: {exc}", pytrace=False)
     try:
-        yield host
+        yield info
     finally:
-        host.stop()
+        kept = any(
+            json.loads(p.read_text()).get("host_supervisor_pid") == info.supervisor_pid
+            for p in (s.cache_dir / "kept").glob("*.json")
+        )
+        if kept:  # kept vclusters need their host
+            shared.reuse = True
+        shared.release()
 
 
 @pytest.fixture(scope="session")
-def host_kubeconfig_path(vcluster_host: LocalHost) -> Path:
+def vcluster_manager(
+    pytestconfig: pytest.Config, vcluster_settings: Settings, vcluster_host_info: HostInfo
+) -> Manager:
+    return Manager(
+        vcluster_settings, vcluster_host_info, run_id(pytestconfig), _progress(pytestconfig)
+    )
+
+
+@pytest.fixture(scope="session")
+def host_kubeconfig_path(vcluster_host_info: HostInfo) -> Path:
     """Path of a cluster-admin kubeconfig for the host."""
-    return vcluster_host.kubeconfig_path
+    return Path(vcluster_host_info.kubeconfig)
 
 
 @pytest.fixture(scope="session")
-def host_client(vcluster_host: LocalHost) -> Iterator[Any]:
+def host_client(host_kubeconfig_path: Path) -> Iterator[Any]:
     """A ``kubernetes.client.ApiClient`` for the host (cluster-admin)."""
-    client = vcluster_host.api_client()
+    from kubernetes import config
+
+    client = config.new_client_from_config(config_file=str(host_kubeconfig_path))  # type: ignore[no-untyped-call]
     try:
         yield client
     finally:
         client.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    item.stash.setdefault(REPORTS, {})[report.when] = report
+    if report.failed and report.when in ("setup", "call"):
+        for vc in item.stash.get(ACTIVE, []):
+            try:
+                sections = vc.diagnostics()
+            except Exception as exc:  # diagnostics must never mask the failure
+                sections = {"diagnostics": f"could not collect: {exc!r}"}
+            sections["connect"] = f"KUBECONFIG={vc.kubeconfig_path} kubectl get pods -A"
+            for title, text in sections.items():
+                report.sections.append((f"vcluster {vc.name}: {title}", text))
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    s = config.stash[SETTINGS]
+    started = config.stash[_STARTED]
+    kept = []
+    for path in sorted((s.cache_dir / "kept").glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if record.get("kept_at", 0) >= started:
+            kept.append(record)
+    if kept:
+        terminalreporter.section("kept vclusters")
+        for r in kept:
+            terminalreporter.write_line(
+                f"{r['name']}: KUBECONFIG={r['kubeconfig']} kubectl get pods -A"
+            )
+        terminalreporter.write_line("remove them with: pytest-vcluster reap")

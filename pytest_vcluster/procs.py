@@ -103,6 +103,8 @@ class ProcessGroup:
     """The children of one host or vcluster, stopped together in reverse start order."""
 
     children: list[Child] = field(default_factory=list)
+    #: False for processes that may be kept after the run (keep policies): no PDEATHSIG.
+    die_with_parent: bool = True
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -120,6 +122,7 @@ class ProcessGroup:
         env: Mapping[str, str] | None = None,
     ) -> Child:
         parent = os.getpid()
+        preexec = (lambda: _die_with_parent(parent)) if self.die_with_parent else None
         with log_path.open("ab") as log:
             popen = subprocess.Popen(
                 list(argv),
@@ -128,12 +131,19 @@ class ProcessGroup:
                 stderr=subprocess.STDOUT,
                 env=dict(env) if env is not None else None,
                 start_new_session=True,
-                preexec_fn=lambda: _die_with_parent(parent),
+                preexec_fn=preexec,
             )
         child = Child(name, list(argv), log_path, popen)
         with self._lock:
             self.children.append(child)
         return child
+
+    def detach(self) -> list[Child]:
+        """Stop owning the children: they keep running after this process exits."""
+        _groups.discard(self)
+        with self._lock:
+            children, self.children = self.children, []
+        return children
 
     def forget(self, child: Child) -> None:
         """Drop a child that already exited (a failed attempt that was retried)."""

@@ -21,6 +21,7 @@ from typing import Any
 from ..errors import HostStartError
 from ..procs import ProcessGroup, pid_alive, proc_starttime
 from ..versions import K8sVersion
+from .base import HostInfo
 from .controlplane import ControlPlane, Etcd, Progress, _quiet, wait_until
 
 HOST_PREFIX = "/host"
@@ -199,6 +200,22 @@ class LocalHost:
     def server(self) -> str:
         assert self.control_plane is not None
         return self.control_plane.server
+
+    def info(self) -> HostInfo:
+        """Everything a vcluster (possibly in another process) needs to use this host."""
+        assert self.etcd is not None
+        assert self.control_plane is not None
+        return HostInfo(
+            kind="local",
+            k8s_version=str(self.k8s),
+            server=self.control_plane.server,
+            kubeconfig=str(self.kubeconfig_path),
+            etcd_url=self.etcd.url,
+            pki_dir=str(self.control_plane.workdir),
+            workdir=str(self.workdir),
+            binaries={k: str(v) for k, v in self.binaries.items()},
+            supervisor_pid=os.getpid(),
+        )
 
     def api_client(self) -> Any:
         """A ``kubernetes.client.ApiClient`` for the host, as cluster-admin."""

@@ -20,11 +20,11 @@ from typing import Any
 
 from .. import kubeconfig
 from ..errors import HostStartError
-from ..procs import Child, ProcessGroup
+from ..procs import Child, ProcessGroup, proc_starttime
 from ..rest import RestClient
 from ..servicecidr import cidrs_from_servicecidrs, parse_service_cidr, probe_service
+from .base import HostInfo
 from .controlplane import ControlPlane, Progress, _quiet, wait_until
-from .local import LocalHost
 
 # vcluster runs its controller-manager without the controllers that need real nodes/clouds.
 VCLUSTER_CONTROLLERS = ",".join(
@@ -76,11 +76,13 @@ class LocalVCluster:
 
     def __init__(
         self,
-        host: LocalHost,
+        host: HostInfo,
         name: str,
         *,
         labels: dict[str, str] | None = None,
         syncer_args: tuple[str, ...] = (),
+        binaries: dict[str, Path] | None = None,
+        detachable: bool = False,
         progress: Progress = _quiet,
         timeout: float = 60.0,
     ) -> None:
@@ -89,10 +91,12 @@ class LocalVCluster:
         self.host_namespace = host_namespace_for(name)
         self.labels = labels or {}
         self.syncer_args = syncer_args
+        # Another Kubernetes version than the host's: pass its apiserver/controller-manager.
+        self.binaries = {**host.binary_paths(), **(binaries or {})}
         self.progress = progress
         self.timeout = timeout
-        self.workdir = host.workdir / "vclusters" / name
-        self.procs = ProcessGroup()
+        self.workdir = Path(host.workdir) / "vclusters" / name
+        self.procs = ProcessGroup(die_with_parent=not detachable)
         self.control_plane: ControlPlane | None = None
         self.syncer: Child | None = None
         self.syncer_health = ""
@@ -115,8 +119,7 @@ class LocalVCluster:
         return self.control_plane.kubeconfig_path
 
     def _host_rest(self) -> RestClient:
-        assert self.host.control_plane is not None
-        return self.host.control_plane.rest()
+        return self.host.rest()
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -129,15 +132,13 @@ class LocalVCluster:
     def _start(self) -> None:
         t0 = time.monotonic()
         deadline = t0 + self.timeout
-        assert self.host.etcd is not None
-        assert self.host.control_plane is not None
         self.workdir.mkdir(parents=True, exist_ok=True)
         cidr = self.service_cidr()
         cp = ControlPlane(
             name=self.name,
             workdir=self.workdir,
-            binaries=self.host.binaries,
-            etcd_url=self.host.etcd.url,
+            binaries=self.binaries,
+            etcd_url=self.host.etcd_url,
             etcd_prefix=self.etcd_prefix,
             procs=self.procs,
             service_cidr=cidr,
@@ -205,6 +206,11 @@ class LocalVCluster:
             ),
         ):
             status, resp = rest.request("POST", path, obj)
+            if status == 409 and path == "/api/v1/namespaces":
+                raise HostStartError(
+                    f"host namespace {ns} exists already: a vcluster named {self.name!r} is "
+                    "running on this host (or was left behind: `pytest-vcluster reap`)"
+                )
             if status not in (201, 409):
                 raise HostStartError(f"creating {path} on the host failed ({status}): {resp}")
 
@@ -213,14 +219,13 @@ class LocalVCluster:
         return f"vcluster:{self.name}"
 
     def _start_syncer(self) -> None:
-        host_cp = self.host.control_plane
-        assert host_cp is not None
         assert self.control_plane is not None
-        pair = host_cp.ca.issue(self.syncer_user, client=True)
+        ca = self.host.ca()
+        pair = ca.issue(self.syncer_user, client=True)
         host_kc = kubeconfig.write(
             self.workdir / "syncer-host.kubeconfig",
             kubeconfig.render(
-                "host", host_cp.server, host_cp.ca.pair.cert_pem, pair.cert_pem, pair.key_pem
+                "host", self.host.server, ca.pair.cert_pem, pair.cert_pem, pair.key_pem
             ),
         )
         argv = [
@@ -269,17 +274,79 @@ class LocalVCluster:
 
     def delete(self) -> None:
         """Stop the processes, drop the etcd prefix and the host namespace."""
-        self.procs.stop()
-        etcd = self.host.etcd
-        if etcd is not None and etcd.child is not None and etcd.child.alive():
-            _etcd_delete_prefix(etcd.url, self.etcd_prefix + "/")
-        if self.host.control_plane is not None and self.host.procs.children:
-            with contextlib.suppress(OSError):
-                self._host_rest().request("DELETE", f"/api/v1/namespaces/{self.host_namespace}")
+        self.procs.stop(timeout=0)
+        _etcd_delete_prefix(self.host.etcd_url, self.etcd_prefix + "/")
+        with contextlib.suppress(OSError):  # the host may be gone already
+            self._host_rest().request("DELETE", f"/api/v1/namespaces/{self.host_namespace}")
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def detach(self) -> dict[str, Any]:
+        """Keep running after this process ends; the record lets `reap` find it later."""
+        children = self.procs.detach()
+        return {
+            "name": self.name,
+            "host_namespace": self.host_namespace,
+            "kubeconfig": str(self.kubeconfig_path),
+            "workdir": str(self.workdir),
+            "etcd_url": self.host.etcd_url,
+            "etcd_prefix": self.etcd_prefix,
+            "host_supervisor_pid": self.host.supervisor_pid,
+            "pids": {str(c.pid): proc_starttime(c.pid) for c in children if c.alive()},
+        }
+
+    def diagnostics(self) -> dict[str, str]:
+        """Report sections for a failed test: pods, events, syncer log, name map."""
+        out: dict[str, str] = {}
+        if self.syncer is not None:
+            out["syncer log (tail)"] = self.syncer.log_tail(60)
+        if self.control_plane is not None:
+            with contextlib.suppress(OSError):
+                out["virtual pods"] = _pods_table(self.control_plane.rest(), "/api/v1/pods")
+                out["virtual events"] = _events_table(self.control_plane.rest(), "/api/v1/events")
+        ns = self.host_namespace
+        with contextlib.suppress(OSError):
+            out["host pods"] = _pods_table(self._host_rest(), f"/api/v1/namespaces/{ns}/pods")
+            out["host events"] = _events_table(self._host_rest(), f"/api/v1/namespaces/{ns}/events")
+        return out
 
     def rss(self) -> dict[str, int]:
         return {c.name: c.rss_bytes() for c in self.procs.children}
+
+
+def _pods_table(rest: RestClient, path: str) -> str:
+    status, body = rest.get(path)
+    if status != 200 or not isinstance(body, dict):
+        return f"(could not list: {status})"
+    rows = []
+    for p in body.get("items") or []:
+        meta, st = p["metadata"], p.get("status") or {}
+        waiting = [
+            (c.get("state") or {}).get("waiting", {}).get("reason")
+            for c in st.get("containerStatuses") or []
+        ]
+        reason = next((w for w in waiting if w), "") or next(
+            (c.get("reason", "") for c in st.get("conditions") or [] if c.get("reason")), ""
+        )
+        ann = meta.get("annotations") or {}
+        virtual = ann.get("vc.pytest-vcluster.io/object-name")
+        name = f"{meta.get('namespace')}/{meta['name']}"
+        if virtual:
+            name += f" <- {ann.get('vc.pytest-vcluster.io/object-namespace')}/{virtual}"
+        rows.append(f"{name}  {st.get('phase', '?')}  {reason}")
+    return "\n".join(rows) or "(none)"
+
+
+def _events_table(rest: RestClient, path: str) -> str:
+    status, body = rest.get(path)
+    if status != 200 or not isinstance(body, dict):
+        return f"(could not list: {status})"
+    rows = [
+        f"{e.get('type')} {e.get('reason')} "
+        f"{(e.get('involvedObject') or {}).get('kind')}/"
+        f"{(e.get('involvedObject') or {}).get('name')}: {e.get('message')}"
+        for e in (body.get("items") or [])[-40:]
+    ]
+    return "\n".join(rows) or "(none)"
 
 
 def _etcd_delete_prefix(etcd_url: str, prefix: str) -> Any:

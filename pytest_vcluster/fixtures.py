@@ -1,0 +1,189 @@
+"""Thin fixtures over ``SharedHost`` and ``VCluster``; the keep policy and kept records."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .config import Settings
+from .errors import VClusterError
+from .hosts.base import HostInfo
+from .markers import MarkerArgs, parse_marker
+from .vcluster import VCluster
+
+SETTINGS = pytest.StashKey[Settings]()
+ACTIVE = pytest.StashKey[list[VCluster]]()  # vclusters a test uses, for failure diagnostics
+REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+RUN_LABEL = "pytest-vcluster.io/run-id"
+EXPIRES_LABEL = "pytest-vcluster.io/expires"
+
+
+class CleanupWarning(pytest.PytestWarning):
+    """A vcluster could not be removed completely (shown in the warnings summary)."""
+
+
+@dataclass
+class Manager:
+    """Creates vclusters for one pytest process and applies the keep policy at teardown."""
+
+    settings: Settings
+    host: HostInfo
+    run_id: str
+    progress: Callable[[str], None]
+    kept: list[dict[str, Any]] = field(default_factory=list)
+    _counter: Iterator[int] = field(default_factory=itertools.count)
+
+    def new_name(self) -> str:
+        return f"vc{os.getpid()}-{next(self._counter)}"
+
+    def create(self, args: MarkerArgs | None = None, **overrides: Any) -> VCluster:
+        args = args or MarkerArgs()
+        name = overrides.get("name") or args.name or self.new_name()
+        sync = tuple(overrides.get("sync") or args.sync)
+        version = overrides.get("k8s_version") or args.k8s_version
+        binaries = self._binaries_for(version)
+        expires = int(time.time()) + 6 * 3600
+        vc = VCluster(
+            self.host,
+            name,
+            sync=sync,
+            binaries=binaries,
+            k8s_version=version,
+            labels={RUN_LABEL: self.run_id, EXPIRES_LABEL: str(expires)},
+            timeout=self.settings.timeout,
+            progress=self.progress,
+            detachable=self.settings.keep != "never",
+        )
+        vc.create()
+        return vc
+
+    def _binaries_for(self, version: str | None) -> dict[str, Path]:
+        if version is None:
+            return {}
+        from .binaries import BinaryResolver
+        from .versions import parse_k8s_version
+
+        k8s = parse_k8s_version(version)
+        if str(k8s) == self.host.k8s_version:
+            return {}
+        resolver = BinaryResolver(k8s, self.settings.cache_dir, progress=self.progress)
+        return {t: resolver.resolve(t).path for t in ("kube-apiserver", "kube-controller-manager")}
+
+    def finish(self, vc: VCluster, failed: bool) -> None:
+        keep = self.settings.keep == "always" or (self.settings.keep == "on-failure" and failed)
+        if keep:
+            record = vc.detach()
+            record["kept_at"] = time.time()
+            kept_dir = self.settings.cache_dir / "kept"
+            kept_dir.mkdir(parents=True, exist_ok=True)
+            (kept_dir / f"{vc.name}.json").write_text(json.dumps(record, indent=2))
+            self.kept.append(record)
+            return
+        try:
+            vc.delete()
+        except Exception as exc:  # report, never hide the test's own outcome
+            warnings.warn(
+                CleanupWarning(f"vcluster {vc.name}: cleanup failed: {exc}"), stacklevel=1
+            )
+
+
+def _failed(request: pytest.FixtureRequest) -> bool:
+    reports = request.node.stash.get(REPORTS, {})
+    return any(r.failed for r in reports.values())
+
+
+def _track(request: pytest.FixtureRequest, vc: VCluster) -> None:
+    request.node.stash.setdefault(ACTIVE, []).append(vc)
+
+
+def _untrack(request: pytest.FixtureRequest, vc: VCluster) -> None:
+    active = request.node.stash.get(ACTIVE, [])
+    if vc in active:
+        active.remove(vc)
+
+
+def _create(manager: Manager, args: MarkerArgs | None = None, **kw: Any) -> VCluster:
+    try:
+        return manager.create(args, **kw)
+    except VClusterError as exc:
+        pytest.fail(f"pytest-vcluster: vcluster not created: {exc}", pytrace=False)
+
+
+@pytest.fixture
+def vcluster(request: pytest.FixtureRequest, vcluster_manager: Manager) -> Iterator[VCluster]:
+    """A fresh virtual cluster for this test (configure with ``@pytest.mark.vcluster``)."""
+    vc = _create(vcluster_manager, parse_marker(request.node))
+    _track(request, vc)
+    try:
+        yield vc
+    finally:
+        _untrack(request, vc)
+        vcluster_manager.finish(vc, _failed(request))
+
+
+@pytest.fixture(scope="session")
+def vcluster_session(
+    request: pytest.FixtureRequest, vcluster_manager: Manager
+) -> Iterator[VCluster]:
+    """One virtual cluster shared by the whole session (per xdist worker)."""
+    vc = _create(vcluster_manager)
+    try:
+        yield vc
+    finally:
+        vcluster_manager.finish(vc, request.session.testsfailed > 0)
+
+
+@pytest.fixture
+def vcluster_factory(
+    request: pytest.FixtureRequest, vcluster_manager: Manager
+) -> Iterator[Callable[..., VCluster]]:
+    """Call it (``name=``, ``sync=``, ``k8s_version=``) for as many vclusters as the test needs."""
+    made: list[VCluster] = []
+
+    def make(**kw: Any) -> VCluster:
+        vc = _create(vcluster_manager, **kw)
+        made.append(vc)
+        _track(request, vc)
+        return vc
+
+    try:
+        yield make
+    finally:
+        failed = _failed(request)
+        for vc in reversed(made):
+            _untrack(request, vc)
+            vcluster_manager.finish(vc, failed)
+
+
+def vcluster_fixture(scope: str = "function", **kw: Any) -> Any:
+    """Declare a named vcluster fixture in a conftest, at any scope::
+
+    shared_cluster = vcluster_fixture(scope="module", sync=["ingresses"])
+    """
+
+    @pytest.fixture(scope=scope)  # type: ignore[call-overload,untyped-decorator]
+    def _fixture(request: pytest.FixtureRequest, vcluster_manager: Manager) -> Iterator[VCluster]:
+        vc = _create(vcluster_manager, **kw)
+        try:
+            yield vc
+        finally:
+            vcluster_manager.finish(vc, request.session.testsfailed > 0)
+
+    return _fixture
+
+
+def run_id(config: pytest.Config) -> str:
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput and "testrunuid" in workerinput:
+        return str(workerinput["testrunuid"])[:16]
+    return uuid.uuid4().hex[:16]

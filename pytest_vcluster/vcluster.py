@@ -1,0 +1,226 @@
+"""The ``VCluster`` handle: a virtual cluster as a plain context manager (no pytest needed).
+
+with VCluster(host_info, name="demo") as vc:
+    core = kubernetes.client.CoreV1Api(vc.api_client)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import yaml
+
+from .errors import VClusterError
+from .hosts.base import HostInfo
+from .hosts.controlplane import Progress, _quiet
+from .hosts.local_vcluster import LocalVCluster
+
+Manifest = Mapping[str, Any] | str | Path | Iterable[Mapping[str, Any]]
+
+
+class VCluster:
+    def __init__(
+        self,
+        host: HostInfo,
+        name: str,
+        *,
+        sync: Iterable[str] = (),
+        binaries: Mapping[str, Path] | None = None,
+        k8s_version: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        timeout: float = 60.0,
+        progress: Progress = _quiet,
+        detachable: bool = False,
+    ) -> None:
+        self.host = host
+        self.name = name
+        self.k8s_version = k8s_version or host.k8s_version
+        args = tuple(f"--enable-sync-resources={','.join(sync)}" for _ in [0] if sync)
+        self._impl = LocalVCluster(
+            host,
+            name,
+            labels=dict(labels or {}),
+            syncer_args=args,
+            binaries=dict(binaries or {}),
+            progress=progress,
+            timeout=timeout,
+            detachable=detachable,
+        )
+        self._api_client: Any = None
+        self._dynamic: Any = None
+        self.created = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def create(self) -> VCluster:
+        """Create and wait until ready (control plane, default ServiceAccount, syncer)."""
+        self._impl.start()
+        self.created = True
+        return self
+
+    def wait_ready(self) -> VCluster:
+        return self if self.created else self.create()
+
+    def delete(self) -> None:
+        if self._api_client is not None:
+            self._api_client.close()
+            self._api_client = None
+        self._impl.delete()
+        self.created = False
+
+    def detach(self) -> dict[str, Any]:
+        """Leave it running after this process ends (keep policies); returns its record."""
+        return self._impl.detach()
+
+    def __enter__(self) -> VCluster:
+        return self.create()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.delete()
+
+    # -- connection ---------------------------------------------------------------------------
+    @property
+    def host_namespace(self) -> str:
+        return self._impl.host_namespace
+
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self._impl.kubeconfig_path
+
+    @property
+    def ready_seconds(self) -> float:
+        return self._impl.ready_seconds
+
+    @property
+    def api_client(self) -> Any:
+        """A ``kubernetes.client.ApiClient`` for the virtual cluster (cluster-admin)."""
+        if self._api_client is None:
+            from kubernetes import config
+
+            self._api_client = config.new_client_from_config(  # type: ignore[no-untyped-call]
+                config_file=str(self.kubeconfig_path)
+            )
+        return self._api_client
+
+    def host_api_client(self) -> Any:
+        """A ``kubernetes.client.ApiClient`` for the host (cluster-admin)."""
+        from kubernetes import config
+
+        return config.new_client_from_config(config_file=self.host.kubeconfig)  # type: ignore[no-untyped-call]
+
+    def _dyn(self) -> Any:
+        if self._dynamic is None:
+            from kubernetes import dynamic
+
+            self._dynamic = dynamic.DynamicClient(self.api_client)  # type: ignore[no-untyped-call]
+        return self._dynamic
+
+    # -- helpers ------------------------------------------------------------------------------
+    def host_name(self, obj: Mapping[str, Any] | Any, namespace: str | None = None) -> str:
+        """The name the syncer gives ``obj`` (a dict, a kubernetes model, or a name) on the host."""
+        from syncer.translate.names import host_name
+
+        if isinstance(obj, str):
+            return host_name(obj, namespace or "default", self.name)
+        meta = obj["metadata"] if isinstance(obj, Mapping) else obj.metadata
+        if isinstance(meta, Mapping):
+            name, ns = str(meta["name"]), meta.get("namespace")
+        else:
+            name, ns = str(meta.name), meta.namespace
+        return host_name(name, namespace or ns or "default", self.name)
+
+    def apply(self, manifest: Manifest, namespace: str = "default") -> list[Any]:
+        """Server-side apply of a dict, a list of dicts, YAML text or a YAML file path."""
+        docs = _documents(manifest)
+        applied = []
+        for doc in docs:
+            resource = self._dyn().resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
+            ns = doc.get("metadata", {}).get("namespace") or namespace
+            kwargs = {"namespace": ns} if resource.namespaced else {}
+            applied.append(
+                resource.server_side_apply(
+                    body=doc, field_manager="pytest-vcluster", force_conflicts=True, **kwargs
+                )
+            )
+        return applied
+
+    def wait_for(
+        self,
+        kind: str,
+        name: str,
+        condition: str | Callable[[Any], bool] = "Ready",
+        timeout: float = 60.0,
+        namespace: str = "default",
+        api_version: str = "v1",
+    ) -> Any:
+        """Poll until the object's ``condition`` is True (or the callable says so)."""
+        resource = self._dyn().resources.get(api_version=api_version, kind=kind)
+        kwargs = {"namespace": namespace} if resource.namespaced else {}
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            try:
+                last = resource.get(name=name, **kwargs)
+            except Exception as exc:  # not created yet
+                last = exc
+            else:
+                if _satisfied(last, condition):
+                    return last
+            time.sleep(0.2)
+        raise VClusterError(
+            f"{kind} {namespace}/{name} in vcluster {self.name} did not reach {condition!r} "
+            f"within {timeout:.0f}s; last seen: {_summary(last)}"
+        )
+
+    def logs(self, pod: str, namespace: str = "default", container: str | None = None) -> str:
+        """Logs of a virtual pod, read from its host pod."""
+        params = f"?container={container}" if container else ""
+        path = f"/api/v1/namespaces/{self.host_namespace}/pods/{self.host_name(pod, namespace)}"
+        status, body = self.host.rest().get(path + "/log" + params)
+        if status != 200:
+            raise VClusterError(f"logs of pod {namespace}/{pod}: host answered {status}: {body}")
+        return str(body)
+
+    def diagnostics(self) -> dict[str, str]:
+        return self._impl.diagnostics()
+
+
+def _documents(manifest: Manifest) -> list[dict[str, Any]]:
+    if isinstance(manifest, Path) or (
+        isinstance(manifest, str)
+        and "\n" not in manifest
+        and manifest.endswith((".yaml", ".yml", ".json"))
+    ):
+        manifest = Path(manifest).read_text()
+    if isinstance(manifest, str):
+        return [d for d in yaml.safe_load_all(manifest) if d]
+    if isinstance(manifest, Mapping):
+        return [dict(manifest)]
+    return [dict(d) for d in manifest]
+
+
+def _satisfied(obj: Any, condition: str | Callable[[Any], bool]) -> bool:
+    if callable(condition):
+        return bool(condition(obj))
+    status = obj.to_dict().get("status") or {}
+    if status.get("phase") == condition:
+        return True
+    return any(
+        c.get("type") == condition and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+
+
+def _summary(obj: Any) -> str:
+    if obj is None or isinstance(obj, Exception):
+        return repr(obj)
+    status = obj.to_dict().get("status") or {}
+    return str({k: status.get(k) for k in ("phase", "conditions") if k in status})[:500]
