@@ -7,6 +7,7 @@ import contextlib
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .binaries import LOCAL_HOST_TOOLS, TOOLS, BinaryResolver, default_cache_dir
 from .errors import VClusterError
@@ -43,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--force", action="store_true", help="with --build: rebuild into the cache from Go modules"
     )
+    ls = sub.add_parser("list", help="show running hosts and kept vclusters")
+    ls.add_argument("--cache-dir", default=None)
+    r = sub.add_parser("reap", help="remove kept vclusters, idle hosts and stale work dirs")
+    r.add_argument("--cache-dir", default=None)
+    r.add_argument("--all", action="store_true", help="also stop hosts kept for reuse")
     h = sub.add_parser("local-host", help="run the embedded local host until Ctrl-C")
     h.add_argument("--k8s-version", default=None)
     h.add_argument("--cache-dir", default=None)
@@ -51,8 +57,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _resolver(args: argparse.Namespace) -> BinaryResolver:
-    from pathlib import Path
-
     cache = Path(args.cache_dir) if args.cache_dir else None
     return BinaryResolver(parse_k8s_version(args.k8s_version), cache)
 
@@ -96,12 +100,42 @@ def cmd_local_host(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cache(args: argparse.Namespace) -> Path:
+    return Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .reaper import inventory
+
+    items = inventory(_cache(args))
+    for f in items:
+        print(f"{f.kind:<9} {f.name:<24} {'running' if f.alive else 'dead':<8} {f.detail}")
+    if not items:
+        print("nothing running")
+    return 0
+
+
+def cmd_reap(args: argparse.Namespace) -> int:
+    from .reaper import reap
+
+    done = reap(_cache(args), hosts_too=args.all)
+    for line in done:
+        print(f"removed {line}")
+    if not done:
+        print("nothing to reap")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    commands = {
+        "binaries": cmd_binaries,
+        "list": cmd_list,
+        "reap": cmd_reap,
+        "local-host": cmd_local_host,
+    }
     try:
-        if args.command == "binaries":
-            return cmd_binaries(args)
-        return cmd_local_host(args)
+        return commands[args.command](args)
     except VClusterError as exc:
         print(f"pytest-vcluster: error: {exc}", file=sys.stderr)
         return 2

@@ -66,8 +66,42 @@ class Child:
     def pid(self) -> int:
         return self.popen.pid
 
+    # Reaped with os.waitpid, not Popen.poll/wait: a KeyboardInterrupt landing inside Popen's
+    # internal lock leaves it held, and every later Popen.wait() then blocks for ever.
+    def poll(self) -> int | None:
+        if self.popen.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere
+                self.popen.returncode = -1
+            else:
+                if pid:
+                    self.popen.returncode = os.waitstatus_to_exitcode(status)
+        return self.popen.returncode
+
+    @property
+    def returncode(self) -> int | None:
+        return self.poll()
+
     def alive(self) -> bool:
-        return self.popen.poll() is None
+        return self.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once it has exited (and is reaped); False if ``timeout`` passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.alive():
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+        return True
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -147,7 +181,7 @@ class ProcessGroup:
 
     def forget(self, child: Child) -> None:
         """Drop a child that already exited (a failed attempt that was retried)."""
-        child.popen.wait()
+        child.wait()
         with self._lock:
             self.children.remove(child)
 
@@ -156,17 +190,12 @@ class ProcessGroup:
         with self._lock:
             children, self.children = list(reversed(self.children)), []
         for child in children:
-            if child.alive():
-                with contextlib.suppress(ProcessLookupError):
-                    child.popen.send_signal(signal.SIGTERM)
+            child.signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for child in children:
-            try:
-                child.popen.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    child.popen.kill()
-                child.popen.wait()
+            if not child.wait(max(0.0, deadline - time.monotonic())):
+                child.kill()
+                child.wait()
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -37,7 +37,7 @@ def wait_until(
         for child in children:
             if not child.alive():
                 raise HostStartError(
-                    f"{child.name} exited with code {child.popen.returncode} while waiting for "
+                    f"{child.name} exited with code {child.returncode} while waiting for "
                     f"{what}; from {child.log_path}:\n{child.failure_excerpt()}"
                 )
         try:
@@ -267,7 +267,7 @@ class ControlPlane:
     def restart_apiserver(self, timeout: float = 60.0) -> None:
         """Kill kube-apiserver (as a crash would) and start it again on the same port."""
         old = self.children.pop("kube-apiserver")
-        old.popen.kill()  # a graceful stop waits for open watches, up to a minute
+        old.kill()  # a graceful stop waits for open watches, up to a minute
         self.procs.forget(old)
         self.children["kube-apiserver"] = self.procs.start(
             "kube-apiserver", self.apiserver_args(), self.workdir / "kube-apiserver.log"

@@ -266,7 +266,7 @@ class LocalVCluster:
     def restart_syncer(self) -> None:
         """Kill the syncer (SIGKILL, as a crash would) and start a new one."""
         assert self.syncer is not None
-        self.syncer.popen.kill()
+        self.syncer.kill()
         self.procs.forget(self.syncer)
         self.syncer_health = ""
         self._start_syncer()

@@ -168,22 +168,44 @@ def _supervise(args: argparse.Namespace) -> int:
     resolver = BinaryResolver(k8s, Path(args.cache_dir))
     paths = {t: r.path for t, r in resolver.resolve_all(LOCAL_HOST_TOOLS).items()}
     host = LocalHost(k8s, paths, timeout=args.timeout, progress=lambda m: print(m, flush=True))
+    registry = Path(args.cache_dir) / "hosts" / "running"
+    registry.mkdir(parents=True, exist_ok=True)
+    record = registry / f"{os.getpid()}.json"
     with host:
         _write_atomic(state_dir / STATE, host.info().to_json())
+        record.write_text(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "starttime": proc_starttime(os.getpid()),
+                    "state_dir": str(state_dir),
+                    "kubeconfig": str(host.kubeconfig_path),
+                    "k8s_version": str(k8s),
+                    "reuse": bool(args.reuse),
+                }
+            )
+        )
         print(f"ready: {host.kubeconfig_path}", flush=True)
-        idle_since: float | None = None
-        while True:  # SIGTERM (KeyboardInterrupt via procs) ends this loop
-            time.sleep(0.5)
-            if args.reuse:
-                continue
-            if _alive_users(_read_users(state_dir)):
-                idle_since = None
-            elif idle_since is None:
-                idle_since = time.monotonic()
-            elif time.monotonic() - idle_since > 2:
-                print("every user is gone: stopping", flush=True)
-                (state_dir / STATE).unlink(missing_ok=True)
-                return 0
+        try:
+            return _wait_for_users(state_dir, args.reuse)
+        finally:
+            record.unlink(missing_ok=True)
+
+
+def _wait_for_users(state_dir: Path, reuse: bool) -> int:
+    idle_since: float | None = None
+    while True:  # SIGTERM (KeyboardInterrupt via procs) ends this loop
+        time.sleep(0.5)
+        if reuse:
+            continue
+        if _alive_users(_read_users(state_dir)):
+            idle_since = None
+        elif idle_since is None:
+            idle_since = time.monotonic()
+        elif time.monotonic() - idle_since > 2:
+            print("every user is gone: stopping", flush=True)
+            (state_dir / STATE).unlink(missing_ok=True)
+            return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,7 +43,7 @@ def host(local_binaries: dict[str, Path]) -> Iterator[LocalHost]:
 
 @pytest.fixture(scope="module")
 def vc(host: LocalHost) -> Iterator[LocalVCluster]:
-    with LocalVCluster(host, "sync") as v:
+    with LocalVCluster(host.info(), "sync") as v:
         yield v
 
 
@@ -320,7 +320,7 @@ def test_syncer_killed_mid_sync_loses_and_duplicates_nothing(
         host_name(p.metadata.name, "crash", "sync") for p in pods
     )
     # Orphans from before the restart are collected: delete while the syncer is down.
-    vc.syncer.popen.kill()  # type: ignore[union-attr]
+    vc.syncer.kill()  # type: ignore[union-attr]
     vapps.delete_namespaced_deployment("many", "crash")
     time.sleep(1)
     vc.restart_syncer()

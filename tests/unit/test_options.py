@@ -21,7 +21,9 @@ def test_defaults(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("-s", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     assert _settings_line(result).split()[1:4] == ["local", "1.37.2", "120.0"]
-    result.stdout.fnmatch_lines(["vcluster: host=local kubernetes=1.37.2 cache=*"])
+    result.stdout.fnmatch_lines(
+        ["vcluster: host=local kubernetes=1.37.2 keep=never reuse-host=false cache=*"]
+    )
 
 
 def test_ini_values_are_used(pytester: pytest.Pytester) -> None:
@@ -63,6 +65,18 @@ def test_cli_wins_over_ini(pytester: pytest.Pytester) -> None:
             "*--vcluster-timeout: invalid value '-3'*positive number of seconds*",
         ),
         (["--vcluster-timeout=soon"], "", "*--vcluster-timeout: invalid value 'soon'*"),
+        (
+            ["--vcluster-keep=sometimes"],
+            "",
+            "*--vcluster-keep: invalid value 'sometimes'*accepted: never | on-failure | always*",
+        ),
+        ([], "vcluster_keep = forever", "*ini vcluster_keep: invalid value 'forever'*"),
+        (["--vcluster-reuse-host=maybe"], "", "*--vcluster-reuse-host: invalid value 'maybe'*"),
+        (
+            ["--vcluster-values=/nonexistent.yaml"],
+            "",
+            "*--vcluster-values: invalid value '/nonexistent.yaml': cannot read it*",
+        ),
     ],
 )
 def test_bad_values_are_one_usage_error(
@@ -75,3 +89,80 @@ def test_bad_values_are_one_usage_error(
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: {expected}"])
     assert "Traceback" not in result.stderr.str()
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("a: [1, 2\n", "*not valid YAML*"),
+        ("- just\n- a list\n", "*holds a list, not a mapping*"),
+    ],
+)
+def test_values_file_must_be_a_yaml_mapping(
+    pytester: pytest.Pytester, content: str, expected: str
+) -> None:
+    values = pytester.path / "values.yaml"
+    values.write_text(content)
+    pytester.makepyfile(SHOW)
+    result = pytester.runpytest(f"--vcluster-values={values}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: --vcluster-values: invalid value*{expected}"])
+
+
+def test_keep_values_and_bare_reuse_flag(pytester: pytest.Pytester) -> None:
+    values = pytester.path / "values.yaml"
+    values.write_text("sync:\n  ingresses: {enabled: true}\n")
+    pytester.makepyfile(
+        """
+        def test_show(vcluster_settings):
+            s = vcluster_settings
+            print("SETTINGS", s.keep, s.reuse_host, s.values)
+        """
+    )
+    result = pytester.runpytest(
+        "-s", "--vcluster-keep=on-failure", "--vcluster-reuse-host", f"--vcluster-values={values}"
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        ["*SETTINGS on-failure True {'sync': {'ingresses': {'enabled': True}}}"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("marker", "expected"),
+    [
+        ("vcluster(k8s_version='1.12')", "*(k8s_version='1.12'): *not supported*1.34, 1.35*"),
+        ("vcluster(values=[1])", "*(values=?1?): must be a dict of chart values, not list"),
+        ("vcluster(sync=['pods', 'gadgets'])", "*unknown resource(s) gadgets; accepted: pods*"),
+        ("vcluster(sync='pods')", "*(sync='pods'): must be a list of resource names"),
+        ("vcluster(name='Bad_Name')", "*(name='Bad_Name'): vcluster name 'Bad_Name' is invalid*"),
+        (
+            "vcluster(colour='red')",
+            "*unexpected keyword argument 'colour'*"
+            "accepted arguments: k8s_version, values, sync, name",
+        ),
+        ("vcluster('1.35')", "*takes keyword arguments only*"),
+    ],
+)
+def test_malformed_markers_are_usage_errors(
+    pytester: pytest.Pytester, marker: str, expected: str
+) -> None:
+    pytester.makepyfile(
+        f"""
+        import pytest
+
+        @pytest.mark.{marker}
+        def test_x(vcluster):
+            pass
+        """
+    )
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: test_*.py::test_x: @pytest.mark.vcluster{expected}"])
+
+
+def test_marker_is_registered_with_its_signature(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--markers")
+    result.stdout.fnmatch_lines(
+        ["@pytest.mark.vcluster(k8s_version: 'str | None' = None, values: *, sync: *, name: *"]
+    )

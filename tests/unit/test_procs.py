@@ -35,8 +35,8 @@ def test_stop_terminates_then_kills(tmp_path: Path) -> None:
     t0 = time.monotonic()
     group.stop(timeout=0.5)
     assert time.monotonic() - t0 < 3
-    assert polite.popen.returncode == -signal.SIGTERM
-    assert stubborn.popen.returncode == -signal.SIGKILL
+    assert polite.returncode == -signal.SIGTERM
+    assert stubborn.returncode == -signal.SIGKILL
     assert group.children == []
 
 

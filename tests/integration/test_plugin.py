@@ -1,0 +1,214 @@
+"""The plugin end to end: real pytest runs (pytester, subprocesses) on the real local host."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pytest_vcluster.binaries import default_cache_dir
+from pytest_vcluster.procs import pid_alive
+
+pytestmark = pytest.mark.integration
+REAL_CACHE = default_cache_dir()  # before pytester points HOME elsewhere
+
+
+def _procs_under(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmd and "pytest" not in cmd.split(" ")[0]:
+            found.append(int(entry.name))
+    return found
+
+
+def _wait_no_procs(text: str, timeout: float = 15) -> list[int]:
+    deadline = time.monotonic() + timeout
+    left = _procs_under(text)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = _procs_under(text)
+    return left
+
+
+@pytest.fixture
+def cache(pytester: pytest.Pytester) -> Path:
+    """Share the real binary cache, but keep kept-records and host records per test."""
+    real = REAL_CACHE
+    mine = pytester.path / "cache"
+    (mine / "bin").parent.mkdir(parents=True, exist_ok=True)
+    (mine / "bin").symlink_to(real / "bin")
+    return mine
+
+
+RECORD = """
+import json, os
+from kubernetes import client
+
+def record(vc, tag):
+    core = client.CoreV1Api(vc.api_client)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=tag)))
+    seen = sorted(n.metadata.name for n in core.list_namespace().items)
+    with open(os.environ["RECORD_FILE"], "a") as fh:
+        fh.write(json.dumps({"tag": tag, "name": vc.name, "supervisor": vc.host.supervisor_pid,
+                             "pid": os.getpid(), "seen": seen, "host_ns": vc.host_namespace,
+                             "workdir": str(vc.kubeconfig_path.parent)}) + "\\n")
+"""
+
+
+def test_xdist_shares_one_host_and_isolates_vclusters(
+    pytester: pytest.Pytester, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record_file = pytester.path / "records.jsonl"
+    monkeypatch.setenv("RECORD_FILE", str(record_file))
+    pytester.makeconftest(RECORD)
+    pytester.makepyfile(
+        "\n".join(
+            f"def test_{i}(vcluster):\n"
+            f"    from conftest import record\n"
+            f"    record(vcluster, 'ns-{i}')\n"
+            for i in range(4)
+        )
+    )
+    result = pytester.runpytest_subprocess("-n", "2", f"--vcluster-cache-dir={cache}")
+    result.assert_outcomes(passed=4)
+    records = [json.loads(line) for line in record_file.read_text().splitlines()]
+    assert len({r["supervisor"] for r in records}) == 1  # one host for the run
+    assert len({r["pid"] for r in records}) == 2  # two workers used it
+    assert len({r["name"] for r in records}) == 4  # a fresh vcluster per test
+    for r in records:  # each saw only its own namespace
+        assert [s for s in r["seen"] if s.startswith("ns-")] == [r["tag"]]
+    assert not pid_alive(records[0]["supervisor"]) or not _wait_no_procs(
+        str(records[0]["supervisor"]), 10
+    )
+    assert _wait_no_procs(str(pytester.path)) == []
+    assert _wait_no_procs(Path(records[0]["workdir"]).parent.parent.name) == []
+
+
+def test_failure_report_has_diagnostics_and_keep_on_failure_keeps_it(
+    pytester: pytest.Pytester, cache: Path
+) -> None:
+    pytester.makepyfile(
+        """
+        from kubernetes import client
+
+        def test_fails(vcluster):
+            core = client.CoreV1Api(vcluster.api_client)
+            core.create_namespaced_pod("default", client.V1Pod(
+                metadata=client.V1ObjectMeta(name="looked-at"),
+                spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="x")])))
+            vcluster.wait_for("Pod", "looked-at", "Running")
+            assert False, "on purpose"
+
+        def test_passes(vcluster):
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        f"--vcluster-cache-dir={cache}", "--vcluster-keep=on-failure", "-rA"
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    for section in ("syncer log (tail)", "virtual pods", "host pods", "connect"):
+        result.stdout.fnmatch_lines([f"*vcluster vc*: {section}*"])
+    assert "looked-at" in out  # the pod table names the pod
+    result.stdout.fnmatch_lines(["*kept vclusters*", "vc*: KUBECONFIG=* kubectl get pods -A"])
+    kept = list((cache / "kept").glob("*.json"))
+    assert len(kept) == 1  # only the failed test's cluster
+    record = json.loads(kept[0].read_text())
+    assert any(pid_alive(int(p), s) for p, s in record["pids"].items())
+    kubeconfig = Path(record["kubeconfig"])
+    assert kubeconfig.exists()
+    # The kept cluster still answers; then reap removes it and its host.
+    from kubernetes import client, config
+
+    core = client.CoreV1Api(config.new_client_from_config(str(kubeconfig)))
+    assert core.read_namespaced_pod("looked-at", "default").status.phase == "Running"
+    reaped = subprocess.run(
+        [sys.executable, "-m", "pytest_vcluster", "reap", f"--cache-dir={cache}", "--all"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"removed vcluster {record['name']}" in reaped
+    assert "removed host" in reaped
+    for p, s in record["pids"].items():
+        deadline = time.monotonic() + 10
+        while pid_alive(int(p), s) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not pid_alive(int(p), s)
+    assert not list((cache / "kept").glob("*.json"))
+    assert not list((cache / "hosts" / "running").glob("*.json"))
+
+
+def test_ctrl_c_during_create_leaves_nothing(pytester: pytest.Pytester, cache: Path) -> None:
+    pytester.makepyfile("def test_slow(vcluster):\n    pass\n")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-v",
+            "-s",
+            "-p",
+            "no:cacheprovider",
+            f"--vcluster-cache-dir={cache}",
+            f"--basetemp={pytester.path / 'bt'}",
+        ],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "waiting for kube-apiserver /readyz" in line and "local-host" not in line:
+            break  # the vcluster's control plane is starting
+    proc.send_signal(signal.SIGINT)
+    try:
+        rest = proc.communicate(timeout=60)[0]
+    finally:
+        if proc.poll() is None:  # never leave the run behind, even when this test fails
+            proc.kill()
+            proc.wait()
+    assert proc.returncode != 0, rest
+    assert _wait_no_procs(str(pytester.path / "bt")) == []
+    listing = subprocess.run(
+        [sys.executable, "-m", "pytest_vcluster", "list", f"--cache-dir={cache}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert listing.strip() == "nothing running"
+
+
+def test_session_fixture_and_conftest_factory(pytester: pytest.Pytester, cache: Path) -> None:
+    pytester.makeconftest(
+        """
+        from pytest_vcluster.fixtures import vcluster_fixture
+
+        shared = vcluster_fixture(scope="module", name="from-conftest")
+        """
+    )
+    pytester.makepyfile(
+        """
+        def test_a(shared, vcluster_session):
+            assert shared.name == "from-conftest"
+            assert vcluster_session.name != shared.name
+
+        def test_b(shared, vcluster_session):
+            assert shared.name == "from-conftest"
+        """
+    )
+    result = pytester.runpytest_subprocess(f"--vcluster-cache-dir={cache}")
+    result.assert_outcomes(passed=2)
