@@ -145,7 +145,8 @@ class Engine:
                 log.exception("%s %s/%s failed (retry in %.2fs)", resource, namespace, name, delay)
             else:
                 self.queue.forget(key)
-                self.metrics.synced(resource, waited + time.monotonic() - start)
+                took = time.monotonic() - start
+                self.metrics.synced(resource, waited + took, took)
             finally:
                 self.queue.done(key)
 

@@ -19,12 +19,15 @@ class Metrics:
         self.errors: dict[str, int] = defaultdict(int)
         self.latency_sum: dict[str, float] = defaultdict(float)
         self.recent: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=1000))
+        self.reconcile: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=1000))
 
-    def synced(self, resource: str, seconds: float) -> None:
+    def synced(self, resource: str, seconds: float, reconcile: float = 0.0) -> None:
+        """``seconds``: queued + reconcile time; ``reconcile``: the reconcile alone."""
         with self._lock:
             self.syncs[resource] += 1
             self.latency_sum[resource] += seconds
             self.recent[resource].append(seconds)
+            self.reconcile[resource].append(reconcile)
 
     def error(self, resource: str) -> None:
         with self._lock:
@@ -43,10 +46,15 @@ class Metrics:
                 lines.append(f'syncer_syncs_total{{resource="{r}"}} {n}')
                 lines.append(f'syncer_sync_seconds_sum{{resource="{r}"}} {self.latency_sum[r]:.6f}')
                 lines.append(f'syncer_sync_seconds_count{{resource="{r}"}} {n}')
-                recent = sorted(self.recent[r])
-                for q in (0.5, 0.99):
-                    v = recent[min(len(recent) - 1, int(q * len(recent)))] if recent else 0.0
-                    lines.append(f'syncer_sync_seconds{{resource="{r}",quantile="{q}"}} {v:.6f}')
+                for metric, values in (
+                    ("syncer_sync_seconds", self.recent[r]),
+                    ("syncer_reconcile_seconds", self.reconcile[r]),
+                ):
+                    ordered = sorted(values)
+                    for q in (0.5, 0.99):
+                        i = min(len(ordered) - 1, int(q * len(ordered)))
+                        v = ordered[i] if ordered else 0.0
+                        lines.append(f'{metric}{{resource="{r}",quantile="{q}"}} {v:.6f}')
             for r, n in sorted(self.errors.items()):
                 lines.append(f'syncer_errors_total{{resource="{r}"}} {n}')
         return "\n".join(lines) + "\n"

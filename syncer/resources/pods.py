@@ -13,7 +13,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from ..constants import MANAGED_BY_LABEL, OBJECT_NAME, OBJECT_NAMESPACE, OBJECT_UID
+from ..constants import OBJECT_NAME, OBJECT_NAMESPACE, OBJECT_UID
 from ..core.controller import Engine
 from ..kube import JSON, ApiError
 from ..translate.metadata import virtual_ref
@@ -24,6 +24,7 @@ from .generic import DownSync
 
 log = logging.getLogger(__name__)
 TOKEN_EXPIRY = "vc.pytest-vcluster.io/token-expiry"
+TOKEN_LABEL = "vc.pytest-vcluster.io/token-of"
 DENIED_REASON = "SyncDenied"
 _TERMINAL = ("Succeeded", "Failed")
 
@@ -177,7 +178,6 @@ class Pods:
                 if obj is not None:
                     sync.ensure(obj)
         token_secret = f"{hname}-sa-token"
-        self._ensure_token(vpod, token_secret)
         host_pod = translate_pod(vpod, self._context(ns, token_secret))
         try:
             created = self.engine.host.create(self.hpath(), host_pod)
@@ -188,7 +188,10 @@ class Pods:
                 self._deny(vpod, [f"the host rejected the pod: {exc}"], reason="SyncFailed")
                 return
             raise
-        self._own_token(created, token_secret)
+        # After the pod, owned by it: the pod exists on the host one round trip sooner (the
+        # kubelet retries the mount until the secret appears) and the host garbage collector
+        # removes the token with the pod.
+        self._ensure_token(vpod, token_secret, owner=created)
 
     def _update(self, vpod: JSON, hpod: JSON) -> None:
         ns, name = vpod["metadata"]["namespace"], vpod["metadata"]["name"]
@@ -260,7 +263,7 @@ class Pods:
             self._ca = str(cm["data"]["ca.crt"]).encode()
         return self._ca
 
-    def _ensure_token(self, vpod: JSON, secret_name: str) -> None:
+    def _ensure_token(self, vpod: JSON, secret_name: str, owner: JSON | None = None) -> None:
         meta = vpod["metadata"]
         ns, name = meta["namespace"], meta["name"]
         sa = (vpod.get("spec") or {}).get("serviceAccountName") or "default"
@@ -280,13 +283,15 @@ class Pods:
         path = f"/api/v1/namespaces/{ns}/serviceaccounts/{sa}/token"
         token = self.engine.virtual.create(path, request)["status"]["token"]
         expiry = time.time() + self.s.token_seconds
-        secret = {
+        secret: JSON = {
             "apiVersion": "v1",
             "kind": "Secret",
             "type": "Opaque",
             "metadata": {
                 "name": secret_name,
-                "labels": {MANAGED_BY_LABEL: self.s.name},
+                # Not MANAGED_BY_LABEL: the Secret syncer must not mistake tokens for copies of
+                # virtual Secrets; the host garbage collector removes them with their pod.
+                "labels": {TOKEN_LABEL: self.s.name},
                 "annotations": {
                     OBJECT_NAME: name,
                     OBJECT_NAMESPACE: ns,
@@ -300,6 +305,11 @@ class Pods:
                 "namespace": _b64(ns.encode()),
             },
         }
+        if owner is not None:
+            om = owner["metadata"]
+            secret["metadata"]["ownerReferences"] = [
+                {"apiVersion": "v1", "kind": "Pod", "name": om["name"], "uid": om["uid"]}
+            ]
         base = self.engine.host_ns_path("/api/v1", "secrets")
         try:
             self.engine.host.create(base, secret)
@@ -307,16 +317,6 @@ class Pods:
             if exc.status != 409:
                 raise
             self.engine.host.replace(f"{base}/{secret_name}", secret)
-
-    def _own_token(self, host_pod: JSON, secret_name: str) -> None:
-        """Make the host garbage collector delete the token with the pod."""
-        meta = host_pod["metadata"]
-        owner = {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"]}
-        path = self.engine.host_ns_path("/api/v1", "secrets") + f"/{secret_name}"
-        try:
-            self.engine.host.merge_patch(path, {"metadata": {"ownerReferences": [owner]}})
-        except ApiError as exc:
-            log.debug("owning token secret %s: %s", secret_name, exc)
 
     def _refresh_token_later(self, vpod: JSON, hpod: JSON) -> None:
         """Re-request the token at 80% of its lifetime (requeue the pod for then)."""
@@ -330,7 +330,7 @@ class Pods:
         if due is not None and now < due:
             return
         if due is not None:
-            self._ensure_token(vpod, name)
+            self._ensure_token(vpod, name, owner=hpod)
         self._token_due[name] = now + refresh_in
         self.engine.queue.add_after(("pods", meta["namespace"], meta["name"]), refresh_in)
 

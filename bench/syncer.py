@@ -1,0 +1,272 @@
+"""Benchmark: syncer latency, CPU and memory, side by side with the host floor.
+
+    python bench/syncer.py [--pods 100,1000] [--runs 3] [--configmaps 10000]
+
+For each size, every run creates N pods in a fresh virtual namespace and measures, per pod:
+  - down: virtual create returned -> host pod seen by a host watch (the syncer's latency)
+  - up:   host pod Running (host watch) -> virtual pod Running (virtual watch)
+and, in the same run, the floor: the same N pods created directly in a host namespace, from
+create returned -> seen by a host watch. Host API latency is probed (GET) every 100 ms during
+the load. Syncer CPU seconds and peak RSS come from /proc. Results: bench/results/syncer.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+# This file is named like the package it measures: drop bench/ from the path first.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+
+from pytest_vcluster.binaries import LOCAL_HOST_TOOLS, BinaryResolver  # noqa: E402
+from pytest_vcluster.hosts.local import LocalHost  # noqa: E402
+from pytest_vcluster.hosts.local_vcluster import LocalVCluster  # noqa: E402
+from pytest_vcluster.versions import parse_k8s_version  # noqa: E402
+from syncer.constants import OBJECT_NAME, OBJECT_NAMESPACE  # noqa: E402
+from syncer.kube import Kube  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return round(s[min(len(s) - 1, int(q * len(s)))] * 1000, 2)  # ms
+
+
+class Watcher(threading.Thread):
+    """Records when each object is first seen and first seen Running."""
+
+    def __init__(self, kube: Kube, path: str, key: Any) -> None:
+        super().__init__(daemon=True)
+        self.kube, self.path, self.key = kube, path, key
+        self.seen: dict[str, float] = {}
+        self.running: dict[str, float] = {}
+        self.stop = threading.Event()
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        rv = self.kube.get(self.path, limit=1)["metadata"]["resourceVersion"]
+        self.ready.set()
+        while not self.stop.is_set():
+            for ev in self.kube.watch(self.path, rv, timeout_seconds=60, params={}):
+                obj = ev.get("object") or {}
+                rv = obj.get("metadata", {}).get("resourceVersion", rv)
+                if ev.get("type") not in ("ADDED", "MODIFIED"):
+                    continue
+                k = self.key(obj)
+                if k is None:
+                    continue
+                now = time.monotonic()
+                self.seen.setdefault(k, now)
+                if (obj.get("status") or {}).get("phase") == "Running":
+                    self.running.setdefault(k, now)
+                if self.stop.is_set():
+                    return
+
+
+def pod(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"bench": "yes"}},
+        "spec": {"containers": [{"name": "c", "image": "bench"}]},
+    }
+
+
+def create_all(kube: Kube, ns: str, n: int, prefix: str) -> dict[str, float]:
+    done: dict[str, float] = {}
+
+    def one(i: int) -> None:
+        name = f"{prefix}-{i}"
+        kube.create(f"/api/v1/namespaces/{ns}/pods", pod(name))
+        done[name] = time.monotonic()
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, range(n)))
+    return done
+
+
+def wait(pred: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100.0
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Probe(threading.Thread):
+    def __init__(self, kube: Kube, path: str, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.kube, self.path, self.pid = kube, path, pid
+        self.latencies: list[float] = []
+        self.peak_rss = 0.0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.1):
+            t = time.monotonic()
+            self.kube.get(self.path, limit=1)
+            self.latencies.append(time.monotonic() - t)
+            self.peak_rss = max(self.peak_rss, rss_mib(self.pid))
+
+
+def run_pods(host: Kube, virtual: Kube, vc: LocalVCluster, n: int, run: int) -> dict[str, Any]:
+    vns, fns = f"bench-{n}-{run}", f"floor-{n}-{run}"
+    virtual.create("/api/v1/namespaces", {"metadata": {"name": vns}})
+    host.create("/api/v1/namespaces", {"metadata": {"name": fns}})
+
+    def vkey(o: dict[str, Any]) -> str | None:
+        ann = o["metadata"].get("annotations") or {}
+        return ann.get(OBJECT_NAME) if ann.get(OBJECT_NAMESPACE) == vns else None
+
+    hw = Watcher(host, f"/api/v1/namespaces/{vc.host_namespace}/pods", vkey)
+    vw = Watcher(virtual, f"/api/v1/namespaces/{vns}/pods", lambda o: o["metadata"]["name"])
+    fw = Watcher(host, f"/api/v1/namespaces/{fns}/pods", lambda o: o["metadata"]["name"])
+    for w in (hw, vw, fw):
+        w.start()
+        w.ready.wait(10)
+    assert vc.syncer is not None
+    spid = vc.syncer.pid
+    probe = Probe(host, "/api/v1/namespaces/default/pods", spid)
+    probe.start()
+    cpu0 = cpu_seconds(spid)
+    created = create_all(virtual, vns, n, "p")
+    ok = wait(lambda: len(vw.running) >= n, 120 + n * 0.2)
+    cpu = cpu_seconds(spid) - cpu0
+    floor_created = create_all(host, fns, n, "p")
+    wait(lambda: len(fw.running) >= n, 120 + n * 0.2)
+    probe.stop.set()
+    for w in (hw, vw, fw):
+        w.stop.set()
+    down = [hw.seen[k] - t for k, t in created.items() if k in hw.seen]
+    up = [vw.running[k] - hw.running[k] for k in created if k in vw.running and k in hw.running]
+    floor = [fw.seen[k] - t for k, t in floor_created.items() if k in fw.seen]
+    floor_running = [fw.running[k] - t for k, t in floor_created.items() if k in fw.running]
+    e2e = [vw.running[k] - t for k, t in created.items() if k in vw.running]
+    for path in (f"/api/v1/namespaces/{vns}", f"/api/v1/namespaces/{fns}"):
+        (virtual if "bench" in path else host).delete(path)
+    return {
+        "pods": n,
+        "all_running": ok,
+        "down_p50_ms": pct(down, 0.5),
+        "down_p99_ms": pct(down, 0.99),
+        "up_p50_ms": pct(up, 0.5),
+        "up_p99_ms": pct(up, 0.99),
+        "virtual_create_to_running_p50_ms": pct(e2e, 0.5),
+        "floor_create_to_watch_p50_ms": pct(floor, 0.5),
+        "floor_create_to_watch_p99_ms": pct(floor, 0.99),
+        "floor_create_to_running_p50_ms": pct(floor_running, 0.5),
+        "host_api_probe_p99_ms": pct(probe.latencies, 0.99),
+        "syncer_cpu_s": round(cpu, 2),
+        "syncer_peak_rss_mib": round(probe.peak_rss, 1),
+    }
+
+
+def run_configmaps(host: Kube, virtual: Kube, vc: LocalVCluster, n: int) -> dict[str, Any]:
+    ns = "cms"
+    virtual.create("/api/v1/namespaces", {"metadata": {"name": ns}})
+
+    def key(o: dict[str, Any]) -> str | None:
+        ann = o["metadata"].get("annotations") or {}
+        return ann.get(OBJECT_NAME) if ann.get(OBJECT_NAMESPACE) == ns else None
+
+    hw = Watcher(host, f"/api/v1/namespaces/{vc.host_namespace}/configmaps", key)
+    hw.start()
+    hw.ready.wait(10)
+    created: dict[str, float] = {}
+
+    def one(i: int) -> None:
+        virtual.create(
+            f"/api/v1/namespaces/{ns}/configmaps",
+            {"metadata": {"name": f"cm-{i}"}, "data": {"k": str(i)}},
+        )
+        created[f"cm-{i}"] = time.monotonic()
+
+    assert vc.syncer is not None
+    cpu0 = cpu_seconds(vc.syncer.pid)
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, range(n)))
+    ok = wait(lambda: len(hw.seen) >= n, 600)
+    lat = [hw.seen[k] - t for k, t in created.items() if k in hw.seen]
+    hw.stop.set()
+    return {
+        "configmaps": n,
+        "all_synced": ok,
+        "create_seconds": round(max(created.values()) - t0, 2),
+        "down_p50_ms": pct(lat, 0.5),
+        "down_p99_ms": pct(lat, 0.99),
+        "syncer_cpu_s": round(cpu_seconds(vc.syncer.pid) - cpu0, 2),
+        "syncer_rss_mib": round(rss_mib(vc.syncer.pid), 1),
+    }
+
+
+def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, v in samples[0].items() if isinstance(v, (int, float)) and k != "pods"]
+    return {f"median_{k}": round(statistics.median(s[k] for s in samples), 2) for k in keys}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pods", default="100,1000")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--configmaps", type=int, default=10000)
+    ap.add_argument("--out", type=Path, default=RESULTS / "syncer.json")
+    args = ap.parse_args()
+    k8s = parse_k8s_version(None)
+    bins = {t: r.path for t, r in BinaryResolver(k8s).resolve_all(LOCAL_HOST_TOOLS).items()}
+    result: dict[str, Any] = {
+        "benchmark": "syncer",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "runs": args.runs,
+        "method": __doc__,
+        "pods": {},
+    }
+    with LocalHost(k8s, bins) as h:
+        with LocalVCluster(h.info(), "bench") as vc:
+            host = Kube.from_kubeconfig(str(h.kubeconfig_path), name="host")
+            virtual = Kube.from_kubeconfig(str(vc.kubeconfig_path), name="virtual")
+            for n in (int(x) for x in args.pods.split(",") if x):
+                samples = []
+                for run in range(args.runs):
+                    samples.append(run_pods(host, virtual, vc, n, run))
+                    print(f"pods={n} run={run + 1}: {samples[-1]}", file=sys.stderr)
+                result["pods"][str(n)] = {"summary": summarize(samples), "samples": samples}
+        if args.configmaps:
+            with LocalVCluster(
+                h.info(), "benchcm", syncer_args=("--sync-all-configmaps-secrets",)
+            ) as vc:
+                host = Kube.from_kubeconfig(str(h.kubeconfig_path), name="host")
+                virtual = Kube.from_kubeconfig(str(vc.kubeconfig_path), name="virtual")
+                result["configmaps"] = run_configmaps(host, virtual, vc, args.configmaps)
+                print(f"configmaps: {result['configmaps']}", file=sys.stderr)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v["summary"] for k, v in result["pods"].items()}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
