@@ -66,11 +66,28 @@ class DownSync:
         self.engine.host.delete(self.host_path(meta["name"]), uid=meta.get("uid"))
 
     # -- reconcile
+    def live_virtual(self, namespace: str, name: str) -> JSON | None:
+        """The virtual object as the API server has it now (the cache may lag)."""
+        try:
+            obj: JSON = self.engine.virtual.get(self.virtual_path(namespace, name))
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return obj
+
     def reconcile(self, namespace: str, name: str) -> None:
         vobj = self.virtual(namespace, name)
         hname = host_name(name, namespace, self.vc)
         hobj = self.host(hname)
         ours = hobj is not None and (virtual_ref(hobj) or ("", "", ""))[:2] == (namespace, name)
+        stale = hobj is not None and (
+            vobj is None or (virtual_ref(hobj) or ("", "", ""))[2] != vobj["metadata"].get("uid")
+        )
+        if ours and stale:
+            # About to delete or replace a host copy: confirm with the API server first, so a
+            # lagging cache (e.g. right after a Service was re-created) never deletes live data.
+            vobj = self.live_virtual(namespace, name)
         if vobj is None or vobj["metadata"].get("deletionTimestamp") or not self.wanted(vobj):
             if hobj is not None and ours:
                 self.delete_host(hobj)
