@@ -28,6 +28,7 @@ from filelock import FileLock
 from . import versions
 from .errors import BinaryNotFoundError, ChecksumMismatchError, VClusterError
 from .gobuild import K8S_COMPONENTS, GoBuilder, Progress, recipe_for
+from .naming import default_cache_dir as default_cache_dir  # re-exported
 from .versions import K8sVersion, parse_loose
 
 TOOLS = (*K8S_COMPONENTS, "etcd", "kwok", "helm", "kind")
@@ -46,14 +47,6 @@ _VERSION_ARGS = {
     "helm": ["version", "--short"],
     "kind": ["version"],
 }
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("PYTEST_VCLUSTER_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "pytest-vcluster"
 
 
 def arch() -> str:

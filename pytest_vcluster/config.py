@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from .binaries import default_cache_dir
 from .errors import VClusterError
+from .naming import default_cache_dir
 from .versions import K8sVersion, parse_k8s_version
 
 HOSTS = ("local",)

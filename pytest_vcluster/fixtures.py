@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -19,10 +19,12 @@ from .config import Settings
 from .errors import VClusterError
 from .hosts.base import HostInfo
 from .markers import MarkerArgs, parse_marker
-from .vcluster import VCluster
+
+if TYPE_CHECKING:
+    from .vcluster import VCluster
 
 SETTINGS = pytest.StashKey[Settings]()
-ACTIVE = pytest.StashKey[list[VCluster]]()  # vclusters a test uses, for failure diagnostics
+ACTIVE = pytest.StashKey["list[VCluster]"]()  # vclusters a test uses, for failure diagnostics
 REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 RUN_LABEL = "pytest-vcluster.io/run-id"
 EXPIRES_LABEL = "pytest-vcluster.io/expires"
@@ -52,6 +54,8 @@ class Manager:
         sync = tuple(overrides.get("sync") or args.sync)
         version = overrides.get("k8s_version") or args.k8s_version
         binaries = self._binaries_for(version)
+        from .vcluster import VCluster
+
         expires = int(time.time()) + 6 * 3600
         vc = VCluster(
             self.host,

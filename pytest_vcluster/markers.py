@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from .errors import VClusterError
-from .hosts.local_vcluster import validate_name
+from .naming import validate_name
 from .versions import parse_k8s_version
 
 SYNCABLE = (

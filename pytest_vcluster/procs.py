@@ -18,7 +18,8 @@ import subprocess
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +54,26 @@ def _install_sigterm() -> None:
 def _stop_everything() -> None:
     for group in list(_groups):
         group.stop()
+
+
+_spawner: ThreadPoolExecutor | None = None
+_spawner_lock = threading.Lock()
+
+
+def _spawn(make: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    """Fork from a thread that lives as long as the process.
+
+    PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, so a child started
+    from a short-lived worker thread (a ThreadPoolExecutor) would be killed with that thread.
+    The main thread and one long-lived daemon thread are safe places to fork from.
+    """
+    global _spawner
+    if threading.current_thread() is threading.main_thread():
+        return make()
+    with _spawner_lock:
+        if _spawner is None:
+            _spawner = ThreadPoolExecutor(1, thread_name_prefix="pytest-vcluster-spawner")
+    return _spawner.submit(make).result()
 
 
 @dataclass
@@ -158,14 +179,16 @@ class ProcessGroup:
         parent = os.getpid()
         preexec = (lambda: _die_with_parent(parent)) if self.die_with_parent else None
         with log_path.open("ab") as log:
-            popen = subprocess.Popen(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=dict(env) if env is not None else None,
-                start_new_session=True,
-                preexec_fn=preexec,
+            popen = _spawn(
+                lambda: subprocess.Popen(
+                    list(argv),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=dict(env) if env is not None else None,
+                    start_new_session=True,
+                    preexec_fn=preexec,
+                )
             )
         child = Child(name, list(argv), log_path, popen)
         with self._lock:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..pki import CertificateAuthority
 from ..rest import Credentials, RestClient
+
+if TYPE_CHECKING:
+    from ..pki import CertificateAuthority
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,8 @@ class HostInfo:
         return RestClient(Credentials(self.server, d / "ca.crt", d / "admin.crt", d / "admin.key"))
 
     def ca(self) -> CertificateAuthority:
+        from ..pki import CertificateAuthority  # cryptography is slow to import
+
         d = Path(self.pki_dir)
         return CertificateAuthority.load((d / "ca.crt").read_bytes(), (d / "ca.key").read_bytes())
 

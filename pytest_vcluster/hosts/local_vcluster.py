@@ -20,6 +20,7 @@ from typing import Any
 
 from .. import kubeconfig
 from ..errors import HostStartError
+from ..naming import host_namespace_for, validate_name
 from ..procs import Child, ProcessGroup, proc_starttime
 from ..rest import RestClient
 from ..servicecidr import cidrs_from_servicecidrs, parse_service_cidr, probe_service
@@ -38,7 +39,6 @@ VCLUSTER_CONTROLLERS = ",".join(
         "-ttl-controller",
     ]
 )
-_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")
 SYNCER_RULES = [
     {
         "apiGroups": [""],
@@ -56,19 +56,6 @@ SYNCER_RULES = [
     },
     {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["*"]},
 ]
-
-
-def host_namespace_for(name: str) -> str:
-    return f"vcluster-{name}"
-
-
-def validate_name(name: str) -> str:
-    if not _NAME_RE.match(name):
-        raise HostStartError(
-            f"vcluster name {name!r} is invalid: use 1-32 lowercase letters, digits and '-', "
-            "starting and ending with a letter or digit"
-        )
-    return name
 
 
 class LocalVCluster:

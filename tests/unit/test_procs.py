@@ -109,3 +109,20 @@ def test_free_port_is_bindable() -> None:
     port = free_port()
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))
+
+
+def test_children_started_from_short_lived_threads_survive_them(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    group = ProcessGroup()
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            children = list(
+                pool.map(
+                    lambda i: group.start(f"s{i}", ["sleep", "30"], tmp_path / f"{i}.log"), range(2)
+                )
+            )
+        time.sleep(0.3)  # the pool's threads have exited by now
+        assert all(c.alive() for c in children)
+    finally:
+        group.stop()
