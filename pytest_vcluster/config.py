@@ -51,6 +51,11 @@ OPTIONS = (
         f"keep vclusters after their test: {'|'.join(KEEP)} (default never)",
         "never",
     ),
+    Option(
+        "vcluster-prewarm",
+        "vclusters kept ready in the background for the next tests (0 disables; default 1)",
+        "1",
+    ),
     Option("vcluster-values", "YAML file of chart values applied to every vcluster", None),
     Option(
         "vcluster-reuse-host",
@@ -70,6 +75,7 @@ class Settings:
     keep: str = "never"
     values: dict[str, Any] = field(default_factory=dict)
     reuse_host: bool = False
+    prewarm: int = 1
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -148,6 +154,13 @@ def _values_file(value: str | None) -> dict[str, Any]:
     return data
 
 
+def _count(value: str | None) -> int:
+    n = int(value or "")
+    if not 0 <= n <= 8:
+        raise ValueError("out of range")
+    return n
+
+
 def _timeout(value: str | None) -> float:
     seconds = float(value or "")
     if not seconds > 0:
@@ -174,4 +187,5 @@ def settings_from(config: pytest.Config) -> Settings:
         keep=_parse(config, "vcluster-keep", _choice(KEEP), " | ".join(KEEP)),
         values=_parse(config, "vcluster-values", _values_file, "a YAML file holding a mapping"),
         reuse_host=_parse(config, "vcluster-reuse-host", _bool, "true | false"),
+        prewarm=_parse(config, "vcluster-prewarm", _count, "a whole number from 0 to 8"),
     )

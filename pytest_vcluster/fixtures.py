@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
 import time
 import uuid
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,12 +47,56 @@ class Manager:
     progress: Callable[[str], None]
     kept: list[dict[str, Any]] = field(default_factory=list)
     _counter: Iterator[int] = field(default_factory=itertools.count)
+    _pool: deque[Future[VCluster]] = field(default_factory=deque)
+    _executor: ThreadPoolExecutor | None = None
 
     def new_name(self) -> str:
         return f"vc{os.getpid()}-{next(self._counter)}"
 
+    # A vcluster with default settings takes seconds to start, mostly kube-apiserver's own
+    # start-up: keep ``prewarm`` of them starting in the background, hand one out on request.
+    def prewarm(self) -> None:
+        if self.settings.prewarm <= 0:
+            return
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="vcluster-prewarm")
+        while len(self._pool) < self.settings.prewarm:
+            self._pool.append(self._executor.submit(self._build, MarkerArgs()))
+
+    def _take_prewarmed(self) -> VCluster | None:
+        while self._pool:
+            future = self._pool.popleft()
+            try:
+                vc = future.result()
+            except Exception as exc:  # fall back to a synchronous create, report why
+                self.progress(f"pytest-vcluster: a prewarmed vcluster failed: {exc}")
+                continue
+            self.prewarm()
+            self.progress(f"pytest-vcluster: vcluster {vc.name}: prewarmed, ready")
+            return vc
+        return None
+
+    def close(self) -> None:
+        """Delete the prewarmed vclusters nobody took."""
+        while self._pool:
+            future = self._pool.popleft()
+            with contextlib.suppress(Exception):
+                future.result().delete()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
     def create(self, args: MarkerArgs | None = None, **overrides: Any) -> VCluster:
         args = args or MarkerArgs()
+        if not overrides and args == MarkerArgs():
+            vc = self._take_prewarmed()
+            if vc is not None:
+                return vc
+        try:
+            return self._build(args, **overrides)
+        finally:
+            self.prewarm()
+
+    def _build(self, args: MarkerArgs, **overrides: Any) -> VCluster:
         name = overrides.get("name") or args.name or self.new_name()
         sync = tuple(overrides.get("sync") or args.sync)
         version = overrides.get("k8s_version") or args.k8s_version

@@ -48,7 +48,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_report_header(config: pytest.Config) -> str:
     s = config.stash[SETTINGS]
     return (
-        f"vcluster: host={s.host} kubernetes={s.k8s} keep={s.keep} "
+        f"vcluster: host={s.host} kubernetes={s.k8s} keep={s.keep} prewarm={s.prewarm} "
         f"reuse-host={str(s.reuse_host).lower()} cache={s.cache_dir}"
     )
 
@@ -122,10 +122,14 @@ def vcluster_host_info(
 @pytest.fixture(scope="session")
 def vcluster_manager(
     pytestconfig: pytest.Config, vcluster_settings: Settings, vcluster_host_info: HostInfo
-) -> Manager:
-    return Manager(
+) -> Iterator[Manager]:
+    manager = Manager(
         vcluster_settings, vcluster_host_info, run_id(pytestconfig), _progress(pytestconfig)
     )
+    try:
+        yield manager
+    finally:
+        manager.close()
 
 
 @pytest.fixture(scope="session")

@@ -212,3 +212,42 @@ def test_session_fixture_and_conftest_factory(pytester: pytest.Pytester, cache: 
     )
     result = pytester.runpytest_subprocess(f"--vcluster-cache-dir={cache}")
     result.assert_outcomes(passed=2)
+
+
+@pytest.mark.parametrize("prewarm", [1, 0])
+def test_prewarmed_vcluster_is_handed_out_at_once(
+    pytester: pytest.Pytester, cache: Path, prewarm: int
+) -> None:
+    durations = pytester.path / "setup.jsonl"
+    pytester.makeconftest(
+        f"""
+        import json
+
+        def pytest_runtest_logreport(report):
+            if report.when == "setup":
+                with open({str(durations)!r}, "a") as fh:
+                    fh.write(json.dumps([report.nodeid, report.duration]) + "\\n")
+        """
+    )
+    pytester.makepyfile(
+        """
+        import time
+
+        def test_1(vcluster):
+            time.sleep(12)  # long enough for the next vcluster to start in the background
+
+        def test_2(vcluster):
+            assert vcluster.api_client is not None
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        f"--vcluster-cache-dir={cache}", f"--vcluster-prewarm={prewarm}", "-v"
+    )
+    result.assert_outcomes(passed=2)
+    setup = dict(json.loads(line) for line in durations.read_text().splitlines())
+    second = setup["test_prewarmed_vcluster_is_handed_out_at_once.py::test_2"]
+    if prewarm:
+        assert second < 1.0, setup
+        result.stdout.fnmatch_lines(["*prewarmed, ready*"])
+    else:
+        assert second > 1.5, setup  # a real start: kube-apiserver alone takes seconds

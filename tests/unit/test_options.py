@@ -22,7 +22,7 @@ def test_defaults(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=1)
     assert _settings_line(result).split()[1:4] == ["local", "1.37.2", "120.0"]
     result.stdout.fnmatch_lines(
-        ["vcluster: host=local kubernetes=1.37.2 keep=never reuse-host=false cache=*"]
+        ["vcluster: host=local kubernetes=1.37.2 keep=never prewarm=1 reuse-host=false cache=*"]
     )
 
 
@@ -72,6 +72,8 @@ def test_cli_wins_over_ini(pytester: pytest.Pytester) -> None:
         ),
         ([], "vcluster_keep = forever", "*ini vcluster_keep: invalid value 'forever'*"),
         (["--vcluster-reuse-host=maybe"], "", "*--vcluster-reuse-host: invalid value 'maybe'*"),
+        (["--vcluster-prewarm=9"], "", "*--vcluster-prewarm: invalid value '9'*0 to 8*"),
+        ([], "vcluster_prewarm = some", "*ini vcluster_prewarm: invalid value 'some'*"),
         (
             ["--vcluster-values=/nonexistent.yaml"],
             "",
