@@ -29,6 +29,7 @@ STATE = "host.json"
 USERS = "users.json"
 LOCK = "host.lock"
 LOG = "supervisor.log"
+KEEP = "keep"  # present: kept vclusters need this host after the run (until `reap`)
 
 
 def _read_users(state_dir: Path) -> dict[str, str]:
@@ -141,6 +142,8 @@ class SharedHost:
             users = _alive_users(_read_users(self.state_dir))
             users.pop(me, None)
             _write_atomic(self.state_dir / USERS, json.dumps(users))
+            if self.reuse:
+                (self.state_dir / KEEP).touch()
             if users or self.reuse or self.info is None:
                 return
             stop_supervisor(self.info.supervisor_pid)
@@ -196,7 +199,7 @@ def _wait_for_users(state_dir: Path, reuse: bool) -> int:
     idle_since: float | None = None
     while True:  # SIGTERM (KeyboardInterrupt via procs) ends this loop
         time.sleep(0.5)
-        if reuse:
+        if reuse or (state_dir / KEEP).exists():
             continue
         if _alive_users(_read_users(state_dir)):
             idle_since = None
