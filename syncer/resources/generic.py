@@ -76,6 +76,15 @@ class DownSync:
             raise
         return obj
 
+    def live_host(self, hname: str) -> JSON | None:
+        try:
+            obj: JSON = self.engine.host.get(self.host_path(hname))
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return obj
+
     def reconcile(self, namespace: str, name: str) -> None:
         vobj = self.virtual(namespace, name)
         hname = host_name(name, namespace, self.vc)
@@ -112,10 +121,16 @@ class DownSync:
                     self._collision(vobj, hname)
                     return None
         elif (virtual_ref(hobj) or ("", "", ""))[2] != meta.get("uid"):
-            # A copy of an earlier object with the same name: replace it.
-            self.delete_host(hobj)
-            self.engine.enqueue(self.name, meta["namespace"], meta["name"])
-            return None
+            # Looks like a copy of an earlier object with the same name; the host cache may
+            # just lag behind (a Service's copy is re-pointed to its re-created twin), so ask.
+            hobj = self.live_host(hname)
+            if hobj is not None and (virtual_ref(hobj) or ("", "", ""))[2] != meta.get("uid"):
+                self.delete_host(hobj)
+                self.engine.enqueue(self.name, meta["namespace"], meta["name"])
+                return None
+            if hobj is None:
+                self.engine.enqueue(self.name, meta["namespace"], meta["name"])
+                return None
         elif needs_update(desired, hobj, self.fields):
             desired["metadata"]["resourceVersion"] = hobj["metadata"]["resourceVersion"]
             self.keep_from_host(desired, hobj)

@@ -45,6 +45,15 @@ class ServiceIPs:
         meta = vsvc["metadata"]
         ns, name = meta["namespace"], meta["name"]
         path = f"/api/v1/namespaces/{ns}/services/{name}"
+        try:  # the cache may hold the object we already re-created
+            vsvc = self.engine.virtual.get(path)
+        except ApiError as exc:
+            if exc.status == 404:
+                return
+            raise
+        meta = vsvc["metadata"]
+        if (vsvc.get("spec") or {}).get("clusterIP") == want:
+            return
         fresh = copy.deepcopy(vsvc)
         fresh.pop("status", None)
         for key in _SERVER_FIELDS:
