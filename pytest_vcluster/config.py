@@ -13,7 +13,7 @@ from .errors import VClusterError
 from .naming import default_cache_dir
 from .versions import K8sVersion, parse_k8s_version
 
-HOSTS = ("local",)
+HOSTS = ("local", "kind")
 KEEP = ("never", "on-failure", "always")
 
 
@@ -52,6 +52,18 @@ OPTIONS = (
         "never",
     ),
     Option(
+        "vcluster-kind-cluster",
+        "name of the kind host cluster (created or reused)",
+        "pytest-vcluster",
+    ),
+    Option(
+        "vcluster-kind-image",
+        "kind node image (default: newest local pytest-vcluster/kind-node of the version, "
+        "else kindest/node)",
+        None,
+    ),
+    Option("vcluster-kind-workers", "worker nodes of a new kind host (default 0)", "0"),
+    Option(
         "vcluster-prewarm",
         "vclusters kept ready in the background for the next tests (0 disables; default 1)",
         "1",
@@ -76,6 +88,9 @@ class Settings:
     values: dict[str, Any] = field(default_factory=dict)
     reuse_host: bool = False
     prewarm: int = 1
+    kind_cluster: str = "pytest-vcluster"
+    kind_image: str | None = None
+    kind_workers: int = 0
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -154,6 +169,14 @@ def _values_file(value: str | None) -> dict[str, Any]:
     return data
 
 
+def _kind_name(value: str | None) -> str:
+    import re
+
+    if not value or not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,48}[a-z0-9])?", value):
+        raise ValueError("not a valid cluster name")
+    return value
+
+
 def _count(value: str | None) -> int:
     n = int(value or "")
     if not 0 <= n <= 8:
@@ -188,4 +211,7 @@ def settings_from(config: pytest.Config) -> Settings:
         values=_parse(config, "vcluster-values", _values_file, "a YAML file holding a mapping"),
         reuse_host=_parse(config, "vcluster-reuse-host", _bool, "true | false"),
         prewarm=_parse(config, "vcluster-prewarm", _count, "a whole number from 0 to 8"),
+        kind_cluster=_parse(config, "vcluster-kind-cluster", _kind_name, "a DNS label"),
+        kind_image=_parse(config, "vcluster-kind-image", lambda v: v or None, "an image"),
+        kind_workers=_parse(config, "vcluster-kind-workers", _count, "a whole number 0 to 8"),
     )

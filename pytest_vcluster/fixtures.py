@@ -56,7 +56,7 @@ class Manager:
     # A vcluster with default settings takes seconds to start, mostly kube-apiserver's own
     # start-up: keep ``prewarm`` of them starting in the background, hand one out on request.
     def prewarm(self) -> None:
-        if self.settings.prewarm <= 0:
+        if self.settings.prewarm <= 0 or self.host.kind != "local":
             return
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="vcluster-prewarm")
@@ -97,6 +97,12 @@ class Manager:
             self.prewarm()
 
     def _build(self, args: MarkerArgs, **overrides: Any) -> VCluster:
+        if self.host.kind != "local":
+            raise VClusterError(
+                f"vclusters on a {self.host.kind} host are Helm releases of chart/, which is "
+                "not built yet; use --vcluster-host=local for vclusters (host_client and "
+                "host_kubeconfig_path already work on kind)"
+            )
         name = overrides.get("name") or args.name or self.new_name()
         sync = tuple(overrides.get("sync") or args.sync)
         version = overrides.get("k8s_version") or args.k8s_version

@@ -92,9 +92,12 @@ def vcluster_host_info(
     vcluster_settings: Settings,
 ) -> Iterator[HostInfo]:
     """The host this run's vclusters live on (started once per run, shared by xdist workers)."""
+    s = vcluster_settings
+    if s.host == "kind":
+        yield from _kind_host(pytestconfig, s)
+        return
     from .hosts.shared import SharedHost
 
-    s = vcluster_settings
     shared = SharedHost(
         _state_dir(pytestconfig, tmp_path_factory, s),
         k8s_version=str(s.k8s),
@@ -117,6 +120,35 @@ def vcluster_host_info(
         if kept:  # kept vclusters need their host
             shared.reuse = True
         shared.release()
+
+
+def _kind_host(config: pytest.Config, s: Settings) -> Iterator[HostInfo]:
+    from .binaries import BinaryResolver
+    from .hosts.kind import KindHost
+
+    progress = _progress(config)
+    try:
+        r = BinaryResolver(s.k8s, s.cache_dir, progress=progress)
+        host = KindHost(
+            s.k8s,
+            r.resolve("kind").path,
+            r.resolve("kubectl").path,
+            s.cache_dir,
+            name=s.kind_cluster,
+            image=s.kind_image,
+            workers=s.kind_workers,
+            reuse=s.reuse_host,
+            start_docker=True,
+            timeout=max(s.timeout, 300),
+            progress=progress,
+        )
+        host.start()
+    except VClusterError as exc:
+        pytest.fail(f"pytest-vcluster: the kind host did not start: {exc}", pytrace=False)
+    try:
+        yield host.info()
+    finally:
+        host.stop()
 
 
 @pytest.fixture(scope="session")

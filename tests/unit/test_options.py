@@ -58,7 +58,11 @@ def test_cli_wins_over_ini(pytester: pytest.Pytester) -> None:
             "vcluster_k8s_version = banana",
             "*ini vcluster_k8s_version: invalid value 'banana'*",
         ),
-        (["--vcluster-host=mars"], "", "*--vcluster-host: invalid value 'mars'*accepted: local*"),
+        (
+            ["--vcluster-host=mars"],
+            "",
+            "*--vcluster-host: invalid value 'mars'*accepted: local | kind*",
+        ),
         (
             ["--vcluster-timeout=-3"],
             "",

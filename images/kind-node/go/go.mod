@@ -1,0 +1,3 @@
+module pytest-vcluster.local/kind-node
+
+go 1.22

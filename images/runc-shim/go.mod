@@ -1,0 +1,3 @@
+module pytest-vcluster.local/runc-shim
+
+go 1.22

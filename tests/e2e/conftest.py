@@ -1,0 +1,107 @@
+"""e2e fixtures: the offline kind node image (built or reused) and a kind host made from it.
+
+These tests need Docker (the fixture starts dockerd when run as root) and build the node image
+the first time (~20 min on 2 cores with a warm Go cache). They run only when selected:
+``pytest -m e2e tests/e2e`` (or ``PYTEST_VCLUSTER_E2E=1``); otherwise they are skipped.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from pytest_vcluster.binaries import BinaryResolver, default_cache_dir
+from pytest_vcluster.docker import Docker, ensure_docker
+from pytest_vcluster.hosts.kind import KindHost
+from pytest_vcluster.versions import K8sVersion, parse_k8s_version
+
+ROOT = Path(__file__).resolve().parents[2]
+E2E_CLUSTER = "pytest-vcluster-e2e"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    selected = "e2e" in (config.getoption("markexpr") or "") or os.environ.get(
+        "PYTEST_VCLUSTER_E2E"
+    )
+    if selected:
+        return
+    skip = pytest.mark.skip(reason="e2e: select with `pytest -m e2e tests/e2e` (needs Docker)")
+    for item in items:
+        if "e2e" in item.keywords:
+            item.add_marker(skip)
+
+
+def load_builder() -> ModuleType:
+    """``images/kind-node/build.py`` as a module (it is a script, not a package)."""
+    name = "pytest_vcluster_kind_node_build"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "images" / "kind-node" / "build.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def k8s() -> K8sVersion:
+    return parse_k8s_version(os.environ.get("PYTEST_VCLUSTER_K8S_VERSION"))
+
+
+@pytest.fixture(scope="session")
+def cache_dir() -> Path:
+    return default_cache_dir()
+
+
+@pytest.fixture(scope="session")
+def docker(cache_dir: Path) -> Docker:
+    return ensure_docker(start=True, cache_dir=cache_dir, progress=print)
+
+
+@pytest.fixture(scope="session")
+def node_image(k8s: K8sVersion, cache_dir: Path, docker: Docker) -> str:
+    """The offline node image (``PYTEST_VCLUSTER_KIND_IMAGE`` overrides: e.g. kindest/node)."""
+    given = os.environ.get("PYTEST_VCLUSTER_KIND_IMAGE")
+    if given:
+        return given
+    builder = load_builder().NodeImageBuilder(k8s, cache_dir, docker=docker)
+    result = builder.build()
+    return str(result.tag)
+
+
+@pytest.fixture(scope="session")
+def tools(k8s: K8sVersion, cache_dir: Path) -> dict[str, Path]:
+    resolver = BinaryResolver(
+        k8s, cache_dir, download_base=os.environ.get("PYTEST_VCLUSTER_DOWNLOAD_URL", "off")
+    )
+    return {t: resolver.resolve(t).path for t in ("kind", "kubectl")}
+
+
+@pytest.fixture(scope="session")
+def kind_host(
+    k8s: K8sVersion, cache_dir: Path, node_image: str, tools: dict[str, Path], docker: Docker
+) -> Iterator[KindHost]:
+    host = KindHost(
+        k8s,
+        kind=tools["kind"],
+        kubectl=tools["kubectl"],
+        cache_dir=cache_dir,
+        name=E2E_CLUSTER,
+        image=node_image,
+        progress=print,
+    )
+    host.start()
+    try:
+        yield host
+    finally:
+        host.stop()
+        if not host.reuse and host.exists():
+            host.delete()
