@@ -46,8 +46,8 @@ def fake_node_status() -> JSON:
                 "lastTransitionTime": now,
             }
         ],
-        "capacity": {"cpu": "32", "memory": "256Gi", "pods": "250"},
-        "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "250"},
+        "capacity": {"cpu": "1k", "memory": "1Ti", "pods": "10k"},
+        "allocatable": {"cpu": "1k", "memory": "1Ti", "pods": "10k"},
         "nodeInfo": {
             "architecture": "amd64",
             "operatingSystem": "linux",
