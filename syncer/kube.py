@@ -43,7 +43,7 @@ class Kube:
         token: str | None = None,
         verify: bool = True,
         name: str = "kube",
-        maxsize: int = 16,
+        maxsize: int = 64,
     ) -> None:
         self.server = server.rstrip("/")
         self.name = name

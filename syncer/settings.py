@@ -34,7 +34,7 @@ class Settings:
     api_service_port: int = 443
     dns_service: str = "kube-system/kube-dns"
     cluster_domain: str = "cluster.local"
-    workers: int = 16
+    workers: int = 64
     health_address: str = "127.0.0.1:0"
     token_seconds: int = 3600
 
@@ -64,7 +64,7 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
     p.add_argument("--api-service-port", type=int, default=443)
     p.add_argument("--dns-service", default="kube-system/kube-dns")
     p.add_argument("--cluster-domain", default="cluster.local")
-    p.add_argument("--workers", type=int, default=16)
+    p.add_argument("--workers", type=int, default=64)
     p.add_argument("--health-address", default="127.0.0.1:0")
     p.add_argument("--token-seconds", type=int, default=3600)
     a = p.parse_args(argv)
