@@ -8,8 +8,10 @@ directories left by a killed runner are removed by the next start.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Mapping
@@ -50,9 +52,32 @@ def reap_stale_workdirs(root: Path) -> list[Path]:
                 continue
             pid, start = -1, ""
         if pid < 0 or not pid_alive(pid, start):
+            kill_processes_using(d)
             shutil.rmtree(d, ignore_errors=True)
             removed.append(d)
     return removed
+
+
+def kill_processes_using(directory: Path) -> list[int]:
+    """SIGKILL processes whose command line names ``directory`` (orphans of a dead owner).
+
+    Only our own children put these per-run paths on their command lines; a kept vcluster
+    whose runner was killed ends up here once its owner is gone.
+    """
+    needle = str(directory).rstrip("/") + "/"
+    killed = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if needle in cmdline:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed.append(int(entry.name))
+    return killed
 
 
 def fake_node(name: str) -> dict[str, Any]:

@@ -126,3 +126,28 @@ def test_children_started_from_short_lived_threads_survive_them(tmp_path: Path) 
         assert all(c.alive() for c in children)
     finally:
         group.stop()
+
+
+SLEEP = "import time; time.sleep(60)"
+
+
+def test_stale_workdir_reaping_kills_its_orphans(tmp_path: Path) -> None:
+    from pytest_vcluster.hosts.local import reap_stale_workdirs
+
+    stale = tmp_path / "host-dead"
+    stale.mkdir()
+    (stale / "owner").write_text("999999999 1")  # no such process
+    orphan = subprocess.Popen([sys.executable, "-c", SLEEP, str(stale / "marker")])
+    live = tmp_path / "host-live"
+    live.mkdir()
+    (live / "owner").write_text(f"{os.getpid()} {proc_starttime(os.getpid())}")
+    bystander = subprocess.Popen([sys.executable, "-c", SLEEP, str(live / "marker")])
+    try:
+        assert reap_stale_workdirs(tmp_path) == [stale]
+        assert orphan.wait(5) == -signal.SIGKILL
+        assert bystander.poll() is None
+        assert live.exists()
+    finally:
+        for p in (orphan, bystander):
+            p.kill()
+            p.wait()
