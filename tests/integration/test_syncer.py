@@ -354,3 +354,68 @@ def test_api_server_restart_is_survived(
     wait_for(lambda: running(vcore, "default", f"app={name}", 2), 60, f"pods after {side} restart")
     assert vc.syncer is not None
     assert vc.syncer.alive()
+
+
+def test_ingress_and_pvc_are_copied_with_translated_references(
+    vc: LocalVCluster, vcore: client.CoreV1Api, hcore: client.CoreV1Api
+) -> None:
+    net = client.NetworkingV1Api(config.new_client_from_config(str(vc.kubeconfig_path)))
+    hnet = client.NetworkingV1Api(hcore.api_client)
+    backend = client.V1IngressBackend(
+        service=client.V1IngressServiceBackend(
+            name="web", port=client.V1ServiceBackendPort(number=80)
+        )
+    )
+    net.create_namespaced_ingress(
+        "team-a",
+        client.V1Ingress(
+            metadata=client.V1ObjectMeta(name="front"),
+            spec=client.V1IngressSpec(
+                default_backend=backend,
+                tls=[client.V1IngressTLS(hosts=["a.example"], secret_name="tls")],
+            ),
+        ),
+    )
+    vcore.create_namespaced_persistent_volume_claim(
+        "team-a",
+        client.V1PersistentVolumeClaim(
+            metadata=client.V1ObjectMeta(name="data"),
+            spec=client.V1PersistentVolumeClaimSpec(
+                access_modes=["ReadWriteOnce"],
+                resources=client.V1VolumeResourceRequirements(requests={"storage": "1Gi"}),
+            ),
+        ),
+    )
+    ing = wait_for(
+        lambda: hnet.read_namespaced_ingress(
+            host_name("front", "team-a", "sync"), vc.host_namespace
+        ),
+        what="host ingress",
+    )
+    assert ing.spec.default_backend.service.name == host_name("web", "team-a", "sync")
+    assert ing.spec.tls[0].secret_name == host_name("tls", "team-a", "sync")
+    pvc = wait_for(
+        lambda: hcore.read_namespaced_persistent_volume_claim(
+            host_name("data", "team-a", "sync"), vc.host_namespace
+        ),
+        what="host PVC",
+    )
+    assert pvc.spec.resources.requests["storage"] == "1Gi"
+    assert pvc.metadata.annotations[OBJECT_UID] == (
+        vcore.read_namespaced_persistent_volume_claim("data", "team-a").metadata.uid
+    )
+    # Deleting the virtual objects removes the host copies.
+    net.delete_namespaced_ingress("front", "team-a")
+    vcore.delete_namespaced_persistent_volume_claim("data", "team-a")
+
+    def gone() -> bool:
+        names = {i.metadata.name for i in hnet.list_namespaced_ingress(vc.host_namespace).items}
+        claims = {
+            c.metadata.name
+            for c in hcore.list_namespaced_persistent_volume_claim(vc.host_namespace).items
+        }
+        return host_name("front", "team-a", "sync") not in names and (
+            host_name("data", "team-a", "sync") not in claims
+        )
+
+    wait_for(gone, what="host ingress and PVC deleted")
