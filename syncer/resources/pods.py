@@ -283,6 +283,9 @@ class Pods:
         path = f"/api/v1/namespaces/{ns}/serviceaccounts/{sa}/token"
         token = self.engine.virtual.create(path, request)["status"]["token"]
         expiry = time.time() + self.s.token_seconds
+        due = expiry - 0.2 * self.s.token_seconds
+        self._token_due[secret_name] = due
+        self.engine.queue.add_after(("pods", ns, name), due - time.time())
         secret: JSON = {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -319,20 +322,35 @@ class Pods:
             self.engine.host.replace(f"{base}/{secret_name}", secret)
 
     def _refresh_token_later(self, vpod: JSON, hpod: JSON) -> None:
-        """Re-request the token at 80% of its lifetime (requeue the pod for then)."""
-        phase = (hpod.get("status") or {}).get("phase")
-        if phase in _TERMINAL:
+        """Re-request the token at 80% of its lifetime (requeue the pod for then).
+
+        The due time is known when this syncer wrote the token; after a restart it is read
+        back from the token Secret's expiry annotation, so a restart never lets a token lapse.
+        """
+        if (hpod.get("status") or {}).get("phase") in _TERMINAL:
             return
         meta = vpod["metadata"]
-        refresh_in = self.s.token_seconds * 0.8
         name = f"{hpod['metadata']['name']}-sa-token"
-        due, now = self._token_due.get(name), time.time()
-        if due is not None and now < due:
-            return
-        if due is not None:
-            self._ensure_token(vpod, name, owner=hpod)
-        self._token_due[name] = now + refresh_in
-        self.engine.queue.add_after(("pods", meta["namespace"], meta["name"]), refresh_in)
+        due = self._token_due.get(name)
+        if due is not None and time.time() < due:
+            return  # a requeue for that time is pending
+        if due is None:  # first look since this syncer started
+            due = self._due_from_secret(name)
+            if due is not None and time.time() < due:
+                self._token_due[name] = due
+                key = ("pods", meta["namespace"], meta["name"])
+                self.engine.queue.add_after(key, due - time.time())
+                return
+        self._ensure_token(vpod, name, owner=hpod)  # schedules the next refresh
+
+    def _due_from_secret(self, name: str) -> float | None:
+        path = self.engine.host_ns_path("/api/v1", "secrets") + f"/{name}"
+        try:
+            secret = self.engine.host.get(path)
+            expiry = float(secret["metadata"]["annotations"][TOKEN_EXPIRY])
+        except (ApiError, KeyError, ValueError, TypeError):
+            return None
+        return expiry - 0.2 * self.s.token_seconds
 
     # -- refusing
     def _deny(self, vpod: JSON, reasons: list[str], reason: str = DENIED_REASON) -> None:
