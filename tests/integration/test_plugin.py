@@ -251,3 +251,24 @@ def test_prewarmed_vcluster_is_handed_out_at_once(
         result.stdout.fnmatch_lines(["*prewarmed, ready*"])
     else:
         assert second > 1.5, setup  # a real start: kube-apiserver alone takes seconds
+
+
+def test_marker_k8s_version_runs_an_older_control_plane(
+    pytester: pytest.Pytester, cache: Path
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        from kubernetes import client
+
+        @pytest.mark.vcluster(k8s_version="1.36")
+        def test_old(vcluster):
+            assert client.VersionApi(vcluster.api_client).get_code().git_version == "v1.36.3"
+            assert vcluster.k8s_version == "1.36"
+
+        def test_default(vcluster):
+            assert client.VersionApi(vcluster.api_client).get_code().git_version == "v1.37.2"
+        """
+    )
+    result = pytester.runpytest_subprocess(f"--vcluster-cache-dir={cache}", "--vcluster-prewarm=0")
+    result.assert_outcomes(passed=2)
