@@ -97,16 +97,24 @@ class Manager:
             self.prewarm()
 
     def _build(self, args: MarkerArgs, **overrides: Any) -> VCluster:
-        if self.host.kind != "local":
-            raise VClusterError(
-                f"vclusters on a {self.host.kind} host are Helm releases of chart/, which is "
-                "not built yet; use --vcluster-host=local for vclusters (host_client and "
-                "host_kubeconfig_path already work on kind)"
-            )
+        values, helm = None, None
+        if self.host.kind != "local":  # chart values: the --vcluster-values file, then the marker's
+            from .binaries import BinaryResolver
+            from .hosts.incluster import deep_merge
+            from .versions import parse_k8s_version
+
+            values = deep_merge(self.settings.values, args.values)
+            helm = BinaryResolver(
+                parse_k8s_version(self.host.k8s_version),
+                self.settings.cache_dir,
+                progress=self.progress,
+            ).resolve("helm")
         name = overrides.get("name") or args.name or self.new_name()
         sync = tuple(overrides.get("sync") or args.sync)
         version = overrides.get("k8s_version") or args.k8s_version
         binaries = self._binaries_for(version)
+        if helm is not None:
+            binaries["helm"] = helm.path
         from .vcluster import VCluster
 
         expires = int(time.time()) + 6 * 3600
@@ -120,6 +128,7 @@ class Manager:
             timeout=self.settings.timeout,
             progress=self.progress,
             detachable=self.settings.keep != "never",
+            values=values,
         )
         vc.create()
         return vc

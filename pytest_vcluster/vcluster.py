@@ -17,6 +17,7 @@ import yaml
 from .errors import VClusterError
 from .hosts.base import HostInfo
 from .hosts.controlplane import Progress, _quiet
+from .hosts.incluster import InClusterVCluster
 from .hosts.local_vcluster import LocalVCluster
 
 Manifest = Mapping[str, Any] | str | Path | Iterable[Mapping[str, Any]]
@@ -35,21 +36,47 @@ class VCluster:
         timeout: float = 60.0,
         progress: Progress = _quiet,
         detachable: bool = False,
+        values: Mapping[str, Any] | None = None,
+        images: Mapping[str, str] | None = None,
     ) -> None:
+        """``values`` and ``images`` (``{"controlPlane": ref, "syncer": ref}``) are for the
+        Helm chart, i.e. hosts other than ``local``; the local runtime ignores them."""
         self.host = host
         self.name = name
         self.k8s_version = k8s_version or host.k8s_version
         args = tuple(f"--enable-sync-resources={','.join(sync)}" for _ in [0] if sync)
-        self._impl = LocalVCluster(
-            host,
-            name,
-            labels=dict(labels or {}),
-            syncer_args=args,
-            binaries=dict(binaries or {}),
-            progress=progress,
-            timeout=timeout,
-            detachable=detachable,
-        )
+        self._impl: LocalVCluster | InClusterVCluster
+        if host.kind == "local":
+            self._impl = LocalVCluster(
+                host,
+                name,
+                labels=dict(labels or {}),
+                syncer_args=args,
+                binaries=dict(binaries or {}),
+                progress=progress,
+                timeout=timeout,
+                detachable=detachable,
+            )
+        else:
+            from .versions import parse_k8s_version
+
+            if str(parse_k8s_version(self.k8s_version)) != host.k8s_version:
+                raise VClusterError(
+                    f"vcluster {name!r}: Kubernetes {self.k8s_version} on a {host.kind} host "
+                    f"(running {host.k8s_version}) is not supported yet"
+                )
+            self._impl = InClusterVCluster(
+                host,
+                name,
+                labels=dict(labels or {}),
+                syncer_args=args,
+                values=dict(values or {}),
+                images=dict(images or {}),
+                binaries=dict(binaries or {}),
+                progress=progress,
+                timeout=timeout,
+                detachable=detachable,
+            )
         self._api_client: Any = None
         self._dynamic: Any = None
         self.created = False
@@ -98,6 +125,10 @@ class VCluster:
     @property
     def ready_seconds(self) -> float:
         return self._impl.ready_seconds
+
+    @property
+    def teardown_seconds(self) -> float:
+        return getattr(self._impl, "teardown_seconds", 0.0)
 
     @property
     def api_client(self) -> Any:
@@ -182,6 +213,12 @@ class VCluster:
 
     def logs(self, pod: str, namespace: str = "default", container: str | None = None) -> str:
         """Logs of a virtual pod, read from its host pod."""
+        if isinstance(self._impl, InClusterVCluster):
+            args = ["logs", "-n", self.host_namespace, self.host_name(pod, namespace)]
+            proc = self._impl.kubectl(*args, *([f"-c={container}"] if container else []))
+            if proc.returncode != 0:
+                raise VClusterError(f"logs of pod {namespace}/{pod}: {proc.stderr.strip()}")
+            return proc.stdout
         params = f"?container={container}" if container else ""
         path = f"/api/v1/namespaces/{self.host_namespace}/pods/{self.host_name(pod, namespace)}"
         status, body = self.host.rest().get(path + "/log" + params)

@@ -1,4 +1,4 @@
-"""The plugin on a kind host: ``--vcluster-host=kind`` gives host fixtures for the kind cluster."""
+"""The plugin on a kind host: host fixtures for the kind cluster and a vcluster released into it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from .conftest import E2E_CLUSTER
 pytestmark = pytest.mark.e2e
 
 
-def test_plugin_reuses_the_kind_host_and_reports_the_missing_chart(
+def test_plugin_reuses_the_kind_host_and_runs_a_vcluster_on_it(
     pytester: pytest.Pytester, kind_host: KindHost
 ) -> None:
     pytester.makepyfile(
@@ -23,8 +23,11 @@ def test_plugin_reuses_the_kind_host_and_reports_the_missing_chart(
             assert [n.metadata.name for n in nodes] == ["{E2E_CLUSTER}-control-plane"]
             assert host_kubeconfig_path.exists()
 
-        def test_vcluster_needs_chart(vcluster):
-            pass
+        def test_vcluster_on_kind(vcluster):
+            assert vcluster.host.kind == "kind"
+            assert client.CoreV1Api(vcluster.api_client).read_namespaced_service_account(
+                "default", "default"
+            )
         """
     )
     result = pytester.runpytest_subprocess(
@@ -35,6 +38,5 @@ def test_plugin_reuses_the_kind_host_and_reports_the_missing_chart(
         "-p",
         "no:cacheprovider",
     )
-    result.assert_outcomes(passed=1, errors=1)
-    result.stdout.fnmatch_lines(["*Helm releases of chart/, which is not built yet*"])
+    result.assert_outcomes(passed=2)
     assert kind_host.exists()  # the inner run reused the cluster and did not delete it

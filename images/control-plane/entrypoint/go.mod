@@ -1,0 +1,3 @@
+module pytest-vcluster.io/control-plane/entrypoint
+
+go 1.22

@@ -1,0 +1,198 @@
+// Command entrypoint runs the processes of a vcluster control plane in one container.
+//
+//	entrypoint [--grace=20s] STEP [--- STEP]...
+//	STEP = [--step=NAME] [--ready=URL] BINARY ARGS...
+//
+// Steps start in order. A step with --ready is polled (GET, any TLS certificate accepted)
+// until it answers 200 before the next step starts. When any process exits, or on
+// SIGTERM/SIGINT, the others get SIGTERM in reverse start order (SIGKILL after --grace);
+// the exit code is 0 after a signal, 1 after a process died. Each output line is prefixed
+// with the step's name. Standard library only: the image is FROM scratch.
+package main
+
+import (
+	"bufio"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+type step struct {
+	name  string
+	ready string
+	argv  []string
+}
+
+type proc struct {
+	step
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+}
+
+func parse(args []string) (time.Duration, []step, error) {
+	grace := 20 * time.Second
+	var steps []step
+	cur := step{}
+	flush := func() error {
+		if len(cur.argv) == 0 {
+			return errors.New("empty step (a '---' without a command)")
+		}
+		if cur.name == "" {
+			cur.name = filepath.Base(cur.argv[0])
+		}
+		steps = append(steps, cur)
+		cur = step{}
+		return nil
+	}
+	for _, a := range args {
+		switch {
+		case a == "---":
+			if err := flush(); err != nil {
+				return 0, nil, err
+			}
+		case len(cur.argv) == 0 && len(steps) == 0 && cur.name == "" && cur.ready == "" && strings.HasPrefix(a, "--grace="):
+			d, err := time.ParseDuration(strings.TrimPrefix(a, "--grace="))
+			if err != nil {
+				return 0, nil, fmt.Errorf("--grace: %w", err)
+			}
+			grace = d
+		case len(cur.argv) == 0 && strings.HasPrefix(a, "--step="):
+			cur.name = strings.TrimPrefix(a, "--step=")
+		case len(cur.argv) == 0 && strings.HasPrefix(a, "--ready="):
+			cur.ready = strings.TrimPrefix(a, "--ready=")
+		default:
+			cur.argv = append(cur.argv, a)
+		}
+	}
+	if err := flush(); err != nil {
+		return 0, nil, err
+	}
+	return grace, steps, nil
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[entrypoint] "+format+"\n", args...)
+}
+
+var outMu sync.Mutex
+
+func prefix(name string, r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		outMu.Lock()
+		fmt.Fprintf(os.Stdout, "[%s] %s\n", name, sc.Text())
+		outMu.Unlock()
+	}
+}
+
+func start(s step) (*proc, error) {
+	cmd := exec.Command(s.argv[0], s.argv[1:]...)
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	go prefix(s.name, pr)
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%s: %w", s.name, err)
+	}
+	p := &proc{step: s, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		pw.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+var client = &http.Client{
+	Timeout:   time.Second,
+	Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, //nolint:gosec // readiness only
+}
+
+func ready(url string) bool {
+	resp, err := client.Get(url)
+	if err != nil {
+		return false
+	}
+	io.Copy(io.Discard, resp.Body) //nolint:errcheck
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+func stopAll(procs []*proc, grace time.Duration) {
+	deadline := time.Now().Add(grace)
+	for i := len(procs) - 1; i >= 0; i-- {
+		p := procs[i]
+		select {
+		case <-p.done:
+			continue
+		default:
+		}
+		p.cmd.Process.Signal(syscall.SIGTERM) //nolint:errcheck
+		select {
+		case <-p.done:
+		case <-time.After(time.Until(deadline)):
+			logf("%s did not stop within the grace period: SIGKILL", p.name)
+			p.cmd.Process.Kill() //nolint:errcheck
+			<-p.done
+		}
+	}
+}
+
+func main() {
+	grace, steps, err := parse(os.Args[1:])
+	if err != nil {
+		logf("usage: entrypoint [--grace=20s] [--step=NAME] [--ready=URL] BINARY ARGS... [--- ...]: %v", err)
+		os.Exit(2)
+	}
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+	exited := make(chan *proc, len(steps))
+	var procs []*proc
+	t0 := time.Now()
+	fail := func(code int, format string, args ...any) {
+		logf(format, args...)
+		stopAll(procs, grace)
+		os.Exit(code)
+	}
+	for _, s := range steps {
+		p, err := start(s)
+		if err != nil {
+			fail(1, "cannot start: %v", err)
+		}
+		procs = append(procs, p)
+		go func() { <-p.done; exited <- p }()
+		logf("started %s (pid %d) at %.2fs", s.name, p.cmd.Process.Pid, time.Since(t0).Seconds())
+		if s.ready == "" {
+			continue
+		}
+		tick := time.NewTicker(100 * time.Millisecond)
+		for !ready(s.ready) {
+			select {
+			case sig := <-signals:
+				fail(0, "%v while waiting for %s", sig, s.name)
+			case q := <-exited:
+				fail(1, "%s exited (%v) before %s was ready", q.name, q.err, s.name)
+			case <-tick.C:
+			}
+		}
+		tick.Stop()
+		logf("%s ready at %.2fs", s.name, time.Since(t0).Seconds())
+	}
+	select {
+	case sig := <-signals:
+		fail(0, "%v: stopping", sig)
+	case q := <-exited:
+		fail(1, "%s exited (%v): stopping the others", q.name, q.err)
+	}
+}

@@ -1,0 +1,226 @@
+"""vclusters as Helm releases of chart/ on the offline kind host (real pods, real containers).
+
+    pytest -m e2e tests/e2e/test_incluster_e2e.py -s
+
+Builds (or finds) the control-plane and syncer images, loads them into the kind cluster and
+creates vclusters with ``VCluster`` on the ``kind_host`` fixture's cluster.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from pytest_vcluster.docker import Docker
+from pytest_vcluster.errors import VClusterError
+from pytest_vcluster.hosts.kind import KindHost
+from pytest_vcluster.vcluster import VCluster
+from pytest_vcluster.versions import K8sVersion
+
+from .conftest import E2E_CLUSTER, ROOT
+
+pytestmark = pytest.mark.e2e
+
+PAUSE = "registry.k8s.io/pause:3.10.2"  # preloaded in the node image
+
+
+def _load(path: Path, name: str) -> ModuleType:
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def vcluster_images(k8s: K8sVersion, cache_dir: Path, docker: Docker) -> dict[str, str]:
+    cp = _load(ROOT / "images/control-plane/build.py", "pytest_vcluster_cp_image_build")
+    sy = _load(ROOT / "images/syncer/build.py", "pytest_vcluster_syncer_image_build")
+    cp_tag, _ = cp.ControlPlaneImage(k8s, cache_dir, docker=docker).build()
+    sy_tag, _ = sy.SyncerImage(cache_dir, docker=docker).build()
+    return {"controlPlane": cp_tag, "syncer": sy_tag}
+
+
+def _deployment(replicas: int = 2) -> dict[str, Any]:
+    labels = {"app": "sleepy"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "sleepy", "namespace": "default"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [{"name": "pause", "image": PAUSE, "imagePullPolicy": "Never"}],
+                },
+            },
+        },
+    }
+
+
+def _namespace_gone(kind_host: KindHost, ns: str) -> bool:
+    got = kind_host.kubectl_run("get", "namespace", ns, check=False)
+    return got.returncode != 0 and "NotFound" in got.stderr
+
+
+def test_vcluster_release_runs_real_pods_and_leaves_nothing(
+    kind_host: KindHost, vcluster_images: dict[str, str]
+) -> None:
+    vc = VCluster(kind_host.info(), "e2e-a", images=vcluster_images, timeout=180, progress=print)
+    vc.create()
+    ns = vc.host_namespace
+    try:
+        print(f"vcluster ready in {vc.ready_seconds:.2f}s; stages {vc._impl.timings}")
+        release = kind_host.kubectl_run("get", "statefulset,service,secret", "-n", ns).stdout
+        assert "vc-e2e-a" in release
+        t0 = time.monotonic()
+        vc.apply(_deployment())
+        vc.wait_for("Deployment", "sleepy", "Available", api_version="apps/v1", timeout=120)
+        print(f"Deployment Available in the vcluster after {time.monotonic() - t0:.2f}s")
+        pods = kind_host.kubectl_json("get", "pods", "-n", ns)["items"]
+        synced = [
+            p
+            for p in pods
+            if (p["metadata"].get("annotations") or {}).get("vc.pytest-vcluster.io/object-name")
+        ]
+        assert len(synced) == 2, [p["metadata"]["name"] for p in pods]
+        for p in synced:
+            assert p["status"]["phase"] == "Running"
+            assert p["spec"]["nodeName"] == f"{E2E_CLUSTER}-control-plane"
+            statuses = p["status"]["containerStatuses"]
+            assert statuses[0]["containerID"].startswith("containerd://")  # a real container
+        from kubernetes import client
+
+        virtual = client.CoreV1Api(vc.api_client).list_namespaced_pod("default").items
+        assert sorted(p.status.phase for p in virtual) == ["Running", "Running"]
+    finally:
+        vc.delete()
+    print(f"vcluster deleted in {vc.teardown_seconds:.2f}s")
+    assert _namespace_gone(kind_host, ns)
+    assert "e2e-a" not in kind_host.kubectl_run("get", "pods", "-A").stdout
+
+
+def test_values_error_is_clear_and_leaves_nothing(
+    kind_host: KindHost, vcluster_images: dict[str, str]
+) -> None:
+    vc = VCluster(
+        kind_host.info(),
+        "e2e-bad-values",
+        images=vcluster_images,
+        values={"syncer": {"wokers": 2}},
+        timeout=60,
+    )
+    with pytest.raises(VClusterError, match=r"helm install of vcluster 'e2e-bad-values'") as info:
+        vc.create()
+    assert "wokers" in str(info.value)
+    assert "additional properties" in str(info.value).lower()
+    assert _namespace_gone(kind_host, vc.host_namespace)
+
+
+def test_missing_image_fails_fast_with_the_reason(
+    kind_host: KindHost, vcluster_images: dict[str, str]
+) -> None:
+    vc = VCluster(
+        kind_host.info(),
+        "e2e-no-image",
+        images=vcluster_images,
+        values={"syncer": {"image": {"tag": "does-not-exist", "pullPolicy": "Never"}}},
+        timeout=120,
+    )
+    t0 = time.monotonic()
+    with pytest.raises(VClusterError, match="ErrImageNeverPull"):
+        vc.create()
+    assert time.monotonic() - t0 < 30
+    assert _namespace_gone(kind_host, vc.host_namespace)
+
+
+def test_plugin_vcluster_fixture_on_kind(
+    pytester: pytest.Pytester,
+    kind_host: KindHost,
+    vcluster_images: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PYTEST_VCLUSTER_CONTROL_PLANE_IMAGE", vcluster_images["controlPlane"])
+    monkeypatch.setenv("PYTEST_VCLUSTER_SYNCER_IMAGE", vcluster_images["syncer"])
+    pytester.makepyfile(
+        """
+        from kubernetes import client
+
+        def test_vcluster(vcluster, host_client):
+            core = client.CoreV1Api(vcluster.api_client)
+            assert core.read_namespaced_service_account("default", "default")
+            host = client.CoreV1Api(host_client)
+            assert host.read_namespaced_secret("vc-" + vcluster.name, vcluster.host_namespace)
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "--vcluster-host=kind",
+        f"--vcluster-kind-cluster={E2E_CLUSTER}",
+        f"--vcluster-kind-image={kind_host.image or ''}",
+        f"--vcluster-cache-dir={kind_host.cache_dir}",
+        "-p",
+        "no:cacheprovider",
+    )
+    result.assert_outcomes(passed=1)
+    left = kind_host.kubectl_run(
+        "get", "namespaces", "-l", "app.kubernetes.io/managed-by=pytest-vcluster", "-o", "name"
+    ).stdout
+    assert left.strip() == ""
+
+
+IN_CLUSTER_CLIENT = """
+import json, os, ssl, urllib.request
+sa = "/var/run/secrets/kubernetes.io/serviceaccount"
+url = "https://%s:%s/apis/authentication.k8s.io/v1/selfsubjectreviews" % (
+    os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"])
+body = json.dumps({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+headers = {"Authorization": "Bearer " + open(sa + "/token").read(),
+           "Content-Type": "application/json"}
+req = urllib.request.Request(url, data=body.encode(), headers=headers, method="POST")
+ctx = ssl.create_default_context(cafile=sa + "/ca.crt")
+review = json.load(urllib.request.urlopen(req, context=ctx))
+print("USER", review["status"]["userInfo"]["username"])
+"""
+
+
+def test_pod_reaches_the_vcluster_api_in_cluster(
+    kind_host: KindHost, vcluster_images: dict[str, str]
+) -> None:
+    """A synced pod talks to *its* API server: Service DNS name, vcluster CA, vcluster token."""
+    with VCluster(kind_host.info(), "e2e-client", images=vcluster_images, timeout=180) as vc:
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "client", "namespace": "default"},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [
+                    {
+                        "name": "client",
+                        "image": vcluster_images["syncer"],  # has python3; loaded in the node
+                        "imagePullPolicy": "IfNotPresent",
+                        "command": ["python3", "-c", IN_CLUSTER_CLIENT],
+                    }
+                ],
+            },
+        }
+        vc.apply(pod)
+        done = vc.wait_for(
+            "Pod", "client", lambda p: p.status.phase in ("Succeeded", "Failed"), timeout=90
+        )
+        logs = vc.logs("client")
+        assert done.status.phase == "Succeeded", logs
+        assert "USER system:serviceaccount:default:default" in logs
