@@ -57,6 +57,7 @@ from pytest_vcluster.binaries import BinaryResolver, default_cache_dir, sha256_f
 from pytest_vcluster.docker import Docker, ensure_docker
 from pytest_vcluster.errors import BinaryNotFoundError, VClusterError
 from pytest_vcluster.gobuild import GoBuilder, GoRecipe, k8s_recipe
+from pytest_vcluster.rootfs import debootstrap_rootfs
 from pytest_vcluster.versions import K8sVersion, parse_k8s_version
 
 HERE = Path(__file__).resolve().parent
@@ -527,42 +528,15 @@ class NodeImageBuilder:
     def rootfs(self) -> Path:
         """The debootstrap tree (cached by suite + package list)."""
         key = _digest(SUITE, *BASE_PACKAGES, *SLIM_PATHS)
-        root = self.work / f"rootfs-{SUITE}-{key}"
-        if (root / ".pytest-vcluster-complete").exists():
-            return root
-        debootstrap = shutil.which("debootstrap")
-        if debootstrap is None:
-            raise VClusterError(
-                "building the node image needs debootstrap (apt-get install debootstrap)"
-            )
-        self.work.mkdir(parents=True, exist_ok=True)
-        tmp = root.with_name(root.name + ".incoming")
-        shutil.rmtree(tmp, ignore_errors=True)
-        cmd = [
-            debootstrap,
-            "--variant=minbase",
-            "--include=" + ",".join(BASE_PACKAGES),
-            SUITE,
-            str(tmp),
-            self.mirror,
-        ]
-        log = self.work / "debootstrap.log"
-        with log.open("w") as fh:
-            rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=False).returncode
-        if rc != 0:
-            raise VClusterError(f"debootstrap failed ({rc}); log {log}:\n{log.read_text()[-3000:]}")
-        for rel in SLIM_PATHS:
-            p = tmp / rel
-            if p.is_dir():
-                for child in p.iterdir():
-                    if child.is_dir() and not child.is_symlink():
-                        shutil.rmtree(child)
-                    else:
-                        child.unlink()
-        shutil.rmtree(root, ignore_errors=True)
-        os.replace(tmp, root)
-        (root / ".pytest-vcluster-complete").write_text(" ".join(cmd))
-        return root
+        return debootstrap_rootfs(
+            self.work / f"rootfs-{SUITE}-{key}",
+            suite=SUITE,
+            packages=BASE_PACKAGES,
+            mirror=self.mirror,
+            slim_paths=SLIM_PATHS,
+            log=self.work / "debootstrap.log",
+            purpose="building the node image",
+        )
 
     # -- base image ------------------------------------------------------------------------------
     def base_image(self, rootfs: Path) -> str:

@@ -32,6 +32,7 @@ from pathlib import Path
 from pytest_vcluster.binaries import default_cache_dir
 from pytest_vcluster.docker import Docker, ensure_docker
 from pytest_vcluster.errors import VClusterError
+from pytest_vcluster.rootfs import debootstrap_rootfs
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -110,8 +111,17 @@ class SyncerImage:
     # -- steps ------------------------------------------------------------------------------
     def rootfs(self) -> Path:
         root = self.work / f"rootfs-{SUITE}-{_digest(SUITE, *PACKAGES, *SLIM_PATHS)[:10]}"
-        if (root / ".pytest-vcluster-complete").exists():
-            return root
+        _stderr(f"syncer: root filesystem {root}")
+        return debootstrap_rootfs(
+            root,
+            suite=SUITE,
+            packages=PACKAGES,
+            mirror=self.mirror,
+            slim_paths=SLIM_PATHS,
+            log=self.work / "debootstrap.log",
+            purpose="the syncer image",
+            prefix=("nice", "-n", "19"),
+        )
         debootstrap = shutil.which("debootstrap")
         if debootstrap is None:
             raise VClusterError("the syncer image needs debootstrap (apt-get install debootstrap)")
