@@ -190,7 +190,7 @@ class InClusterVCluster:
 
     @property
     def cache_dir(self) -> Path:
-        if self.host.kind == "kind":  # <cache>/kind/<cluster name>
+        if self.host.kind in ("kind", "kubeconfig"):  # <cache>/<kind>/<cluster or context>
             return Path(self.host.workdir).parents[1]
         return default_cache_dir()
 
