@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 
 from .errors import VClusterError
+from .hosts.kubeconfig import default_kubeconfig
 from .naming import default_cache_dir
 from .versions import K8sVersion, parse_k8s_version
 
-HOSTS = ("local", "kind")
+HOSTS = ("local", "kind", "kubeconfig")
 KEEP = ("never", "on-failure", "always")
 
 
@@ -68,6 +69,17 @@ OPTIONS = (
         "vclusters kept ready in the background for the next tests (0 disables; default 1)",
         "1",
     ),
+    Option(
+        "vcluster-kubeconfig",
+        "kubeconfig of the host cluster for --vcluster-host=kubeconfig "
+        "(default $KUBECONFIG, else ~/.kube/config)",
+        None,
+    ),
+    Option(
+        "vcluster-context",
+        "context of that kubeconfig (default its current-context)",
+        None,
+    ),
     Option("vcluster-values", "YAML file of chart values applied to every vcluster", None),
     Option(
         "vcluster-reuse-host",
@@ -91,6 +103,8 @@ class Settings:
     kind_cluster: str = "pytest-vcluster"
     kind_image: str | None = None
     kind_workers: int = 0
+    kubeconfig: str = ""
+    context: str | None = None
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -200,7 +214,7 @@ def settings_from(config: pytest.Config) -> Settings:
         lambda v: Path(v).expanduser() if v else default_cache_dir(),
         "a directory path",
     )
-    return Settings(
+    settings = Settings(
         host=_parse(config, "vcluster-host", _host, " | ".join(HOSTS)),
         k8s=_parse(
             config, "vcluster-k8s-version", parse_k8s_version, f"one of {supported_kubernetes()}"
@@ -214,4 +228,28 @@ def settings_from(config: pytest.Config) -> Settings:
         kind_cluster=_parse(config, "vcluster-kind-cluster", _kind_name, "a DNS label"),
         kind_image=_parse(config, "vcluster-kind-image", lambda v: v or None, "an image"),
         kind_workers=_parse(config, "vcluster-kind-workers", _count, "a whole number 0 to 8"),
+        kubeconfig=_parse(
+            config, "vcluster-kubeconfig", lambda v: v or default_kubeconfig(), "a file path"
+        ),
+        context=_parse(config, "vcluster-context", lambda v: v or None, "a context name"),
     )
+    if settings.host == "kubeconfig":
+        _check_kubeconfig(config, settings)
+    return settings
+
+
+def _check_kubeconfig(config: pytest.Config, s: Settings) -> None:
+    """A missing file or context is a usage error; reachability is checked by the host fixture."""
+    from .hosts.kubeconfig import KubeconfigError, flatten, split_paths
+
+    try:
+        flatten(split_paths(s.kubeconfig), s.context)
+    except KubeconfigError as exc:
+        opt = next(o for o in OPTIONS if o.name == "vcluster-kubeconfig")
+        _, origin = raw_value(config, opt)
+        if config.getoption("vcluster_context") or config.getini("vcluster_context"):
+            origin += " / --vcluster-context"
+        raise pytest.UsageError(
+            f"--vcluster-host=kubeconfig: {origin}: {s.kubeconfig!r}: {exc}; accepted: a readable "
+            "kubeconfig with that context (--vcluster-context, default its current-context)"
+        ) from None

@@ -97,24 +97,24 @@ class Manager:
             self.prewarm()
 
     def _build(self, args: MarkerArgs, **overrides: Any) -> VCluster:
-        values, helm = None, None
-        if self.host.kind != "local":  # chart values: the --vcluster-values file, then the marker's
-            from .binaries import BinaryResolver
-            from .hosts.incluster import deep_merge
-            from .versions import parse_k8s_version
-
-            values = deep_merge(self.settings.values, args.values)
-            helm = BinaryResolver(
-                parse_k8s_version(self.host.k8s_version),
-                self.settings.cache_dir,
-                progress=self.progress,
-            ).resolve("helm")
         name = overrides.get("name") or args.name or self.new_name()
         sync = tuple(overrides.get("sync") or args.sync)
         version = overrides.get("k8s_version") or args.k8s_version
-        binaries = self._binaries_for(version)
-        if helm is not None:
-            binaries["helm"] = helm.path
+        values = None
+        if self.host.kind == "local":
+            binaries = self._binaries_for(version)
+        else:  # chart values: the --vcluster-values file, then the marker's
+            from .binaries import BinaryResolver
+            from .hosts.incluster import deep_merge
+
+            values = deep_merge(self.settings.values, args.values)
+            # Any kubeconfig host runs any vcluster version we have a control plane image of.
+            if self.host.kind == "kubeconfig":
+                version = version or str(self.settings.k8s)
+            tools = BinaryResolver(
+                self.settings.k8s, self.settings.cache_dir, progress=self.progress
+            )
+            binaries = {t: tools.resolve(t).path for t in ("helm", "kubectl")}
         from .vcluster import VCluster
 
         expires = int(time.time()) + 6 * 3600

@@ -47,8 +47,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_report_header(config: pytest.Config) -> str:
     s = config.stash[SETTINGS]
+    host = s.host
+    if host == "kubeconfig":
+        host += f" ({s.kubeconfig}, context {s.context or 'current'})"
     return (
-        f"vcluster: host={s.host} kubernetes={s.k8s} keep={s.keep} prewarm={s.prewarm} "
+        f"vcluster: host={host} kubernetes={s.k8s} keep={s.keep} prewarm={s.prewarm} "
         f"reuse-host={str(s.reuse_host).lower()} cache={s.cache_dir}"
     )
 
@@ -95,6 +98,9 @@ def vcluster_host_info(
     s = vcluster_settings
     if s.host == "kind":
         yield from _kind_host(pytestconfig, s)
+        return
+    if s.host == "kubeconfig":
+        yield _kubeconfig_host(pytestconfig, s)
         return
     from .hosts.shared import SharedHost
 
@@ -149,6 +155,17 @@ def _kind_host(config: pytest.Config, s: Settings) -> Iterator[HostInfo]:
         yield host.info()
     finally:
         host.stop()
+
+
+def _kubeconfig_host(config: pytest.Config, s: Settings) -> HostInfo:
+    from .hosts.kubeconfig import KubeconfigHost
+
+    try:
+        host = KubeconfigHost(s.kubeconfig, s.context, s.cache_dir, timeout=min(s.timeout, 15))
+        _progress(config)(f"pytest-vcluster: checking host context {host.context_name!r}")
+        return host.info()
+    except VClusterError as exc:
+        pytest.fail(f"pytest-vcluster: the kubeconfig host is not usable: {exc}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

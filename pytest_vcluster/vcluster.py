@@ -60,7 +60,8 @@ class VCluster:
         else:
             from .versions import parse_k8s_version
 
-            if str(parse_k8s_version(self.k8s_version)) != host.k8s_version:
+            same = str(parse_k8s_version(self.k8s_version)) == host.k8s_version
+            if host.kind == "kind" and not same:
                 raise VClusterError(
                     f"vcluster {name!r}: Kubernetes {self.k8s_version} on a {host.kind} host "
                     f"(running {host.k8s_version}) is not supported yet"

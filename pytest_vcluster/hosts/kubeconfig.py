@@ -1,0 +1,224 @@
+"""Any cluster you have a kubeconfig for, as a host for in-cluster vclusters (Helm releases).
+
+Nothing is started or stopped here: the host is checked (reachable, its version, the right to
+create namespaces) and one self-contained kubeconfig for the chosen context is written under
+``<cache>/kubeconfig/<context>/`` for kubectl, helm and the ``kubernetes`` client.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import HostStartError, VClusterError
+from .base import HostInfo
+
+
+class KubeconfigError(VClusterError):
+    """The kubeconfig (or its context) cannot be used as a host."""
+
+
+def default_kubeconfig() -> str:
+    return os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise KubeconfigError(f"cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise KubeconfigError(f"{path} is not YAML: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise KubeconfigError(f"{path} holds a {type(data).__name__}, not a kubeconfig mapping")
+    return data
+
+
+# Paths inside a kubeconfig are relative to the file that holds them; inline them so the
+# flattened copy works from anywhere (and inside helm's and kubectl's own processes).
+_FILE_KEYS = {
+    "certificate-authority": "certificate-authority-data",
+    "client-certificate": "client-certificate-data",
+    "client-key": "client-key-data",
+}
+
+
+def _inline(entry: Mapping[str, Any], base: Path) -> dict[str, Any]:
+    out = dict(entry)
+    for key, data_key in _FILE_KEYS.items():
+        ref = out.pop(key, None)
+        if ref and not out.get(data_key):
+            path = (base / str(ref)).expanduser()
+            try:
+                out[data_key] = base64.b64encode(path.read_bytes()).decode()
+            except OSError as exc:
+                raise KubeconfigError(f"{key} {path}: {exc.strerror}") from None
+    if out.get("tokenFile") and not out.get("token"):
+        path = (base / str(out.pop("tokenFile"))).expanduser()
+        try:
+            out["token"] = path.read_text().strip()
+        except OSError as exc:
+            raise KubeconfigError(f"tokenFile {path}: {exc.strerror}") from None
+    return out
+
+
+def flatten(paths: list[Path], context: str | None) -> tuple[dict[str, Any], str]:
+    """One self-contained kubeconfig holding only ``context`` (default: the current one).
+
+    ``paths`` merge like ``KUBECONFIG=a:b``: the first file that names an entry wins.
+    """
+    entries: dict[str, dict[str, dict[str, Any]]] = {"clusters": {}, "users": {}, "contexts": {}}
+    current = ""
+    found = False
+    for path in paths:
+        if not path.exists():
+            continue
+        found = True
+        data = _load(path)
+        current = current or str(data.get("current-context") or "")
+        for section in entries:
+            for item in data.get(section) or []:
+                if isinstance(item, dict) and "name" in item:
+                    body = item.get(section[:-1]) or {}
+                    if section != "contexts":
+                        body = _inline(body, path.parent)
+                    entries[section].setdefault(str(item["name"]), body)
+    if not found:
+        raise KubeconfigError(f"no kubeconfig at {':'.join(map(str, paths))}")
+    name = context or current
+    if not name:
+        raise KubeconfigError("it has no current-context: name one with --vcluster-context")
+    ctx = entries["contexts"].get(name)
+    if ctx is None:
+        known = ", ".join(sorted(entries["contexts"])) or "none"
+        raise KubeconfigError(f"no context {name!r} in it (contexts: {known})")
+    cluster = entries["clusters"].get(str(ctx.get("cluster")))
+    if cluster is None or not cluster.get("server"):
+        raise KubeconfigError(f"context {name!r} names cluster {ctx.get('cluster')!r}, not in it")
+    user = entries["users"].get(str(ctx.get("user")), {})
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": name, "cluster": cluster}],
+        "users": [{"name": name, "user": user}],
+        "contexts": [
+            {
+                "name": name,
+                "context": {
+                    "cluster": name,
+                    "user": name,
+                    **({"namespace": ctx["namespace"]} if ctx.get("namespace") else {}),
+                },
+            }
+        ],
+        "current-context": name,
+    }
+    return config, name
+
+
+def split_paths(value: str) -> list[Path]:
+    return [Path(p).expanduser() for p in value.split(os.pathsep) if p]
+
+
+@dataclass
+class KubeconfigHost:
+    """``check()`` once, then ``info()`` for the vclusters (Helm releases) made on it."""
+
+    kubeconfig: str
+    context: str | None
+    cache_dir: Path
+    timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        self.config, self.context_name = flatten(split_paths(self.kubeconfig), self.context)
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.context_name)[:100] or "default"
+        self.workdir = self.cache_dir / "kubeconfig" / safe
+        self.version = ""
+
+    @property
+    def server(self) -> str:
+        return str(self.config["clusters"][0]["cluster"]["server"])
+
+    @property
+    def path(self) -> Path:
+        return self.workdir / "kubeconfig"
+
+    def write(self) -> Path:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".kubeconfig.{os.getpid()}")
+        tmp.write_text(yaml.safe_dump(self.config, sort_keys=False))
+        tmp.chmod(0o600)
+        tmp.replace(self.path)  # atomic: xdist workers write the same file
+        return self.path
+
+    def check(self) -> None:
+        """Reachable, and allowed to make what a vcluster needs: a clear error otherwise."""
+        from kubernetes import client, config
+
+        self.write()
+        try:
+            api = config.new_client_from_config(config_file=str(self.path))  # type: ignore[no-untyped-call]
+        except Exception as exc:  # the client's own errors name the field at fault
+            raise KubeconfigError(f"context {self.context_name!r}: {exc}") from None
+        try:
+            try:
+                info = client.VersionApi(api).get_code(_request_timeout=self.timeout)
+            except Exception as exc:
+                raise HostStartError(
+                    f"cannot reach the API server of context {self.context_name!r} at "
+                    f"{self.server}: {_short(exc)}"
+                ) from None
+            self.version = str(info.git_version).lstrip("v").split("+")[0].split("-")[0]
+            denied = []
+            for verb, resource in (("create", "namespaces"), ("delete", "namespaces")):
+                review = client.V1SelfSubjectAccessReview(
+                    spec=client.V1SelfSubjectAccessReviewSpec(
+                        resource_attributes=client.V1ResourceAttributes(
+                            verb=verb, resource=resource
+                        )
+                    )
+                )
+                try:
+                    result = client.AuthorizationV1Api(api).create_self_subject_access_review(
+                        review, _request_timeout=self.timeout
+                    )
+                except Exception as exc:
+                    raise HostStartError(
+                        f"context {self.context_name!r}: access review failed: {_short(exc)}"
+                    ) from None
+                if result.status is None or not result.status.allowed:
+                    denied.append(f"{verb} {resource}")
+            if denied:
+                raise HostStartError(
+                    f"context {self.context_name!r} may not {' or '.join(denied)}; each "
+                    "vcluster lives in its own host namespace, so the host's user needs that right"
+                )
+        finally:
+            api.close()
+
+    def info(self) -> HostInfo:
+        if not self.version:
+            self.check()
+        return HostInfo(
+            kind="kubeconfig",
+            k8s_version=self.version,
+            server=self.server,
+            kubeconfig=str(self.path),
+            etcd_url="",
+            pki_dir="",
+            workdir=str(self.workdir),
+        )
+
+
+def _short(exc: BaseException) -> str:
+    text = str(getattr(exc, "reason", "") or exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
