@@ -180,6 +180,11 @@ def _values_file(value: str | None) -> dict[str, Any]:
         raise ValueError(f"not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise ValueError(f"holds a {type(data).__name__}, not a mapping")
+    from .values import schema_errors
+
+    errors = schema_errors(data)
+    if errors:
+        raise ValueError(f"fails the chart's values.schema.json: {'; '.join(errors[:5])}")
     return data
 
 
@@ -222,7 +227,12 @@ def settings_from(config: pytest.Config) -> Settings:
         cache_dir=cache,
         timeout=_parse(config, "vcluster-timeout", _timeout, "a positive number of seconds"),
         keep=_parse(config, "vcluster-keep", _choice(KEEP), " | ".join(KEEP)),
-        values=_parse(config, "vcluster-values", _values_file, "a YAML file holding a mapping"),
+        values=_parse(
+            config,
+            "vcluster-values",
+            _values_file,
+            "a YAML file holding a mapping of chart values (see chart/values.yaml)",
+        ),
         reuse_host=_parse(config, "vcluster-reuse-host", _bool, "true | false"),
         prewarm=_parse(config, "vcluster-prewarm", _count, "a whole number from 0 to 8"),
         kind_cluster=_parse(config, "vcluster-kind-cluster", _kind_name, "a DNS label"),

@@ -74,6 +74,13 @@ def parse_marker(item: pytest.Item) -> MarkerArgs:
             f"{where}(values={values!r}): must be a dict of chart values, "
             f"not {type(values).__name__}"
         )
+    from .values import schema_errors
+
+    errors = schema_errors(values) if values else []
+    if errors:
+        raise pytest.UsageError(
+            f"{where}(values=...): fails the chart's values.schema.json: {'; '.join(errors[:5])}"
+        )
     sync = kw.get("sync") or []
     if isinstance(sync, str) or not all(isinstance(s, str) for s in sync):
         raise pytest.UsageError(f"{where}(sync={sync!r}): must be a list of resource names")

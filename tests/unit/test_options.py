@@ -102,6 +102,11 @@ def test_bad_values_are_one_usage_error(
     [
         ("a: [1, 2\n", "*not valid YAML*"),
         ("- just\n- a list\n", "*holds a list, not a mapping*"),
+        ("bogus: 1\n", "*fails the chart's values.schema.json: (top level): Additional*'bogus'*"),
+        (
+            "controlPlane:\n  image:\n    tag: 5\n",
+            "*values.schema.json: controlPlane.image.tag: 5 is not of type 'string'*",
+        ),
     ],
 )
 def test_values_file_must_be_a_yaml_mapping(
@@ -148,6 +153,10 @@ def test_keep_values_and_bare_reuse_flag(pytester: pytest.Pytester) -> None:
             "accepted arguments: k8s_version, values, sync, name",
         ),
         ("vcluster('1.35')", "*takes keyword arguments only*"),
+        (
+            "vcluster(values={'sync': {'nope': 1}})",
+            "(values=...): fails the chart's values.schema.json: sync: Additional*'nope'*",
+        ),
     ],
 )
 def test_malformed_markers_are_usage_errors(
