@@ -8,6 +8,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from . import bootstrap
 from .app import build
 from .core.metrics import serve
 from .kube import Kube
@@ -32,6 +33,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     engine.start()
+    if settings.bootstrap_dir:  # CoreDNS & co. (chart), created once the API server answers
+        bootstrap.start(virtual, settings.bootstrap_dir, stop=stop)
     stop.wait()
     engine.stop()
     server.shutdown()

@@ -37,6 +37,7 @@ class Settings:
     workers: int = 64
     health_address: str = "127.0.0.1:0"
     token_seconds: int = 3600
+    bootstrap_dir: str | None = None  # manifests created in the virtual cluster (CoreDNS)
 
 
 def _resources(value: str) -> set[str]:
@@ -67,6 +68,7 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
     p.add_argument("--workers", type=int, default=64)
     p.add_argument("--health-address", default="127.0.0.1:0")
     p.add_argument("--token-seconds", type=int, default=3600)
+    p.add_argument("--bootstrap-dir", default=None, help="create these *.yaml in the vcluster")
     a = p.parse_args(argv)
     enabled = {k for k, on in RESOURCES.items() if on} | a.enable_sync_resources
     return Settings(
@@ -85,4 +87,5 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
         workers=a.workers,
         health_address=a.health_address,
         token_seconds=a.token_seconds,
+        bootstrap_dir=a.bootstrap_dir,
     )

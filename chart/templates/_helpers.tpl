@@ -55,3 +55,15 @@ contexts:
       user: admin
 current-context: {{ .name }}
 {{- end -}}
+
+
+{{/* Comma-separated resources whose sync.<resource>.enabled is false ("" when none). */}}
+{{- define "vcluster.disabledSync" -}}
+{{- $off := list -}}
+{{- range $name, $v := .Values.sync -}}
+{{- if and (kindIs "map" $v) (not $v.enabled) -}}
+{{- $off = append $off $name -}}
+{{- end -}}
+{{- end -}}
+{{- join "," (sortAlpha $off) -}}
+{{- end -}}

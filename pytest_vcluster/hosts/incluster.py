@@ -13,8 +13,17 @@ port-forward this process reaches the vcluster through).
 
 Readiness is staged and fails fast: ``helm install`` (values errors) → pod scheduled → images
 pulled and containers running (ImagePullBackOff, CrashLoopBackOff, Unschedulable abort at once
-with the reason) → pod Ready (kube-apiserver ``/readyz`` and syncer ``/readyz`` probes) →
-port-forward → ``default`` ServiceAccount.
+with the reason, read from a ``kubectl get -w`` stream) → port-forward of the API server and
+the syncer's health port → kube-apiserver ``/readyz`` and syncer ``/readyz`` polled through it
+every 0.1 s (not waiting for the kubelet's Ready condition) → ``default`` ServiceAccount → the
+vcluster's DNS Service (CoreDNS, created by the syncer) has its final ClusterIP.
+
+The port-forward is supervised: when it drops (the pod restarted, a network hiccup) it is
+started again on the same local ports.
+
+Teardown deletes the namespace (the Helm release record is a Secret in it) and force-deletes
+its pods (synced pods may ignore SIGTERM for their whole grace period), then waits until the
+namespace is gone.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
+import http.client
 import json
 import os
 import re
@@ -29,6 +39,7 @@ import shutil
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -46,7 +57,16 @@ from .base import HostInfo
 from .controlplane import ADMIN_USER, Progress, _first_service_ip, _quiet
 from .kind import pod_problem
 
-CHART_DIR = Path(__file__).resolve().parents[2] / "chart"
+
+def chart_dir() -> Path:
+    """The chart in the package (``pytest_vcluster/chart``, a wheel), else the repo's."""
+    packaged = Path(__file__).resolve().parents[1] / "chart"
+    if (packaged / "Chart.yaml").is_file():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "chart"
+
+
+CHART_DIR = chart_dir()
 CONTROL_PLANE_REPO = "pytest-vcluster/control-plane"
 SYNCER_REPO = "pytest-vcluster/syncer"
 DEFAULT_SERVICE_CIDR = "10.96.0.0/12"  # kind's default
@@ -63,6 +83,56 @@ PKI_VALUES = {
 
 _loaded: set[tuple[str, str]] = set()  # (kind cluster, image) loaded by this process
 _load_lock = threading.Lock()
+_host_facts: dict[tuple[str, str], str] = {}  # (fact, host kubeconfig) -> service CIDR, image
+
+
+def _containerd_ref(ref: str) -> str:
+    """``pytest-vcluster/syncer:x`` as containerd lists it (``docker.io/pytest-vcluster/...``)."""
+    first = ref.split("/", 1)[0]
+    if "/" not in ref:
+        return f"docker.io/library/{ref}"
+    if "." not in first and ":" not in first and first != "localhost":
+        return f"docker.io/{ref}"
+    return ref
+
+
+class _JsonStream:
+    """Concatenated JSON documents appended to a file (``kubectl get -w -o json``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.buffer = ""
+        self._decoder = json.JSONDecoder()
+
+    def read(self) -> list[dict[str, Any]]:
+        try:
+            with self.path.open("rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read()
+        except OSError:
+            return []
+        self.offset += len(data)
+        self.buffer += data.decode("utf-8", errors="replace")
+        out = []
+        while True:
+            text = self.buffer.lstrip()
+            if not text.startswith("{"):
+                # kubectl's own messages (errors) are not JSON: keep only from the next object
+                cut = text.find("\n{")
+                if cut < 0:
+                    self.buffer = text if not text or text[0] == "{" else ""
+                    break
+                text = text[cut + 1 :]
+            try:
+                obj, end = self._decoder.raw_decode(text)
+            except ValueError:
+                self.buffer = text  # incomplete: wait for the rest
+                break
+            if isinstance(obj, dict):
+                out.append(obj)
+            self.buffer = text[end:]
+        return out
 
 
 class InClusterError(VClusterError):
@@ -167,6 +237,14 @@ class InClusterVCluster:
         self._namespace_created = False
         self._t0 = 0.0
         self._kubeconfig: dict[str, Any] = {}
+        self.health_port = 0
+        self.port_forward_restarts = 0
+        self.dns_ip = ""
+        self._pf_stop = threading.Event()
+        self._pf_thread: threading.Thread | None = None
+        self._pod_watch: Child | None = None
+        self._pod_stream: _JsonStream | None = None
+        self._pod: dict[str, Any] | None = None
 
     def __enter__(self) -> InClusterVCluster:
         self.start()
@@ -249,18 +327,25 @@ class InClusterVCluster:
         self._load_images(list(images.values()))
         cidr = self.service_cidr()
         self._write_pki(cidr)
+        values = self.chart_values(images, cidr, self.host_coredns_image())
         self._stage("images and certificates", t0)
-        self._create_namespace()
-        self._install(images, cidr)
+        self._create_namespace(values)
+        self._install(values)
         self._stage("helm install", t0)
-        self._wait_pod(deadline, t0)
+        self._watch_pod()
         self._read_kubeconfig()
+        self._wait_running(deadline, t0)
         self._start_port_forward(deadline)
         self._stage("port-forward", t0)
+        self._wait_endpoints(deadline)
         self._wait_default_service_account(deadline)
+        if (values.get("coredns") or {}).get("enabled", True):
+            self._wait_dns(deadline)
+        self._stop_pod_watch()
         self.ready_seconds = time.monotonic() - t0
         self.progress(f"pytest-vcluster: vcluster {self.name} ready in {self.ready_seconds:.2f}s")
 
+    # -- images ---------------------------------------------------------------------------------
     def _load_images(self, images: list[str]) -> None:
         if self.host.kind != "kind":
             return  # another host pulls them from its registry
@@ -268,6 +353,12 @@ class InClusterVCluster:
             todo = [i for i in images if (self.kind_cluster, i) not in _loaded]
             if not todo:
                 return
+            present = self._images_in_nodes()
+            _loaded.update((self.kind_cluster, i) for i in todo if _containerd_ref(i) in present)
+            todo = [i for i in todo if (self.kind_cluster, i) not in _loaded]
+            if not todo:
+                return
+            t0 = time.monotonic()
             kind = self._tool("kind")
             argv = [str(kind), "load", "docker-image", "--name", self.kind_cluster, *todo]
             proc = self._run(argv, timeout=600)
@@ -276,17 +367,53 @@ class InClusterVCluster:
                     f"kind load docker-image {' '.join(todo)} failed: "
                     f"{(proc.stderr or proc.stdout).strip()[-2000:]}"
                 )
+            self.timings["kind load"] = round(time.monotonic() - t0, 2)
             _loaded.update((self.kind_cluster, i) for i in todo)
 
+    def _images_in_nodes(self) -> set[str]:
+        """Images every node of the kind cluster has already (a reused cluster, a preloaded
+        node image): those need no ``kind load`` (~30 s for both images)."""
+        from ..docker import find_cli
+
+        docker = find_cli()
+        nodes = docker.run(
+            ["ps", "--filter", f"label=io.x-k8s.kind.cluster={self.kind_cluster}", "-q"],
+            check=False,
+        ).stdout.split()
+        common: set[str] | None = None
+        for node in nodes:
+            out = docker.run(
+                ["exec", node.decode(), "ctr", "-n", "k8s.io", "images", "ls", "-q"], check=False
+            )
+            refs = set(out.stdout.decode().split()) if out.returncode == 0 else set()
+            common = refs if common is None else common & refs
+        return common or set()
+
+    # -- host facts -----------------------------------------------------------------------------
     def service_cidr(self) -> str:
         """The host's service range (synced Services keep their host ClusterIPs)."""
-        proc = self.kubectl("get", "servicecidrs.networking.k8s.io", "-o", "json")
-        if proc.returncode == 0:
-            with contextlib.suppress(ValueError):
-                cidrs = cidrs_from_servicecidrs(json.loads(proc.stdout))
-                if cidrs:
-                    return cidrs[0]
-        return DEFAULT_SERVICE_CIDR
+        key = ("cidr", self.host.kubeconfig)
+        if key not in _host_facts:
+            cidr = DEFAULT_SERVICE_CIDR
+            proc = self.kubectl("get", "servicecidrs.networking.k8s.io", "-o", "json")
+            if proc.returncode == 0:
+                with contextlib.suppress(ValueError):
+                    cidrs = cidrs_from_servicecidrs(json.loads(proc.stdout))
+                    if cidrs:
+                        cidr = cidrs[0]
+            _host_facts[key] = cidr
+        return _host_facts[key]
+
+    def host_coredns_image(self) -> str:
+        """The image of the host's own CoreDNS (present on its nodes), or "" (chart default)."""
+        key = ("coredns", self.host.kubeconfig)
+        if key not in _host_facts:
+            proc = self.kubectl(
+                "get", "deployment", "coredns", "-n", "kube-system",
+                "-o", "jsonpath={.spec.template.spec.containers[0].image}",
+            )  # fmt: skip
+            _host_facts[key] = proc.stdout.strip() if proc.returncode == 0 else ""
+        return _host_facts[key]
 
     def _write_pki(self, cidr: str) -> None:
         from .. import pki
@@ -317,8 +444,14 @@ class InClusterVCluster:
         (d / "sa.key").write_bytes(sa_key)
         (d / "sa.pub").write_bytes(sa_pub)
 
-    def _create_namespace(self) -> None:
-        labels = {"app.kubernetes.io/managed-by": "pytest-vcluster", **self.labels}
+    def _create_namespace(self, values: Mapping[str, Any]) -> None:
+        level = (values.get("isolation") or {}).get("podSecurityStandard") or "baseline"
+        labels = {
+            "app.kubernetes.io/managed-by": "pytest-vcluster",
+            # The chart's isolation.podSecurityStandard, enforced by the host's admission.
+            "pod-security.kubernetes.io/enforce": str(level),
+            **self.labels,
+        }
         body = {
             "apiVersion": "v1",
             "kind": "Namespace",
@@ -332,10 +465,17 @@ class InClusterVCluster:
                     f"{self.name!r} is running on this host (or was left behind: "
                     "`pytest-vcluster reap`)"
                 )
+            if "forbidden" in proc.stderr.lower():
+                raise HostStartError(
+                    f"the host does not let this kubeconfig create namespaces (a vcluster "
+                    f"needs its own, {self.host_namespace}): {proc.stderr.strip()[-1000:]}"
+                )
             raise InClusterError(f"creating namespace {self.host_namespace}: {proc.stderr}")
         self._namespace_created = True
 
-    def chart_values(self, images: Mapping[str, str], cidr: str) -> dict[str, Any]:
+    def chart_values(
+        self, images: Mapping[str, str], cidr: str, coredns_image: str = ""
+    ) -> dict[str, Any]:
         """Values the plugin sets (images, service range, syncer flags); the user's win."""
         cp_repo, cp_tag = split_image(images["controlPlane"])
         sy_repo, sy_tag = split_image(images["syncer"])
@@ -348,13 +488,17 @@ class InClusterVCluster:
                 "image": {"repository": sy_repo, "tag": sy_tag, "pullPolicy": "IfNotPresent"},
             },
         }
+        coredns = images.get("coredns") or coredns_image
+        if coredns:
+            dns_repo, dns_tag = split_image(coredns)
+            ours["coredns"] = {"image": {"repository": dns_repo, "tag": dns_tag}}
         if self.syncer_args:
             ours["syncer"]["extraArgs"] = list(self.syncer_args)
         return deep_merge(ours, self.values)
 
-    def _install(self, images: Mapping[str, str], cidr: str) -> None:
-        values = self.workdir / "values.yaml"
-        values.write_text(yaml.safe_dump(self.chart_values(images, cidr), sort_keys=False))
+    def _install(self, values: Mapping[str, Any]) -> None:
+        path = self.workdir / "values.yaml"
+        path.write_text(yaml.safe_dump(dict(values), sort_keys=False))
         files = [
             f"--set-file=pki.{key}={self.workdir / 'pki' / name}"
             for key, name in PKI_VALUES.items()
@@ -366,7 +510,7 @@ class InClusterVCluster:
             "--namespace",
             self.host_namespace,
             "--values",
-            str(values),
+            str(path),
             *files,
         )
         if proc.returncode != 0:
@@ -375,41 +519,62 @@ class InClusterVCluster:
             )
         self._installed = True
 
-    def _wait_pod(self, deadline: float, t0: float) -> None:
+    # -- the pod --------------------------------------------------------------------------------
+    def _watch_pod(self) -> None:
+        """``kubectl get -w`` of the vcluster pod into a file: each change within milliseconds,
+        without a kubectl process per poll."""
+        log = self.workdir / "pod-watch.json"
+        argv = [
+            str(self._tool("kubectl")), "--kubeconfig", self.host.kubeconfig,
+            "get", "pods", "-n", self.host_namespace,
+            f"--field-selector=metadata.name={self.pod_name}", "-w", "-o", "json",
+        ]  # fmt: skip
+        self._pod_watch = self.procs.start("pod-watch", argv, log)
+        self._pod_stream = _JsonStream(log)
+
+    def _stop_pod_watch(self) -> None:
+        if self._pod_watch is not None:
+            self._pod_watch.kill()
+            self._pod_watch.wait(2)
+            self.procs.forget(self._pod_watch)
+            self._pod_watch = None
+
+    def _latest_pod(self) -> dict[str, Any] | None:
+        if self._pod_stream is not None:
+            for obj in self._pod_stream.read():
+                if obj.get("kind") == "Pod":
+                    self._pod = obj
+        return self._pod
+
+    def _check_pod(self) -> dict[str, Any] | None:
+        """The latest pod; raises at once on a reason that never fixes itself."""
+        pod = self._latest_pod()
+        if pod is not None:
+            problem = pod_problem(pod) or _image_problem(pod)
+            if problem:
+                raise InClusterError(
+                    f"vcluster {self.name!r} cannot start: {problem}" + self._log_excerpt(pod)
+                )
+        if self._pod_watch is not None and not self._pod_watch.alive():
+            raise InClusterError(f"kubectl get -w exited: {self._pod_watch.log_tail(10)}")
+        return pod
+
+    def _wait_running(self, deadline: float, t0: float) -> None:
         stage = "scheduled"
         last = "no pod yet"
         while time.monotonic() < deadline:
-            proc = self.kubectl(
-                "get", "pod", self.pod_name, "-n", self.host_namespace, "-o", "json"
-            )
-            if proc.returncode == 0:
-                pod = json.loads(proc.stdout)
-                problem = pod_problem(pod) or _image_problem(pod)
-                if problem:
-                    raise InClusterError(
-                        f"vcluster {self.name!r} cannot start: {problem}" + self._log_excerpt(pod)
-                    )
+            pod = self._check_pod()
+            if pod is not None:
                 status = pod.get("status") or {}
                 conds = {c["type"]: c for c in status.get("conditions") or []}
                 if stage == "scheduled" and conds.get("PodScheduled", {}).get("status") == "True":
                     self._stage("pod scheduled", t0)
                     stage = "running"
-                if (
-                    stage == "running"
-                    and status.get("containerStatuses")
-                    and all(
-                        "running" in (cs.get("state") or {}) for cs in status["containerStatuses"]
-                    )
-                ):
+                if stage == "running" and status.get("phase") == "Running":
                     self._stage("containers running", t0)
-                    stage = "ready"
-                if stage == "ready" and conds.get("Ready", {}).get("status") == "True":
-                    self._stage("pod Ready", t0)
                     return
                 last = _pod_summary(pod)
-            else:
-                last = proc.stderr.strip()
-            time.sleep(0.25)
+            time.sleep(0.05)
         raise ReadinessTimeoutError(
             f"vcluster {self.name!r}: pod {self.host_namespace}/{self.pod_name} did not get "
             f"{stage!r} within {self.timeout:.0f}s; last: {last}"
@@ -436,28 +601,26 @@ class InClusterVCluster:
             raise InClusterError(f"reading Secret vc-{self.release}: {proc.stderr.strip()}")
         self._kubeconfig = yaml.safe_load(base64.b64decode(proc.stdout))
 
+    # -- port-forward ---------------------------------------------------------------------------
+    def _port_forward_argv(self, api_port: int = 0, health_port: int = 0) -> list[str]:
+        return [
+            str(self._tool("kubectl")), "--kubeconfig", self.host.kubeconfig,
+            "port-forward", "-n", self.host_namespace, f"pod/{self.pod_name}",
+            f"{api_port or ''}:6443", f"{health_port or ''}:8081", "--address", "127.0.0.1",
+        ]  # fmt: skip
+
     def _start_port_forward(self, deadline: float) -> None:
         log = self.workdir / "port-forward.log"
-        argv = [
-            str(self._tool("kubectl")),
-            "--kubeconfig",
-            self.host.kubeconfig,
-            "port-forward",
-            "-n",
-            self.host_namespace,
-            f"pod/{self.pod_name}",
-            ":6443",
-            "--address",
-            "127.0.0.1",
-        ]
-        self.port_forward = self.procs.start("port-forward", argv, log)
+        self.port_forward = self.procs.start("port-forward", self._port_forward_argv(), log)
         while time.monotonic() < deadline:
-            m = re.search(r"Forwarding from 127\.0\.0\.1:(\d+) -> 6443", log.read_text())
-            if m:
-                self.local_port = int(m.group(1))
+            text = log.read_text()
+            api = re.search(r"Forwarding from 127\.0\.0\.1:(\d+) -> 6443", text)
+            health = re.search(r"Forwarding from 127\.0\.0\.1:(\d+) -> 8081", text)
+            if api and health:
+                self.local_port, self.health_port = int(api.group(1)), int(health.group(1))
                 break
             if not self.port_forward.alive():
-                raise InClusterError(f"kubectl port-forward exited: {log.read_text()[-1000:]}")
+                raise InClusterError(f"kubectl port-forward exited: {text[-1000:]}")
             time.sleep(0.05)
         else:
             raise ReadinessTimeoutError(f"kubectl port-forward did not start: {log.read_text()}")
@@ -465,6 +628,35 @@ class InClusterVCluster:
         for cluster in cfg.get("clusters") or []:
             cluster["cluster"]["server"] = self.server
         kubeconfig.write(self.kubeconfig_path, cfg)
+        self._pf_stop.clear()
+        self._pf_thread = threading.Thread(
+            target=self._supervise_port_forward, name=f"port-forward-{self.name}", daemon=True
+        )
+        self._pf_thread.start()
+
+    def _supervise_port_forward(self) -> None:
+        """Restart ``kubectl port-forward`` on the same local ports whenever it exits."""
+        log = self.workdir / "port-forward.log"
+        delay = 0.1
+        while not self._pf_stop.wait(delay):
+            child = self.port_forward
+            if child is None or child.alive():
+                delay = 0.2
+                continue
+            with contextlib.suppress(OSError):
+                with log.open("a") as fh:
+                    fh.write(f"--- port-forward exited ({child.returncode}); reconnecting\n")
+                self.procs.forget(child)
+                argv = self._port_forward_argv(self.local_port, self.health_port)
+                self.port_forward = self.procs.start("port-forward", argv, log)
+                self.port_forward_restarts += 1
+            delay = 0.5  # give it time to bind before judging it again
+
+    def _stop_port_forward(self) -> None:
+        self._pf_stop.set()
+        if self._pf_thread is not None:
+            self._pf_thread.join(timeout=2)
+            self._pf_thread = None
 
     @property
     def server(self) -> str:
@@ -472,50 +664,136 @@ class InClusterVCluster:
 
     def rest(self) -> RestClient:
         d = self.workdir / "pki"
-        return RestClient(Credentials(self.server, d / "ca.crt", d / "admin.crt", d / "admin.key"))
+        creds = Credentials(self.server, d / "ca.crt", d / "admin.crt", d / "admin.key")
+        return RestClient(creds, timeout=2.0)
+
+    # -- readiness through the port-forward -----------------------------------------------------
+    def _wait_endpoints(self, deadline: float) -> None:
+        """kube-apiserver ``/readyz`` and the syncer's ``/readyz``, polled every 0.1 s."""
+        api_ready = syncer_ready = False
+        last: Any = None
+        rest = self.rest()
+        while time.monotonic() < deadline:
+            self._check_pod()
+            if not api_ready:
+                try:
+                    status, body = rest.get("/readyz")
+                except (OSError, http.client.HTTPException) as exc:
+                    last = f"API server: {exc!r}"
+                else:
+                    api_ready = status == 200
+                    last = f"API server /readyz: {status} {str(body)[-300:]}"
+                    if api_ready:
+                        self._stage("API server ready", self._t0)
+            if api_ready and not syncer_ready:
+                url = f"http://127.0.0.1:{self.health_port}/readyz"
+                try:
+                    with urllib.request.urlopen(url, timeout=2) as resp:
+                        syncer_ready = resp.status == 200
+                except (OSError, http.client.HTTPException) as exc:
+                    last = f"syncer /readyz: {exc!r}"
+                if syncer_ready:
+                    self._stage("syncer ready", self._t0)
+                    return
+            time.sleep(0.1)
+        raise ReadinessTimeoutError(
+            f"vcluster {self.name!r} not ready within {self.timeout:.0f}s (through "
+            f"{self.server}); last: {last}; pod: {_pod_summary(self._pod or {})}"
+        )
 
     def _wait_default_service_account(self, deadline: float) -> None:
         last: Any = None
+        rest = self.rest()
         while time.monotonic() < deadline:
             try:
-                status, body = self.rest().get("/api/v1/namespaces/default/serviceaccounts/default")
-            except OSError as exc:
+                status, body = rest.get("/api/v1/namespaces/default/serviceaccounts/default")
+            except (OSError, http.client.HTTPException) as exc:
                 last = exc
             else:
                 if status == 200:
                     self._stage("default ServiceAccount", self._t0)
                     return
                 last = (status, body)
+            self._check_pod()
             time.sleep(0.1)
         raise ReadinessTimeoutError(
             f"vcluster {self.name!r}: no default ServiceAccount within {self.timeout:.0f}s "
             f"(through {self.server}); last: {last}"
         )
 
+    def _wait_dns(self, deadline: float) -> None:
+        """The vcluster's kube-dns Service (created by the syncer's bootstrap) has the ClusterIP
+        of its host copy: pods created from now on get a working nameserver."""
+        from syncer.translate.names import host_name
+
+        host_svc = host_name("kube-dns", "kube-system", self.name)
+        rest = self.rest()
+        last: Any = "no kube-dns Service yet"
+        while time.monotonic() < deadline:
+            try:
+                status, body = rest.get("/api/v1/namespaces/kube-system/services/kube-dns")
+            except (OSError, http.client.HTTPException) as exc:
+                status, body = 0, exc
+            if status == 200:
+                virtual_ip = body["spec"].get("clusterIP")
+                proc = self.kubectl(
+                    "get", "service", host_svc, "-n", self.host_namespace,
+                    "-o", "jsonpath={.spec.clusterIP}",
+                )  # fmt: skip
+                host_ip = proc.stdout.strip() if proc.returncode == 0 else ""
+                if host_ip and host_ip == virtual_ip:
+                    self.dns_ip = host_ip
+                    self._stage("DNS service", self._t0)
+                    return
+                last = f"virtual kube-dns {virtual_ip}, host copy {host_ip or proc.stderr.strip()}"
+            else:
+                last = f"kube-dns: {status} {body}"
+            self._check_pod()
+            time.sleep(0.1)
+        raise ReadinessTimeoutError(
+            f"vcluster {self.name!r}: its DNS Service (kube-system/kube-dns, created by the "
+            f"syncer) was not synced within {self.timeout:.0f}s; last: {last}"
+        )
+
+    # -- teardown -------------------------------------------------------------------------------
     def delete(self) -> None:
-        """Stop the port-forward, ``helm uninstall``, delete the namespace, wait until gone."""
+        """Delete the namespace (release, pods, PVCs, secrets, synced objects), force-delete
+        its pods, wait until it is gone. ``helm uninstall`` when the namespace is not ours."""
         t0 = time.monotonic()
+        self._stop_port_forward()
+        self._pod_watch = None
         self.procs.stop(timeout=2)
+        if self._namespace_created:
+            with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+                self.kubectl("delete", "namespace", self.host_namespace, "--wait=false")
+                # Terminating: nothing new can be created in it (the StatefulSet, the syncer).
+                # Pods go without their grace period: no test needs the graceful shutdown.
+                self.kubectl(
+                    "delete", "pods", "--all", "-n", self.host_namespace,
+                    "--grace-period=0", "--force", "--wait=false",
+                )  # fmt: skip
+                if self._wait_namespace_gone(time.monotonic() + 120):
+                    self._namespace_created = self._installed = False
         if self._installed:
             proc = self.helm("uninstall", self.release, "-n", self.host_namespace, timeout=60)
             if proc.returncode != 0 and "not found" not in proc.stderr:
                 self.progress(f"pytest-vcluster: helm uninstall {self.release}: {proc.stderr}")
             self._installed = False
-        if self._namespace_created:
-            with contextlib.suppress(subprocess.TimeoutExpired, OSError):
-                self.kubectl("delete", "namespace", self.host_namespace, "--wait=false")
-                end = time.monotonic() + 120
-                while time.monotonic() < end:
-                    got = self.kubectl("get", "namespace", self.host_namespace, "-o", "name")
-                    if got.returncode != 0 and "NotFound" in got.stderr:
-                        self._namespace_created = False
-                        break
-                    time.sleep(0.25)
         shutil.rmtree(self.workdir, ignore_errors=True)
         self.teardown_seconds = time.monotonic() - t0
 
+    def _wait_namespace_gone(self, end: float) -> bool:
+        while time.monotonic() < end:
+            got = self.kubectl("get", "namespace", self.host_namespace, "-o", "name")
+            if got.returncode != 0 and "NotFound" in got.stderr:
+                return True
+            time.sleep(0.2)
+        return False
+
     def detach(self) -> dict[str, Any]:
         """Keep running after this process ends (the port-forward too); a record for ``reap``."""
+        self._pf_stop.set()  # the port-forward keeps running, unsupervised
+        self._stop_pod_watch()
         children = self.procs.detach()
         self._installed = self._namespace_created = False  # no longer ours to delete
         return {

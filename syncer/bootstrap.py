@@ -1,0 +1,132 @@
+"""Objects the syncer creates in the virtual cluster at start (``--bootstrap-dir``): CoreDNS.
+
+The chart renders the manifests into a ConfigMap mounted at ``--bootstrap-dir``; every
+``*.yaml`` file there (sorted by name) is read, ``${HOST_DNS}`` is replaced by the first
+nameserver of this process's ``/etc/resolv.conf`` (in the chart's pod: the host cluster's DNS),
+and each object is created in the virtual cluster unless it exists (create-only: what a user
+changed afterwards stays). A background thread retries until the virtual API server takes them.
+
+CoreDNS needs the host's DNS for one thing: its pods (and every synced pod) reach the vcluster's
+API server through ``KUBERNETES_SERVICE_HOST=<release>.<namespace>.svc``, a host name. Its
+Corefile forwards that zone, and only that one, to the host's DNS.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .kube import JSON, ApiError, Kube
+
+log = logging.getLogger(__name__)
+
+HOST_DNS = "${HOST_DNS}"
+
+#: kind -> (plural, namespaced) for what bootstrap manifests may hold.
+KINDS: dict[str, tuple[str, bool]] = {
+    "Namespace": ("namespaces", False),
+    "ServiceAccount": ("serviceaccounts", True),
+    "ConfigMap": ("configmaps", True),
+    "Secret": ("secrets", True),
+    "Service": ("services", True),
+    "Deployment": ("deployments", True),
+    "DaemonSet": ("daemonsets", True),
+    "ClusterRole": ("clusterroles", False),
+    "ClusterRoleBinding": ("clusterrolebindings", False),
+    "Role": ("roles", True),
+    "RoleBinding": ("rolebindings", True),
+}
+
+
+def host_nameserver(resolv_conf: str | Path = "/etc/resolv.conf") -> str:
+    """The first ``nameserver`` of a resolv.conf ("" when there is none)."""
+    try:
+        text = Path(resolv_conf).read_text()
+    except OSError:
+        return ""
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "nameserver":
+            return parts[1]
+    return ""
+
+
+def load(directory: str | Path, nameserver: str) -> list[JSON]:
+    """The objects of every ``*.yaml`` in ``directory``, ``${HOST_DNS}`` substituted."""
+    objs: list[JSON] = []
+    for path in sorted(Path(directory).glob("*.yaml")):
+        text = path.read_text()
+        if HOST_DNS in text:
+            if not nameserver:
+                raise ValueError(f"{path}: needs ${{HOST_DNS}} but /etc/resolv.conf names none")
+            text = text.replace(HOST_DNS, nameserver)
+        objs += [d for d in yaml.safe_load_all(text) if d]
+    for obj in objs:
+        if obj.get("kind") not in KINDS:
+            raise ValueError(f"bootstrap object of unsupported kind {obj.get('kind')!r}")
+    return objs
+
+
+def collection_path(obj: JSON) -> str:
+    plural, namespaced = KINDS[obj["kind"]]
+    api = obj["apiVersion"]
+    prefix = f"/api/{api}" if "/" not in api else f"/apis/{api}"
+    if namespaced:
+        ns = (obj.get("metadata") or {}).get("namespace") or "default"
+        return f"{prefix}/namespaces/{ns}/{plural}"
+    return f"{prefix}/{plural}"
+
+
+def apply(kube: Kube, objs: Iterable[JSON]) -> list[str]:
+    """Create each object unless it exists; the names of those created."""
+    created = []
+    for obj in objs:
+        name = f"{obj['kind']}/{obj['metadata']['name']}"
+        try:
+            kube.create(collection_path(obj), obj)
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+        else:
+            created.append(name)
+    return created
+
+
+def start(
+    kube: Kube,
+    directory: str,
+    *,
+    resolv_conf: str = "/etc/resolv.conf",
+    stop: threading.Event | None = None,
+    sleep: Callable[[float], Any] | None = None,
+) -> threading.Thread:
+    """Apply the directory's manifests in a daemon thread, retrying until they are in."""
+    stop = stop or threading.Event()
+    wait = sleep or stop.wait
+
+    def run() -> None:
+        try:
+            objs = load(directory, host_nameserver(resolv_conf))
+        except (OSError, ValueError, yaml.YAMLError) as exc:
+            log.error("bootstrap: cannot read %s: %s", directory, exc)
+            return
+        delay = 0.1
+        while not stop.is_set():
+            try:
+                created = apply(kube, objs)
+            except Exception as exc:  # the API server is not up yet, a webhook, ...
+                log.info("bootstrap: retrying in %.1fs: %s", delay, exc)
+                wait(delay)
+                delay = min(delay * 2, 0.5)
+                continue
+            log.info("bootstrap: %d objects applied (%s created)", len(objs), len(created))
+            return
+
+    thread = threading.Thread(target=run, name="bootstrap", daemon=True)
+    thread.start()
+    return thread
