@@ -129,6 +129,7 @@ class Manager:
             progress=self.progress,
             detachable=self.settings.keep != "never",
             values=values,
+            cache_dir=self.settings.cache_dir,
         )
         vc.create()
         return vc
@@ -207,6 +208,27 @@ def vcluster_session(
         yield vc
     finally:
         vcluster_manager.finish(vc, request.session.testsfailed > 0)
+
+
+@pytest.fixture
+def vcluster_namespace(request: pytest.FixtureRequest, vcluster_session: VCluster) -> Iterator[str]:
+    """A fresh namespace in the session's shared vcluster, deleted after the test: the cheap
+    isolation for suites whose tests only touch namespaced objects."""
+    from kubernetes import client
+
+    # Readable and unique: the test's name, then a counter (xdist workers share nothing).
+    base = "".join(c if c.isalnum() else "-" for c in request.node.name.lower()).strip("-")
+    name = f"{base[:50].rstrip('-') or 'test'}-{next(_namespaces)}"
+    core = client.CoreV1Api(vcluster_session.api_client)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    try:
+        yield name
+    finally:
+        with contextlib.suppress(client.ApiException):  # the test may have deleted it itself
+            core.delete_namespace(name, propagation_policy="Background")
+
+
+_namespaces = itertools.count()
 
 
 @pytest.fixture

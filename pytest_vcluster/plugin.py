@@ -20,12 +20,13 @@ from .fixtures import (
     run_id,
     vcluster,
     vcluster_factory,
+    vcluster_namespace,
     vcluster_session,
 )
 from .hosts.base import HostInfo
 from .markers import MARKER_LINE, parse_marker
 
-__all__ = ["vcluster", "vcluster_factory", "vcluster_session"]
+__all__ = ["vcluster", "vcluster_factory", "vcluster_namespace", "vcluster_session"]
 _STARTED = pytest.StashKey[float]()
 
 

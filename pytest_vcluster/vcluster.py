@@ -6,6 +6,8 @@ with VCluster(host_info, name="demo") as vc:
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -38,11 +40,16 @@ class VCluster:
         detachable: bool = False,
         values: Mapping[str, Any] | None = None,
         images: Mapping[str, str] | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
         """``values`` and ``images`` (``{"controlPlane": ref, "syncer": ref}``) are for the
-        Helm chart, i.e. hosts other than ``local``; the local runtime ignores them."""
+        Helm chart, i.e. hosts other than ``local``; the local runtime ignores them.
+        ``cache_dir`` is where ``kubectl()``/``helm()`` find (or fetch) their binaries."""
         self.host = host
         self.name = name
+        self.cache_dir = cache_dir
+        self._tools = {k: Path(v) for k, v in host.binaries.items()}
+        self._tools.update(binaries or {})
         self.k8s_version = k8s_version or host.k8s_version
         args = tuple(f"--enable-sync-resources={','.join(sync)}" for _ in [0] if sync)
         self._impl: LocalVCluster | InClusterVCluster
@@ -229,6 +236,52 @@ class VCluster:
 
     def diagnostics(self) -> dict[str, str]:
         return self._impl.diagnostics()
+
+    # -- command-line tools on this vcluster ------------------------------------------------------
+    def tool(self, name: str) -> Path:
+        """Path of ``kubectl``, ``helm``, ... (the plugin's cache, PATH, download or Go build)."""
+        if name not in self._tools:
+            from .binaries import BinaryResolver
+            from .naming import default_cache_dir
+            from .versions import parse_k8s_version
+
+            try:  # the host's version: its tools are built already (kubectl spans ±1 minor)
+                version = parse_k8s_version(self.host.k8s_version)
+            except VClusterError:  # a kubeconfig host of a version we do not build
+                version = parse_k8s_version(None)
+            resolver = BinaryResolver(version, self.cache_dir or default_cache_dir())
+            self._tools[name] = resolver.resolve(name).path
+        return self._tools[name]
+
+    def run(
+        self,
+        tool: str,
+        *args: str,
+        check: bool = True,
+        timeout: float = 120,
+        input: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``tool`` with ``KUBECONFIG`` set to this vcluster; on failure (``check``) raise a
+        ``VClusterError`` holding the command and its stderr."""
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig_path)}
+        argv = [str(self.tool(tool)), *args]
+        proc = subprocess.run(
+            argv, capture_output=True, text=True, env=env, timeout=timeout, input=input, check=False
+        )
+        if check and proc.returncode != 0:
+            raise VClusterError(
+                f"{tool} {' '.join(args)} (vcluster {self.name}) exited {proc.returncode}: "
+                f"{(proc.stderr or proc.stdout).strip()[-2000:]}"
+            )
+        return proc
+
+    def kubectl(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        """``kubectl`` against this vcluster, e.g. ``vc.kubectl("get", "pods", "-A")``."""
+        return self.run("kubectl", *args, **kw)
+
+    def helm(self, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        """``helm`` against this vcluster, e.g. ``vc.helm("install", "demo", "./chart")``."""
+        return self.run("helm", *args, **kw)
 
 
 def _documents(manifest: Manifest) -> list[dict[str, Any]]:

@@ -30,11 +30,12 @@ def wait_until(
     what: str,
     check: Callable[[], bool],
     deadline: float,
-    children: tuple[Child, ...] = (),
+    children: tuple[Child, ...] | Callable[[], tuple[Child, ...]] = (),
 ) -> None:
-    """Poll ``check`` until it is true; fail fast with the log tail if a child exits."""
+    """Poll ``check`` until it is true; fail fast with the log tail if a child exits
+    (``children`` may be a callable that returns them, e.g. after reviving one)."""
     while True:
-        for child in children:
+        for child in children() if callable(children) else children:
             if not child.alive():
                 raise HostStartError(
                     f"{child.name} exited with code {child.returncode} while waiting for "
@@ -119,6 +120,7 @@ class ControlPlane:
     progress: Progress = _quiet
     port: int = 0
     children: dict[str, Child] = field(default_factory=dict)
+    _cm_restarts: int = 0
 
     # -- credentials
     def write_pki(self) -> None:
@@ -254,15 +256,41 @@ class ControlPlane:
                 break
             self.procs.forget(self.children.pop("kube-apiserver"))
         self.write_kubeconfigs()
+        self._start_controller_manager()
+        if self.scheduler:
+            self.children["kube-scheduler"] = self.procs.start(
+                "kube-scheduler", self.scheduler_args(), self.workdir / "kube-scheduler.log"
+            )
+
+    def _start_controller_manager(self) -> None:
+        # Started with the apiserver (not after it) to save its start-up time; it waits for the
+        # apiserver's /healthz by itself, but only ~20 s.
         self.children["kube-controller-manager"] = self.procs.start(
             "kube-controller-manager",
             self.controller_manager_args(),
             self.workdir / "kube-controller-manager.log",
         )
-        if self.scheduler:
-            self.children["kube-scheduler"] = self.procs.start(
-                "kube-scheduler", self.scheduler_args(), self.workdir / "kube-scheduler.log"
-            )
+
+    def _revive_controller_manager(self) -> bool:
+        """Start kube-controller-manager again if it gave up waiting for a slow apiserver (a
+        loaded machine: RBAC bootstrap can take longer than its fixed wait); never loops."""
+        child = self.children.get("kube-controller-manager")
+        if child is None or child.alive() or self._cm_restarts >= 3:
+            return False
+        if "failed to wait for apiserver being healthy" not in child.log_tail(40):
+            return False
+        self._cm_restarts += 1
+        self.progress(
+            f"pytest-vcluster: {self.name}: kube-controller-manager gave up on a slow "
+            f"apiserver; starting it again ({self._cm_restarts}/3)"
+        )
+        self.procs.forget(child)
+        self._start_controller_manager()
+        return True
+
+    def _watch(self) -> tuple[Child, ...]:
+        self._revive_controller_manager()
+        return tuple(self.children.values())
 
     def restart_apiserver(self, timeout: float = 60.0) -> None:
         """Kill kube-apiserver (as a crash would) and start it again on the same port."""
@@ -281,7 +309,7 @@ class ControlPlane:
             f"{self.name} kube-apiserver /readyz",
             lambda: client.get("/readyz")[0] == 200,
             deadline,
-            tuple(self.children.values()),
+            self._watch,
         )
 
     def wait_default_service_account(self, deadline: float) -> None:
@@ -291,7 +319,7 @@ class ControlPlane:
             f"{self.name} default ServiceAccount in namespace default",
             lambda: client.get("/api/v1/namespaces/default/serviceaccounts/default")[0] == 200,
             deadline,
-            tuple(self.children.values()),
+            self._watch,
         )
 
     def rss(self) -> dict[str, int]:

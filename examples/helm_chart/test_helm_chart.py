@@ -1,0 +1,39 @@
+"""Example: install, upgrade and uninstall a Helm chart in a throw-away virtual cluster.
+
+``vcluster.helm(...)`` runs helm with KUBECONFIG pointing at the vcluster (helm comes from
+PATH or the plugin's cache); ``vcluster.kubectl(...)`` does the same for kubectl.
+
+Run: pytest examples/helm_chart -v
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from kubernetes import client
+
+CHART = Path(__file__).parent / "demo"
+
+
+def test_install_upgrade_uninstall(vcluster):
+    vcluster.helm("install", "demo", str(CHART), "--set", "replicas=2", "--wait", "--timeout=90s")
+    apps = client.AppsV1Api(vcluster.api_client)
+    assert apps.read_namespaced_deployment("demo", "default").status.ready_replicas == 2
+    core = client.CoreV1Api(vcluster.api_client)
+    assert core.read_namespaced_config_map("demo-config", "default").data == {"greeting": "hello"}
+
+    vcluster.helm("upgrade", "demo", str(CHART), "--reuse-values", "--set", "greeting=hi", "--wait")
+    assert core.read_namespaced_config_map("demo-config", "default").data == {"greeting": "hi"}
+    releases = json.loads(vcluster.helm("list", "-o", "json").stdout)
+    assert [(r["name"], r["revision"], r["status"]) for r in releases] == [
+        ("demo", "2", "deployed")
+    ]
+
+    # The workload really runs on the host, in the vcluster's namespace.
+    host = client.CoreV1Api(vcluster.host_api_client())
+    host_pods = host.list_namespaced_pod(vcluster.host_namespace).items
+    assert len([p for p in host_pods if p.status.phase == "Running"]) == 2
+
+    vcluster.helm("uninstall", "demo", "--wait")
+    assert apps.list_namespaced_deployment("default").items == []
