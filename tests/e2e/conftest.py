@@ -96,6 +96,8 @@ def kind_host(
         cache_dir=cache_dir,
         name=E2E_CLUSTER,
         image=node_image,
+        # PYTEST_VCLUSTER_E2E_REUSE=1 keeps the cluster for the next run (development)
+        reuse=bool(os.environ.get("PYTEST_VCLUSTER_E2E_REUSE")),
         progress=print,
     )
     host.start()

@@ -224,3 +224,91 @@ def test_pod_reaches_the_vcluster_api_in_cluster(
         logs = vc.logs("client")
         assert done.status.phase == "Succeeded", logs
         assert "USER system:serviceaccount:default:default" in logs
+
+
+DNS_CLIENT = """
+import socket, sys, time, urllib.request
+for attempt in range(60):
+    try:
+        for url in ("http://web.default", "http://web.default.svc.cluster.local:80"):
+            body = urllib.request.urlopen(url, timeout=3).read().decode()
+            print("GOT", url, socket.gethostbyname(url.split("//")[1].split(":")[0]), body.strip())
+        break
+    except OSError as exc:
+        print("retry", exc, flush=True)
+        time.sleep(1)
+else:
+    sys.exit(1)
+"""
+
+
+def _python_pod(
+    name: str, namespace: str, image: str, code: str, labels: dict[str, str] | None = None
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
+        "spec": {
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 1,
+            "containers": [
+                {
+                    "name": "main",
+                    "image": image,  # has python3; loaded in the node
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": ["python3", "-c", code],
+                }
+            ],
+        },
+    }
+
+
+def test_service_reached_by_name_from_another_pod(
+    kind_host: KindHost, vcluster_images: dict[str, str]
+) -> None:
+    """CoreDNS runs inside the vcluster (created by the syncer, synced like any pod): a pod in
+    another virtual namespace reaches a Service by its name."""
+    with VCluster(kind_host.info(), "e2e-dns", images=vcluster_images, timeout=180) as vc:
+        image = vcluster_images["syncer"]
+        server = (
+            "import http.server, os\n"
+            "os.chdir('/tmp'); open('index.html', 'w').write('hello from web')\n"
+            "http.server.ThreadingHTTPServer(('', 8080), http.server.SimpleHTTPRequestHandler)"
+            ".serve_forever()\n"
+        )
+        vc.apply(_python_pod("web", "default", image, server, {"app": "web"}))
+        vc.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "web", "namespace": "default"},
+                "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
+            }
+        )
+        vc.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "other"}})
+        vc.apply(_python_pod("client", "other", image, DNS_CLIENT))
+        done = vc.wait_for(
+            "Pod",
+            "client",
+            lambda p: p.status.phase in ("Succeeded", "Failed"),
+            namespace="other",
+            timeout=120,
+        )
+        logs = vc.logs("client", namespace="other")
+        assert done.status.phase == "Succeeded", logs + str(vc.diagnostics())
+        assert "hello from web" in logs
+        from kubernetes import client
+
+        core = client.CoreV1Api(vc.api_client)
+        dns = core.read_namespaced_service("kube-dns", "kube-system")
+        web = core.read_namespaced_service("web", "default")
+        assert f"GOT http://web.default {web.spec.cluster_ip} hello from web" in logs
+        # the DNS pod is an ordinary synced pod in the host namespace
+        host_pods = kind_host.kubectl_json("get", "pods", "-n", vc.host_namespace)["items"]
+        names = [
+            (p["metadata"].get("annotations") or {}).get("vc.pytest-vcluster.io/object-name")
+            for p in host_pods
+        ]
+        assert any(n and n.startswith("coredns-") for n in names), names
+        assert dns.spec.cluster_ip == vc._impl.dns_ip
