@@ -16,7 +16,8 @@ spec:
   template:
     metadata: {labels: {app: web}}
     spec:
-      containers: [{name: web, image: nginx:1.27, ports: [{containerPort: 80}]}]
+      containers:
+        - {name: web, image: "{image}", command: [httpd, -f, -p, "80"], ports: [containerPort: 80]}
 ---
 apiVersion: v1
 kind: Service
@@ -27,8 +28,8 @@ spec:
 """
 
 
-def test_deployment_runs_in_its_own_cluster(vcluster):
-    vcluster.apply(DEPLOYMENT)
+def test_deployment_runs_in_its_own_cluster(vcluster, image):
+    vcluster.apply(DEPLOYMENT.replace("{image}", image))
     vcluster.wait_for("Deployment", "web", "Available", api_version="apps/v1")
     core = client.CoreV1Api(vcluster.api_client)
     pods = core.list_namespaced_pod("default", label_selector="app=web").items

@@ -16,14 +16,33 @@ from kubernetes import client
 CHART = Path(__file__).parent / "demo"
 
 
-def test_install_upgrade_uninstall(vcluster):
-    vcluster.helm("install", "demo", str(CHART), "--set", "replicas=2", "--wait", "--timeout=90s")
+def test_install_upgrade_uninstall(vcluster, image):
+    vcluster.helm(
+        "install",
+        "demo",
+        str(CHART),
+        "--set",
+        "replicas=2",
+        "--set",
+        f"image={image}",
+        "--wait",
+        "--timeout=120s",
+    )
     apps = client.AppsV1Api(vcluster.api_client)
     assert apps.read_namespaced_deployment("demo", "default").status.ready_replicas == 2
     core = client.CoreV1Api(vcluster.api_client)
     assert core.read_namespaced_config_map("demo-config", "default").data == {"greeting": "hello"}
 
-    vcluster.helm("upgrade", "demo", str(CHART), "--reuse-values", "--set", "greeting=hi", "--wait")
+    vcluster.helm(
+        "upgrade",
+        "demo",
+        str(CHART),
+        "--reuse-values",
+        "--set",
+        "greeting=hi",
+        "--wait",
+        "--timeout=120s",
+    )
     assert core.read_namespaced_config_map("demo-config", "default").data == {"greeting": "hi"}
     releases = json.loads(vcluster.helm("list", "-o", "json").stdout)
     assert [(r["name"], r["revision"], r["status"]) for r in releases] == [

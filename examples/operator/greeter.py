@@ -102,11 +102,23 @@ class Operator(threading.Thread):
 
     def run(self) -> None:
         objects = client.CustomObjectsApi(self.api)
+        version = ""  # list, then watch from the list's resourceVersion: no event is missed
         while not self.stopped.is_set():
             try:
+                if not version:
+                    listing = objects.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+                    for item in listing["items"]:
+                        reconcile(self.api, item)
+                    version = listing["metadata"]["resourceVersion"]
                 for event in watch.Watch().stream(
-                    objects.list_cluster_custom_object, GROUP, VERSION, PLURAL, timeout_seconds=1
+                    objects.list_cluster_custom_object,
+                    GROUP,
+                    VERSION,
+                    PLURAL,
+                    resource_version=version,
+                    timeout_seconds=1,
                 ):
+                    version = event["object"]["metadata"]["resourceVersion"]
                     if event["type"] in ("ADDED", "MODIFIED"):
                         reconcile(self.api, event["object"])
                     elif event["type"] == "DELETED":
@@ -114,7 +126,9 @@ class Operator(threading.Thread):
                     if self.stopped.is_set():
                         return
             except client.ApiException as exc:
-                if exc.status != 404:  # 404: the CRD is not served yet
+                if exc.status == 410:  # our resourceVersion is too old: list again
+                    version = ""
+                elif exc.status != 404:  # 404: the CRD is not served yet
                     self.errors.append(exc)
                 self.stopped.wait(0.2)
 

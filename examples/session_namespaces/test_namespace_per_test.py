@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import pytest
 from kubernetes import client
+from workloads import web_container
 
 
 @pytest.mark.parametrize("replicas", [1, 2, 3])
-def test_each_test_gets_its_own_namespace(vcluster_session, vcluster_namespace, replicas):
+def test_each_test_gets_its_own_namespace(vcluster_session, vcluster_namespace, replicas, image):
     vcluster_session.apply(
         {
             "apiVersion": "apps/v1",
@@ -24,7 +25,7 @@ def test_each_test_gets_its_own_namespace(vcluster_session, vcluster_namespace, 
                 "selector": {"matchLabels": {"app": "web"}},
                 "template": {
                     "metadata": {"labels": {"app": "web"}},
-                    "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]},
+                    "spec": {"containers": [web_container(image)]},
                 },
             },
         },
