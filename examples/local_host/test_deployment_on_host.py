@@ -17,7 +17,7 @@ def _wait(predicate, timeout=30.0):
     return False
 
 
-def test_a_deployment_gets_running_pods(host_client):
+def test_a_deployment_gets_running_pods(host_client, image):
     apps = client.AppsV1Api(host_client)
     core = client.CoreV1Api(host_client)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="example")))
@@ -32,7 +32,9 @@ def test_a_deployment_gets_running_pods(host_client):
                 template=client.V1PodTemplateSpec(
                     metadata=client.V1ObjectMeta(labels=labels),
                     spec=client.V1PodSpec(
-                        containers=[client.V1Container(name="web", image="nginx:1.27")]
+                        containers=[
+                            client.V1Container(name="web", image=image, command=["httpd", "-f"])
+                        ]
                     ),
                 ),
             ),
