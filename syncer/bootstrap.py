@@ -122,7 +122,7 @@ def start(
             except Exception as exc:  # the API server is not up yet, a webhook, ...
                 log.info("bootstrap: retrying in %.1fs: %s", delay, exc)
                 wait(delay)
-                delay = min(delay * 2, 0.5)
+                delay = min(delay * 2, 0.25)
                 continue
             log.info("bootstrap: %d objects applied (%s created)", len(objs), len(created))
             return

@@ -702,11 +702,18 @@ class InClusterVCluster:
         )
 
     def _wait_default_service_account(self, deadline: float) -> None:
+        """The ``default`` ServiceAccount (pods need it). Created here when missing: the
+        controller-manager's ServiceAccount controller starts ~2 s after the API server is
+        ready (it waits for /healthz, discovery and its informers); it adopts ours."""
         last: Any = None
         rest = self.rest()
+        path = "/api/v1/namespaces/default/serviceaccounts"
         while time.monotonic() < deadline:
             try:
-                status, body = rest.get("/api/v1/namespaces/default/serviceaccounts/default")
+                status, body = rest.get(path + "/default")
+                if status == 404:
+                    status, body = rest.request("POST", path, {"metadata": {"name": "default"}})
+                    status = 200 if status in (201, 409) else status
             except (OSError, http.client.HTTPException) as exc:
                 last = exc
             else:

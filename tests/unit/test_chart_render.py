@@ -416,7 +416,7 @@ def test_coredns_image_from_the_host_and_disabled(
     values = vc.chart_values(IMAGES, "10.96.0.0/12", "registry.k8s.io/coredns/coredns:v1.12.0")
     proc = render(helm, pki_args, values, tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "image: \"registry.k8s.io/coredns/coredns:v1.12.0\"" in proc.stdout
+    assert 'image: "registry.k8s.io/coredns/coredns:v1.12.0"' in proc.stdout
     objs = docs(helm, pki_args, tmp_path, coredns={"enabled": False})
     assert "ConfigMap/vc1-bootstrap" not in objs
     assert not [a for a in _syncer_args(objs) if a.startswith("--bootstrap-dir")]
@@ -514,3 +514,24 @@ def test_chart_dir_prefers_the_packaged_copy(tmp_path: Path) -> None:
 
     assert (incluster.chart_dir() / "Chart.yaml").is_file()
     assert (incluster.chart_dir() / "values.schema.json").is_file()
+
+
+def test_wheel_package_data_covers_the_chart() -> None:
+    """pyproject's package-data globs (pytest_vcluster/chart -> ../chart) match every file helm
+    packages, so a non-editable install carries a complete chart."""
+    import fnmatch
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    root = CHART_DIR.resolve().parent
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
+    globs = pyproject["tool"]["setuptools"]["package-data"]["pytest_vcluster"]
+    ignored = {"NOTES-dev.md"}  # .helmignore
+    files = [
+        str(p.relative_to(root))
+        for p in (root / "chart").rglob("*")
+        if p.is_file() and p.name not in ignored
+    ]
+    assert files
+    for f in files:
+        assert any(fnmatch.fnmatch(f, g) for g in globs), f
+    assert (root / "pytest_vcluster" / "chart").resolve() == (root / "chart").resolve()
