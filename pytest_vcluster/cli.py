@@ -44,11 +44,21 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--force", action="store_true", help="with --build: rebuild into the cache from Go modules"
     )
-    ls = sub.add_parser("list", help="show running hosts and kept vclusters")
+    ls = sub.add_parser(
+        "list", help="show running hosts, kept vclusters and vcluster namespaces on kind hosts"
+    )
     ls.add_argument("--cache-dir", default=None)
-    r = sub.add_parser("reap", help="remove kept vclusters, idle hosts and stale work dirs")
+    r = sub.add_parser(
+        "reap",
+        help="remove kept vclusters, idle hosts, stale work dirs and expired vcluster "
+        "namespaces on kind/kubeconfig hosts",
+    )
     r.add_argument("--cache-dir", default=None)
-    r.add_argument("--all", action="store_true", help="also stop hosts kept for reuse")
+    r.add_argument(
+        "--all",
+        action="store_true",
+        help="also stop hosts kept for reuse and delete every vcluster namespace on kind hosts",
+    )
     h = sub.add_parser("local-host", help="run the embedded local host until Ctrl-C")
     h.add_argument("--k8s-version", default=None)
     h.add_argument("--cache-dir", default=None)

@@ -312,3 +312,74 @@ def test_service_reached_by_name_from_another_pod(
         ]
         assert any(n and n.startswith("coredns-") for n in names), names
         assert dns.spec.cluster_ip == vc._impl.dns_ip
+
+
+def test_unschedulable_pod_fails_fast_with_the_reason(
+    kind_host: KindHost, vcluster_images: dict[str, str]
+) -> None:
+    vc = VCluster(
+        kind_host.info(),
+        "e2e-unsched",
+        images=vcluster_images,
+        values={"nodeSelector": {"pytest-vcluster.io/no-such-node": "x"}},
+        timeout=120,
+    )
+    t0 = time.monotonic()
+    with pytest.raises(VClusterError, match="Unschedulable"):
+        vc.create()
+    assert time.monotonic() - t0 < 30
+    assert _namespace_gone(kind_host, vc.host_namespace)
+
+
+def test_host_without_namespace_rights_fails_with_the_reason(
+    kind_host: KindHost, vcluster_images: dict[str, str], tmp_path: Path
+) -> None:
+    """A kubeconfig that may not create namespaces: one clear error, nothing created."""
+    ns = "e2e-limited"
+    kind_host.kubectl_run("create", "namespace", ns)
+    try:
+        kind_host.kubectl_run("create", "serviceaccount", "tester", "-n", ns)
+        token = kind_host.kubectl_run("create", "token", "tester", "-n", ns).stdout.strip()
+        import yaml
+
+        cfg = yaml.safe_load(kind_host.kubeconfig_path.read_text())
+        cfg["users"] = [{"name": "tester", "user": {"token": token}}]
+        for ctx in cfg["contexts"]:
+            ctx["context"]["user"] = "tester"
+        limited = tmp_path / "limited.kubeconfig"
+        limited.write_text(yaml.safe_dump(cfg))
+        import dataclasses
+
+        info = dataclasses.replace(kind_host.info(), kubeconfig=str(limited))
+        vc = VCluster(info, "e2e-noperm", images=vcluster_images, timeout=60)
+        t0 = time.monotonic()
+        with pytest.raises(VClusterError, match="does not let this kubeconfig create namespaces"):
+            vc.create()
+        assert time.monotonic() - t0 < 30
+        assert _namespace_gone(kind_host, vc.host_namespace)
+    finally:
+        kind_host.kubectl_run("delete", "namespace", ns, "--wait=false")
+
+
+def test_helm_test_hook_persistence_and_nothing_left(
+    kind_host: KindHost, vcluster_images: dict[str, str]
+) -> None:
+    """etcd on a PVC (local-path in the node), `helm test` passes, and deleting the vcluster
+    removes the claim with everything else."""
+    values = {"controlPlane": {"persistence": {"enabled": True, "size": "64Mi"}}}
+    vc = VCluster(kind_host.info(), "e2e-pvc", images=vcluster_images, values=values, timeout=180)
+    vc.create()
+    ns = vc.host_namespace
+    try:
+        pvcs = kind_host.kubectl_json("get", "pvc", "-n", ns)["items"]
+        assert [p["metadata"]["name"] for p in pvcs] == ["data-e2e-pvc-0"]
+        assert pvcs[0]["status"]["phase"] == "Bound"
+        impl = vc._impl
+        proc = impl.helm("test", impl.release, "-n", ns, "--timeout", "120s", timeout=150)  # type: ignore[union-attr]
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "Succeeded" in proc.stdout
+    finally:
+        vc.delete()
+    assert _namespace_gone(kind_host, ns)
+    left = kind_host.kubectl_run("get", "pvc", "-A", "-o", "name").stdout
+    assert "e2e-pvc" not in left
