@@ -836,7 +836,34 @@ class InClusterVCluster:
         return self._run(argv, timeout=20).stdout
 
     def rss(self) -> dict[str, int]:
-        return {}  # no metrics-server on the kind host (yet)
+        """Memory of the vcluster pod's containers (bytes, RSS; working set when the runtime
+        reports no RSS), read with ``crictl stats`` in the kind node; {} on other hosts."""
+        if self.host.kind != "kind":
+            return {}
+        from ..docker import find_cli
+
+        node = self.kubectl(
+            "get", "pod", self.pod_name, "-n", self.host_namespace,
+            "-o", "jsonpath={.spec.nodeName}",
+        ).stdout.strip()  # fmt: skip
+        if not node:
+            return {}
+        out = find_cli().run(
+            [
+                "exec", node, "crictl", "stats", "-o", "json",
+                "--label", f"io.kubernetes.pod.namespace={self.host_namespace}",
+                "--label", f"io.kubernetes.pod.name={self.pod_name}",
+            ],
+            check=False,
+        )  # fmt: skip
+        result: dict[str, int] = {}
+        with contextlib.suppress(ValueError, KeyError):
+            for st in json.loads(out.stdout.decode()).get("stats") or []:
+                name = st["attributes"]["labels"]["io.kubernetes.container.name"]
+                mem = st.get("memory") or {}
+                value = (mem.get("rssBytes") or mem.get("workingSetBytes") or {}).get("value", 0)
+                result[name] = int(value)
+        return result
 
 
 def _image_problem(pod: Mapping[str, Any]) -> str | None:
