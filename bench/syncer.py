@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,13 @@ class Watcher(threading.Thread):
         self.ready = threading.Event()
 
     def run(self) -> None:
+        try:
+            self._run()
+        except Exception:
+            if not self.stop.is_set():  # after stop: the servers are going away
+                raise
+
+    def _run(self) -> None:
         rv = self.kube.get(self.path, limit=1)["metadata"]["resourceVersion"]
         self.ready.set()
         while not self.stop.is_set():
@@ -109,6 +118,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / 100.0
 
 
+def api_requests(vc: LocalVCluster) -> dict[str, float]:
+    """The syncer's request counters per API server, from its /metrics."""
+    text = urllib.request.urlopen(f"http://{vc.syncer_health}/metrics", timeout=10).read()
+    out: dict[str, float] = {}
+    for m in re.finditer(r'syncer_api_requests_total\{server="(\w+)"\} (\d+)', text.decode()):
+        out[m.group(1)] = float(m.group(2))
+    return out
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -151,10 +169,11 @@ def run_pods(host: Kube, virtual: Kube, vc: LocalVCluster, n: int, run: int) -> 
     spid = vc.syncer.pid
     probe = Probe(host, "/api/v1/namespaces/default/pods", spid)
     probe.start()
-    cpu0 = cpu_seconds(spid)
+    cpu0, req0 = cpu_seconds(spid), api_requests(vc)
     created = create_all(virtual, vns, n, "p")
     ok = wait(lambda: len(vw.running) >= n, 120 + n * 0.2)
     cpu = cpu_seconds(spid) - cpu0
+    req1 = api_requests(vc)
     floor_created = create_all(host, fns, n, "p")
     wait(lambda: len(fw.running) >= n, 120 + n * 0.2)
     probe.stop.set()
@@ -180,6 +199,11 @@ def run_pods(host: Kube, virtual: Kube, vc: LocalVCluster, n: int, run: int) -> 
         "floor_create_to_running_p50_ms": pct(floor_running, 0.5),
         "host_api_probe_p99_ms": pct(probe.latencies, 0.99),
         "syncer_cpu_s": round(cpu, 2),
+        "syncer_cpu_ms_per_pod": round(cpu * 1000 / n, 2),
+        "syncer_host_requests_per_pod": round((req1.get("host", 0) - req0.get("host", 0)) / n, 2),
+        "syncer_virtual_requests_per_pod": round(
+            (req1.get("virtual", 0) - req0.get("virtual", 0)) / n, 2
+        ),
         "syncer_peak_rss_mib": round(probe.peak_rss, 1),
     }
 
@@ -234,6 +258,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--configmaps", type=int, default=10000)
     ap.add_argument("--out", type=Path, default=RESULTS / "syncer.json")
+    ap.add_argument("--syncer-arg", action="append", default=[], help="extra syncer flag")
     args = ap.parse_args()
     k8s = parse_k8s_version(None)
     bins = {t: r.path for t, r in BinaryResolver(k8s).resolve_all(LOCAL_HOST_TOOLS).items()}
@@ -241,11 +266,12 @@ def main() -> int:
         "benchmark": "syncer",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "runs": args.runs,
+        "syncer_args": args.syncer_arg,
         "method": __doc__,
         "pods": {},
     }
     with LocalHost(k8s, bins) as h:
-        with LocalVCluster(h.info(), "bench") as vc:
+        with LocalVCluster(h.info(), "bench", syncer_args=tuple(args.syncer_arg)) as vc:
             host = Kube.from_kubeconfig(str(h.kubeconfig_path), name="host")
             virtual = Kube.from_kubeconfig(str(vc.kubeconfig_path), name="virtual")
             for n in (int(x) for x in args.pods.split(",") if x):

@@ -1,21 +1,43 @@
 """A small JSON client for one API server: plain dicts, streaming watches, typed errors.
 
 The generated ``kubernetes`` models cost more to build than the syncing itself at thousands of
-objects; the syncer only needs dicts, so it talks JSON over urllib3 (the ``kubernetes`` package's
-own transport) and borrows ``kubernetes.config`` only to read kubeconfigs and in-cluster config.
+objects; the syncer only needs dicts, so it speaks HTTP/1.1 with keep-alive itself (a pool of
+TLS sockets) and borrows ``kubernetes.config`` only to read kubeconfigs and in-cluster config.
+Per request this costs ~0.3 ms of CPU where urllib3 cost ~1.4 ms and http.client ~0.7 ms
+(header parsing through the email package): a synced pod takes about ten requests, so the HTTP
+client was the largest part of the syncer's CPU per pod. JSON goes through orjson when it is
+installed (the standard json module otherwise).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import ssl
+import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
-from urllib.parse import urlencode
-
-import urllib3
+from urllib.parse import quote, urlencode, urlsplit
 
 JSON = dict[str, Any]
+
+try:
+    import orjson
+
+    def _loads(data: bytes | str) -> Any:
+        return orjson.loads(data)
+
+    def _dumps(obj: Any) -> bytes:
+        return orjson.dumps(obj)
+
+except ImportError:  # pragma: no cover - the syncer image may lack it
+
+    def _loads(data: bytes | str) -> Any:
+        return json.loads(data)
+
+    def _dumps(obj: Any) -> bytes:
+        return json.dumps(obj, separators=(",", ":")).encode()
 
 
 class ApiError(Exception):
@@ -30,8 +52,106 @@ class ApiError(Exception):
         return str(self.body.get("reason", "")) if isinstance(self.body, dict) else ""
 
 
+class ProtocolError(ConnectionError):
+    """The server broke HTTP/1.1 framing or closed the connection mid-response."""
+
+
+_STALE = (
+    BrokenPipeError,
+    ConnectionResetError,
+    ConnectionAbortedError,
+    ssl.SSLEOFError,
+    ssl.SSLZeroReturnError,
+)
+_NO_RESPONSE = "connection closed before the response"
+
+
+def _stale(exc: BaseException) -> bool:
+    """Whether ``exc`` says the connection was dead before the server saw the request."""
+    return isinstance(exc, _STALE) or (isinstance(exc, ProtocolError) and str(exc) == _NO_RESPONSE)
+
+
+class _Conn:
+    """One keep-alive connection: a socket and a buffered reader on it."""
+
+    __slots__ = ("reused", "rfile", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.rfile = sock.makefile("rb")
+        self.reused = False
+
+    def close(self) -> None:
+        for closer in (self.rfile.close, self.sock.close):
+            with contextlib.suppress(OSError):
+                closer()
+
+
+class _Response:
+    __slots__ = ("chunked", "close", "conn", "length", "status")
+
+    def __init__(self, conn: _Conn, method: str) -> None:
+        self.conn = conn
+        line = conn.rfile.readline(65537)
+        if not line:
+            raise ProtocolError(_NO_RESPONSE)
+        parts = line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
+            raise ProtocolError(f"bad status line {line[:100]!r}")
+        self.status = int(parts[1])
+        self.length: int | None = None
+        self.chunked = False
+        self.close = parts[0] == b"HTTP/1.0"
+        while True:
+            header = conn.rfile.readline(65537)
+            if header in (b"\r\n", b"\n"):
+                break
+            if not header:
+                raise ProtocolError("connection closed in the headers")
+            name, _, value = header.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                self.length = int(value)
+            elif name == b"transfer-encoding":
+                self.chunked = b"chunked" in value.lower()
+            elif name == b"connection":
+                self.close = b"close" in value.lower()
+        if method == "HEAD" or self.status in (204, 304) or 100 <= self.status < 200:
+            self.length = 0
+        elif self.length is None and not self.chunked:
+            self.close = True  # body until EOF
+
+    def read(self) -> bytes:
+        rfile = self.conn.rfile
+        if self.chunked:
+            return b"".join(self.chunks())
+        if self.length is None:
+            return rfile.read()
+        data = rfile.read(self.length)
+        if len(data) != self.length:
+            raise ProtocolError("connection closed in the body")
+        return data
+
+    def chunks(self) -> Iterator[bytes]:
+        rfile = self.conn.rfile
+        while True:
+            size_line = rfile.readline(1026)
+            if not size_line:
+                raise ProtocolError("connection closed in a chunked body")
+            size = int(size_line.split(b";", 1)[0], 16)
+            if size == 0:
+                while rfile.readline(65537) not in (b"\r\n", b"\n", b""):  # trailers
+                    pass
+                return
+            data = rfile.read(size)
+            if len(data) != size:
+                raise ProtocolError("connection closed in a chunk")
+            rfile.readline(3)  # CRLF after the chunk
+            yield data
+
+
 class Kube:
-    """One API server. Thread-safe (urllib3 pools are)."""
+    """One API server. Thread-safe: each request takes a connection from a shared pool."""
 
     def __init__(
         self,
@@ -47,18 +167,34 @@ class Kube:
     ) -> None:
         self.server = server.rstrip("/")
         self.name = name
-        self._headers = {"Accept": "application/json"}
+        url = urlsplit(self.server)
+        self._tls = url.scheme == "https"
+        self._host = url.hostname or "localhost"
+        self._port = url.port or (443 if self._tls else 80)
+        self._prefix = url.path.rstrip("/")
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        default = (self._tls and self._port == 443) or (not self._tls and self._port == 80)
+        headers = {
+            "Host": host if default else f"{host}:{self._port}",
+            "Accept": "application/json",
+            "User-Agent": "pytest-vcluster-syncer",
+        }
         if token:
-            self._headers["Authorization"] = token if " " in token else f"Bearer {token}"
-        self._pool = urllib3.PoolManager(
-            maxsize=maxsize,
-            block=False,
-            cert_reqs=ssl.CERT_REQUIRED if verify else ssl.CERT_NONE,
-            ca_certs=ca_file,
-            cert_file=cert_file,
-            key_file=key_file,
-            retries=False,
-        )
+            headers["Authorization"] = token if " " in token else f"Bearer {token}"
+        self._head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self._ctx: ssl.SSLContext | None = None
+        if self._tls:
+            ctx = ssl.create_default_context(cafile=ca_file)
+            if not verify:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            if cert_file:
+                ctx.load_cert_chain(cert_file, key_file)
+            self._ctx = ctx
+        self._maxsize = maxsize
+        self._idle: list[_Conn] = []
+        self._lock = threading.Lock()
+        self.requests = 0  # requests sent (metrics)
 
     @classmethod
     def from_kubeconfig(cls, path: str | None, *, context: str | None = None, name: str) -> Kube:
@@ -83,6 +219,67 @@ class Kube:
             name=name,
         )
 
+    # -- connections
+    def _connect(self, timeout: float) -> _Conn:
+        sock = socket.create_connection((self._host, self._port), timeout=timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._ctx is not None:
+                sock = self._ctx.wrap_socket(sock, server_hostname=self._host)
+        except BaseException:
+            sock.close()
+            raise
+        return _Conn(sock)
+
+    def _take(self, timeout: float) -> _Conn:
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            return self._connect(timeout)
+        conn.sock.settimeout(timeout)
+        conn.reused = True
+        return conn
+
+    def _give(self, conn: _Conn) -> None:
+        with self._lock:
+            if len(self._idle) < self._maxsize:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def _send(self, method: str, target: str, data: bytes | None, content_type: str) -> bytes:
+        head = f"{method} {self._prefix}{target} HTTP/1.1\r\n{self._head}"
+        if data is not None:
+            head += f"Content-Type: {content_type}\r\nContent-Length: {len(data)}\r\n"
+        return (head + "\r\n").encode() + (data or b"")
+
+    def _open(
+        self, method: str, target: str, data: bytes | None, content_type: str, timeout: float
+    ) -> _Response:
+        message = self._send(method, target, data, content_type)
+        self.requests += 1
+        while True:
+            conn = self._take(timeout)
+            try:
+                conn.sock.sendall(message)
+                return _Response(conn, method)
+            except (ConnectionError, ssl.SSLError) as exc:
+                conn.close()
+                # The server may close an idle keep-alive connection at any time; a request
+                # that got no response on a reused one was not processed: send it anew.
+                if conn.reused and _stale(exc):
+                    continue
+                raise
+            except BaseException:
+                conn.close()
+                raise
+
     # -- plain requests
     def request(
         self,
@@ -94,19 +291,24 @@ class Kube:
         content_type: str = "application/json",
         timeout: float = 30.0,
     ) -> Any:
-        url = self.server + path + (("?" + urlencode(params)) if params else "")
-        headers = dict(self._headers)
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = content_type
-        resp = self._pool.request(
-            method, url, body=data, headers=headers, timeout=timeout, preload_content=True
+        target = quote(path, safe="/:@!$&'()*+,;=-._~") + (
+            ("?" + urlencode(params)) if params else ""
         )
+        data = None if body is None else _dumps(body)
+        resp = self._open(method, target, data, content_type, timeout)
         try:
-            decoded = json.loads(resp.data) if resp.data else None
+            raw = resp.read()
+        except BaseException:
+            resp.conn.close()
+            raise
+        if resp.close:
+            resp.conn.close()
+        else:
+            self._give(resp.conn)
+        try:
+            decoded = _loads(raw) if raw else None
         except ValueError:
-            decoded = resp.data.decode(errors="replace")
+            decoded = raw.decode(errors="replace")
         if resp.status >= 400:
             raise ApiError(resp.status, decoded, method, path)
         return decoded
@@ -158,28 +360,36 @@ class Kube:
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(timeout_seconds),
         }
-        url = f"{self.server}{path}?{urlencode(query)}"
-        resp = self._pool.request(
-            "GET",
-            url,
-            headers=self._headers,
-            preload_content=False,
-            timeout=urllib3.Timeout(connect=10, read=timeout_seconds + 30),
-        )
+        target = f"{quote(path)}?{urlencode(query)}"
+        resp = self._open("GET", target, None, "", timeout_seconds + 30)
+        clean = False
         try:
             if resp.status >= 400:
                 data = resp.read()
                 try:
-                    body = json.loads(data)
+                    body = _loads(data)
                 except ValueError:
                     body = data.decode(errors="replace")
                 raise ApiError(resp.status, body, "WATCH", path)
-            buf = b""
-            for chunk in resp.stream(65536, decode_content=True):
-                buf += chunk
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
+            if resp.chunked:
+                buf = b""
+                for chunk in resp.chunks():
+                    buf = buf + chunk if buf else chunk
+                    if b"\n" not in buf:
+                        continue
+                    *lines, buf = buf.split(b"\n")
+                    for line in lines:
+                        if line.strip():
+                            yield _loads(line)
+                if buf.strip():
+                    yield _loads(buf)
+                clean = not resp.close
+            else:
+                for line in resp.read().split(b"\n"):
                     if line.strip():
-                        yield json.loads(line)
+                        yield _loads(line)
         finally:
-            resp.release_conn()
+            if clean:
+                self._give(resp.conn)
+            else:
+                resp.conn.close()

@@ -37,6 +37,7 @@ class Settings:
     workers: int = 64
     health_address: str = "127.0.0.1:0"
     token_seconds: int = 3600
+    token_refresh: float = 0.8  # re-request a pod's token at this fraction of its lifetime
     bootstrap_dir: str | None = None  # manifests created in the virtual cluster (CoreDNS)
 
 
@@ -68,6 +69,7 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
     p.add_argument("--workers", type=int, default=64)
     p.add_argument("--health-address", default="127.0.0.1:0")
     p.add_argument("--token-seconds", type=int, default=3600)
+    p.add_argument("--token-refresh-fraction", type=float, default=0.8)
     p.add_argument("--bootstrap-dir", default=None, help="create these *.yaml in the vcluster")
     a = p.parse_args(argv)
     enabled = {k for k, on in RESOURCES.items() if on} | a.enable_sync_resources
@@ -87,5 +89,6 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
         workers=a.workers,
         health_address=a.health_address,
         token_seconds=a.token_seconds,
+        token_refresh=a.token_refresh_fraction,
         bootstrap_dir=a.bootstrap_dir,
     )

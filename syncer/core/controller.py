@@ -42,7 +42,7 @@ class Engine:
         self.virtual = virtual
         self.host = host
         self.queue = WorkQueue()
-        self.metrics = Metrics(self.queue)
+        self.metrics = Metrics(self.queue, {"virtual": virtual, "host": host})
         self.resources: dict[str, Resource] = {}
         self.informers: list[Informer] = []
         self.virtual_informers: dict[str, Informer] = {}
@@ -63,7 +63,7 @@ class Engine:
 
     def watch_virtual(self, resource: str, path: str, **kw: Any) -> Informer:
         inf = Informer(self.virtual, path, name=f"virtual:{resource}", **kw)
-        inf.add_handler(lambda _t, obj: self.enqueue_virtual(resource, obj))
+        inf.add_handler(lambda t, obj: self.enqueue_virtual(resource, obj, urgent=t == "ADDED"))
         self.virtual_informers[resource] = inf
         self.informers.append(inf)
         return inf
@@ -79,12 +79,13 @@ class Engine:
     def add(self, resource: Resource) -> None:
         self.resources[resource.name] = resource
 
-    def enqueue(self, resource: str, namespace: str, name: str) -> None:
-        self.queue.add((resource, namespace, name))
+    def enqueue(self, resource: str, namespace: str, name: str, urgent: bool = False) -> None:
+        self.queue.add((resource, namespace, name), urgent)
 
-    def enqueue_virtual(self, resource: str, obj: JSON) -> None:
+    def enqueue_virtual(self, resource: str, obj: JSON, urgent: bool = False) -> None:
+        """``urgent``: a new virtual object, served before updates (see WorkQueue)."""
         meta = obj.get("metadata") or {}
-        self.enqueue(resource, meta.get("namespace", ""), meta["name"])
+        self.enqueue(resource, meta.get("namespace", ""), meta["name"], urgent)
 
     def enqueue_host(self, resource: str, obj: JSON) -> None:
         ref = virtual_ref(obj)

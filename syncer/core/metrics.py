@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -12,8 +12,9 @@ from .workqueue import WorkQueue
 
 
 class Metrics:
-    def __init__(self, queue: WorkQueue) -> None:
+    def __init__(self, queue: WorkQueue, clients: Mapping[str, Any] | None = None) -> None:
         self.queue = queue
+        self.clients = dict(clients or {})  # "virtual"/"host" -> Kube (counts its requests)
         self._lock = threading.Lock()
         self.syncs: dict[str, int] = defaultdict(int)
         self.errors: dict[str, int] = defaultdict(int)
@@ -40,6 +41,11 @@ class Metrics:
             "# TYPE syncer_syncs_total counter",
             "# TYPE syncer_errors_total counter",
             "# TYPE syncer_sync_seconds summary",
+            "# TYPE syncer_api_requests_total counter",
+        ]
+        lines += [
+            f'syncer_api_requests_total{{server="{name}"}} {kube.requests}'
+            for name, kube in self.clients.items()
         ]
         with self._lock:
             for r, n in sorted(self.syncs.items()):

@@ -2,7 +2,9 @@
 
 Semantics follow client-go's rate-limited queue: a key added while it is being processed is
 processed again afterwards (never concurrently); failures requeue the key after 5 ms * 2^n,
-capped at ``max_backoff``; success forgets the failure count.
+capped at ``max_backoff``; success forgets the failure count. Keys added as ``urgent`` (new
+objects: nothing exists on the other side yet) are served before the others, so a burst of
+creations is not queued behind the status updates of the objects created just before.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ class WorkQueue:
         self.max_backoff = max_backoff
         self._cond = threading.Condition()
         self._queue: deque[Hashable] = deque()
+        self._urgent: deque[Hashable] = deque()
         self._queued: set[Hashable] = set()
         self._processing: set[Hashable] = set()
         self._dirty: set[Hashable] = set()  # added while processing
@@ -31,9 +34,9 @@ class WorkQueue:
 
     def __len__(self) -> int:
         with self._cond:
-            return len(self._queue) + len(self._delayed)
+            return len(self._queue) + len(self._urgent) + len(self._delayed)
 
-    def add(self, key: Hashable) -> None:
+    def add(self, key: Hashable, urgent: bool = False) -> None:
         with self._cond:
             if self._shutdown:
                 return
@@ -43,7 +46,7 @@ class WorkQueue:
             if key not in self._queued:
                 self._queued.add(key)
                 self._added_at.setdefault(key, time.monotonic())
-                self._queue.append(key)
+                (self._urgent if urgent else self._queue).append(key)
                 self._cond.notify()
 
     def add_after(self, key: Hashable, delay: float) -> None:
@@ -74,8 +77,8 @@ class WorkQueue:
         with self._cond:
             while True:
                 self._promote_delayed()
-                if self._queue:
-                    key = self._queue.popleft()
+                if self._urgent or self._queue:
+                    key = (self._urgent or self._queue).popleft()
                     self._queued.discard(key)
                     self._processing.add(key)
                     waited = time.monotonic() - self._added_at.pop(key, time.monotonic())

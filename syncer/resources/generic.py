@@ -143,7 +143,7 @@ class DownSync:
 
     def copy_status(self, vobj: JSON, hobj: JSON) -> None:
         status = hobj.get("status")
-        if status and status != vobj.get("status"):
+        if status_differs(status, vobj.get("status")):
             meta = vobj["metadata"]
             path = self.virtual_path(meta["namespace"], meta["name"]) + "/status"
             self.engine.virtual.merge_patch(path, {"status": status})
@@ -156,6 +156,19 @@ class DownSync:
         log.warning("%s %s/%s: %s", self.name, vobj["metadata"].get("namespace"), hname, msg)
         if self.engine.recorder is not None:
             self.engine.recorder.warn(vobj, self.kind, "SyncCollision", msg)
+
+
+def status_differs(host: JSON | None, virtual: JSON | None) -> bool:
+    """Whether a merge patch of the host status would change the virtual one.
+
+    Only the host's keys count: a key the virtual side has on its own (merge patch keeps it)
+    must not turn every later event into another, identical patch.
+    """
+    if not host:
+        return False
+    if not virtual:
+        return True
+    return any(virtual.get(k) != v for k, v in host.items())
 
 
 def keep_service_ips(desired: JSON, actual: JSON) -> None:

@@ -7,12 +7,12 @@ controller-manager runs without the node-lifecycle controller, so no heartbeats 
 
 from __future__ import annotations
 
+import threading
 import time
 
 from ..constants import MANAGED_BY_LABEL
 from ..core.controller import Engine
 from ..kube import JSON, ApiError
-from .pods import pod_count_on
 
 FAKE_NODE_LABEL = "vc.pytest-vcluster.io/fake-node"
 
@@ -66,6 +66,13 @@ def fake_node_status() -> JSON:
 class Nodes:
     name = "nodes"
 
+    def __init__(self) -> None:
+        # Host node of each synced host pod, and how many pods each node runs: kept by the host
+        # pod handler so a reconcile does not scan every pod (that was O(pods) per event).
+        self._node_of: dict[tuple[str, str], str] = {}
+        self._pods_on: dict[str, int] = {}
+        self._lock = threading.Lock()
+
     def setup(self, engine: Engine) -> None:
         self.engine = engine
         engine.watch_virtual("nodes", "/api/v1/nodes", label_selector=f"{FAKE_NODE_LABEL}=true")
@@ -73,24 +80,49 @@ class Nodes:
         if host_pods is not None:  # a pod moving on or off a node may change that node's fate
             host_pods.add_handler(self._on_host_pod)
 
+    def pods_on(self, node: str) -> int:
+        with self._lock:
+            return self._pods_on.get(node, 0)
+
     def _on_host_pod(self, kind: str, pod: JSON) -> None:
-        node = (pod.get("spec") or {}).get("nodeName")
-        if node:
-            self.engine.enqueue("nodes", "", node)
+        meta = pod.get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        node = "" if kind == "DELETED" else (pod.get("spec") or {}).get("nodeName") or ""
+        with self._lock:
+            old = self._node_of.get(key, "")
+            if old == node:
+                return
+            if old:
+                self._pods_on[old] -= 1
+                if not self._pods_on[old]:
+                    del self._pods_on[old]
+                del self._node_of[key]
+            if node:
+                self._node_of[key] = node
+                self._pods_on[node] = self._pods_on.get(node, 0) + 1
+            changed = [n for n in (old, node) if n and self._pods_on.get(n, 0) <= 1]
+        for n in changed:  # only a node's first pod or its last one can change its fate
+            self.engine.enqueue("nodes", "", n)
+
+    def ensure(self, name: str) -> None:
+        """Create the fake node ``name`` now (a pod is about to be bound to it)."""
+        if self.engine.virtual_informers["nodes"].get("", name) is None:
+            self._create(name)
+
+    def _create(self, name: str) -> None:
+        try:
+            self.engine.virtual.create("/api/v1/nodes", fake_node(name, self.engine.settings.name))
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+        self.engine.virtual.merge_patch(
+            f"/api/v1/nodes/{name}/status", {"status": fake_node_status()}
+        )
 
     def reconcile(self, namespace: str, name: str) -> None:
         vnode = self.engine.virtual_informers["nodes"].get("", name)
-        used = pod_count_on(self.engine, name) > 0
+        used = self.pods_on(name) > 0
         if used and vnode is None:
-            try:
-                self.engine.virtual.create(
-                    "/api/v1/nodes", fake_node(name, self.engine.settings.name)
-                )
-            except ApiError as exc:
-                if exc.status != 409:
-                    raise
-            self.engine.virtual.merge_patch(
-                f"/api/v1/nodes/{name}/status", {"status": fake_node_status()}
-            )
+            self._create(name)
         elif not used and vnode is not None:
             self.engine.virtual.delete(f"/api/v1/nodes/{name}", uid=vnode["metadata"].get("uid"))

@@ -20,7 +20,7 @@ from ..translate.metadata import virtual_ref
 from ..translate.names import host_name
 from ..translate.pod_refs import containers
 from ..translate.pods import PodContext, pod_violations, translate_pod
-from .generic import DownSync
+from .generic import DownSync, status_differs
 
 log = logging.getLogger(__name__)
 TOKEN_EXPIRY = "vc.pytest-vcluster.io/token-expiry"
@@ -199,7 +199,7 @@ class Pods:
         if node and not (vpod.get("spec") or {}).get("nodeName"):
             nodes = self.engine.resources.get("nodes")
             if nodes is not None:
-                nodes.reconcile("", node)
+                nodes.ensure(node)  # type: ignore[attr-defined]
             binding = {
                 "apiVersion": "v1",
                 "kind": "Binding",
@@ -212,7 +212,7 @@ class Pods:
                 if exc.status != 409:  # already bound
                     raise
         status = hpod.get("status") or {}
-        if status and status != vpod.get("status"):
+        if status_differs(status, vpod.get("status")):
             self.engine.virtual.merge_patch(self.vpath(ns, name) + "/status", {"status": status})
         self._update_images(vpod, hpod)
         self._refresh_token_later(vpod, hpod)
@@ -283,7 +283,7 @@ class Pods:
         path = f"/api/v1/namespaces/{ns}/serviceaccounts/{sa}/token"
         token = self.engine.virtual.create(path, request)["status"]["token"]
         expiry = time.time() + self.s.token_seconds
-        due = expiry - 0.2 * self.s.token_seconds
+        due = expiry - (1 - self.s.token_refresh) * self.s.token_seconds
         self._token_due[secret_name] = due
         self.engine.queue.add_after(("pods", ns, name), due - time.time())
         secret: JSON = {
@@ -322,7 +322,7 @@ class Pods:
             self.engine.host.replace(f"{base}/{secret_name}", secret)
 
     def _refresh_token_later(self, vpod: JSON, hpod: JSON) -> None:
-        """Re-request the token at 80% of its lifetime (requeue the pod for then).
+        """Re-request the token at 80% of its lifetime (``--token-refresh-fraction``).
 
         The due time is known when this syncer wrote the token; after a restart it is read
         back from the token Secret's expiry annotation, so a restart never lets a token lapse.
@@ -350,7 +350,7 @@ class Pods:
             expiry = float(secret["metadata"]["annotations"][TOKEN_EXPIRY])
         except (ApiError, KeyError, ValueError, TypeError):
             return None
-        return expiry - 0.2 * self.s.token_seconds
+        return expiry - (1 - self.s.token_refresh) * self.s.token_seconds
 
     # -- refusing
     def _deny(self, vpod: JSON, reasons: list[str], reason: str = DENIED_REASON) -> None:
@@ -379,10 +379,3 @@ class Pods:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-def pod_count_on(engine: Engine, node: str) -> int:
-    inf = engine.host_informers.get("pods")
-    if inf is None:
-        return 0
-    return sum(1 for p in inf.items() if (p.get("spec") or {}).get("nodeName") == node)

@@ -19,6 +19,16 @@ LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 _OWNED = LABEL_PREFIX + "/"
 
 
+def json_copy(value: Any) -> Any:
+    """A deep copy of decoded JSON (dicts, lists, scalars): several times faster than
+    copy.deepcopy, which the translations called for every object they copy."""
+    if type(value) is dict:
+        return {k: json_copy(v) for k, v in value.items()}
+    if type(value) is list:
+        return [json_copy(v) for v in value]
+    return value
+
+
 def virtual_identity(virtual_obj: Mapping[str, Any]) -> tuple[str, str]:
     """(namespace, name) of a namespaced virtual object; ValueError when either is missing."""
     meta = virtual_obj.get("metadata") or {}

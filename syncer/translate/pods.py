@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .metadata import host_metadata, virtual_identity
+from .metadata import host_metadata, json_copy, virtual_identity
 from .names import host_name
 from .pod_refs import containers, translate_spec_refs
 
@@ -131,7 +130,7 @@ def _api_env(host: str, port: int) -> list[dict[str, str]]:
 def _set_api_env(container: dict[str, Any], api_env: list[dict[str, str]]) -> None:
     names = {e["name"] for e in api_env}
     user = [e for e in container.get("env") or [] if e.get("name") not in names]
-    container["env"] = copy.deepcopy(api_env) + user
+    container["env"] = [dict(e) for e in api_env] + user
 
 
 def _unique(values: list[Any]) -> list[Any]:
@@ -164,7 +163,7 @@ def _set_dns(spec: dict[str, Any], namespace: str, ctx: PodContext) -> None:
 def translate_pod(pod: Mapping[str, Any], ctx: PodContext) -> dict[str, Any]:
     """The host pod for a virtual pod (call pod_violations first; this does not refuse)."""
     namespace, name = virtual_identity(pod)
-    spec: dict[str, Any] = copy.deepcopy(pod.get("spec") or {})
+    spec: dict[str, Any] = json_copy(pod.get("spec") or {})
 
     def ref(target: str) -> str:
         return host_name(target, namespace, ctx.vcluster)
@@ -199,7 +198,8 @@ def translate_pod(pod: Mapping[str, Any], ctx: PodContext) -> dict[str, Any]:
 
 def virtual_pod_status(host_pod: Mapping[str, Any]) -> dict[str, Any]:
     """Status to write back to the virtual pod (a deep copy of the host pod's)."""
-    return copy.deepcopy(dict(host_pod.get("status") or {}))
+    status: dict[str, Any] = json_copy(dict(host_pod.get("status") or {}))
+    return status
 
 
 def _only_added_tolerations(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> bool:
@@ -219,7 +219,7 @@ def _deadline_ok(old: int | None, new: int | None) -> bool:
 
 
 def _immutable_part(spec: Mapping[str, Any]) -> dict[str, Any]:
-    part = copy.deepcopy(dict(spec))
+    part: dict[str, Any] = json_copy(dict(spec))
     for key in ("containers", "initContainers"):
         for container in part.get(key) or []:
             container.pop("image", None)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any
 
-from .metadata import host_metadata, virtual_identity
+from .metadata import host_metadata, json_copy, virtual_identity
 from .names import host_name, translate_selector
 
 SA_TOKEN_TYPE = "kubernetes.io/service-account-token"
@@ -23,7 +22,7 @@ def _base(obj: Mapping[str, Any], kind: str, api_version: str, ns: str, vc: str)
 def translate_service(svc: Mapping[str, Any], host_namespace: str, vcluster: str) -> dict[str, Any]:
     """Host Service: selector scoped to the virtual namespace, IPs left to the host."""
     namespace, _ = virtual_identity(svc)
-    spec: dict[str, Any] = copy.deepcopy(svc.get("spec") or {})
+    spec: dict[str, Any] = json_copy(svc.get("spec") or {})
     # Empty and absent selectors are the same after storage: selector-less, endpoints by hand.
     if spec.get("selector"):
         spec["selector"] = translate_selector(spec["selector"], namespace)
@@ -41,7 +40,7 @@ def translate_endpoints(
     ep: Mapping[str, Any], host_namespace: str, vcluster: str
 ) -> dict[str, Any]:
     """Host Endpoints of a selector-less Service (same host name as the Service)."""
-    subsets = copy.deepcopy(ep.get("subsets") or [])
+    subsets = json_copy(ep.get("subsets") or [])
     for subset in subsets:
         # targetRef names a virtual object the host does not know.
         for address in (subset.get("addresses") or []) + (subset.get("notReadyAddresses") or []):
@@ -61,7 +60,7 @@ def _rename_backend(backend: dict[str, Any] | None, namespace: str, vcluster: st
 def translate_ingress(ing: Mapping[str, Any], host_namespace: str, vcluster: str) -> dict[str, Any]:
     """Host Ingress: backend Service names and TLS Secret names translated."""
     namespace, _ = virtual_identity(ing)
-    spec: dict[str, Any] = copy.deepcopy(ing.get("spec") or {})
+    spec: dict[str, Any] = json_copy(ing.get("spec") or {})
     _rename_backend(spec.get("defaultBackend"), namespace, vcluster)
     for rule in spec.get("rules") or []:
         for path in (rule.get("http") or {}).get("paths") or []:
@@ -76,7 +75,7 @@ def translate_ingress(ing: Mapping[str, Any], host_namespace: str, vcluster: str
 def _copy_fields(obj: Mapping[str, Any], out: dict[str, Any], fields: tuple[str, ...]) -> None:
     for field in fields:
         if field in obj:
-            out[field] = copy.deepcopy(obj[field])
+            out[field] = json_copy(obj[field])
 
 
 def translate_configmap(
@@ -104,7 +103,7 @@ def translate_secret(
 def translate_pvc(pvc: Mapping[str, Any], host_namespace: str, vcluster: str) -> dict[str, Any]:
     """Host PersistentVolumeClaim: spec without volumeName, same-namespace data sources renamed."""
     namespace, _ = virtual_identity(pvc)
-    spec: dict[str, Any] = copy.deepcopy(pvc.get("spec") or {})
+    spec: dict[str, Any] = json_copy(pvc.get("spec") or {})
     # The host binds its own PersistentVolume.
     spec.pop("volumeName", None)
     for key in ("dataSource", "dataSourceRef"):

@@ -419,3 +419,43 @@ def test_ingress_and_pvc_are_copied_with_translated_references(
         )
 
     wait_for(gone, what="host ingress and PVC deleted")
+
+
+def test_pod_token_is_refreshed_before_it_expires(host: LocalHost, hcore: client.CoreV1Api) -> None:
+    # 600 s is the API server's shortest token; refreshing at 0.5% of it (3 s) shows within a
+    # test that the syncer re-requests the token and rewrites the host Secret on schedule.
+    args = ("--token-seconds=600", "--token-refresh-fraction=0.005")
+    with LocalVCluster(host.info(), "tokens", syncer_args=args) as tvc:
+        core = client.CoreV1Api(config.new_client_from_config(str(tvc.kubeconfig_path)))
+        auth = client.AuthenticationV1Api(core.api_client)
+        core.create_namespaced_pod(
+            "default",
+            client.V1Pod(
+                metadata=client.V1ObjectMeta(name="t"),
+                spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="x")]),
+            ),
+        )
+        secret_name = host_name("t", "default", "tokens") + "-sa-token"
+
+        def token() -> tuple[str, int]:
+            s = hcore.read_namespaced_secret(secret_name, tvc.host_namespace)
+            expiry = int(s.metadata.annotations["vc.pytest-vcluster.io/token-expiry"])
+            return base64.b64decode(s.data["token"]).decode(), expiry
+
+        first, first_expiry = wait_for(token, what="the pod's token secret")
+        seen = {first}
+        # Two refreshes: each one schedules the next.
+        for _ in range(2):
+            current, expiry = wait_for(
+                lambda: (lambda t: t if t[0] not in seen else None)(token()),
+                30,
+                "a refreshed token",
+            )
+            seen.add(current)
+        assert expiry > first_expiry
+        review = auth.create_token_review(
+            client.V1TokenReview(spec=client.V1TokenReviewSpec(token=current))
+        )
+        assert review.status.authenticated is True
+        assert review.status.user.username == "system:serviceaccount:default:default"
+        core.delete_namespaced_pod("t", "default")
