@@ -39,7 +39,6 @@ import shutil
 import subprocess
 import threading
 import time
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -245,6 +244,7 @@ class InClusterVCluster:
         self._pod_watch: Child | None = None
         self._pod_stream: _JsonStream | None = None
         self._pod: dict[str, Any] | None = None
+        self._host_api: Any = None
 
     def __enter__(self) -> InClusterVCluster:
         self.start()
@@ -668,37 +668,62 @@ class InClusterVCluster:
         return RestClient(creds, timeout=2.0)
 
     # -- readiness through the port-forward -----------------------------------------------------
+    def _host_core(self) -> Any:
+        """A ``CoreV1Api`` on the host (any kubeconfig auth: certificates, tokens, exec)."""
+        if self._host_api is None:
+            from kubernetes import client, config
+
+            api = config.new_client_from_config(config_file=self.host.kubeconfig)  # type: ignore[no-untyped-call]
+            self._host_api = client.CoreV1Api(api)
+        return self._host_api
+
+    def _probe(self, target: str, path: str) -> tuple[int, str]:
+        """GET through the host API server's pod proxy (``https:<pod>:6443``): a refused port
+        is a 503 there, while through ``kubectl port-forward`` it ends the port-forward."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            body = self._host_core().connect_get_namespaced_pod_proxy_with_path(
+                target, self.host_namespace, path, _request_timeout=2
+            )
+        except ApiException as exc:
+            return int(exc.status or 0), str(exc.body or exc.reason)[-300:]
+        except Exception as exc:  # urllib3/connection errors: the host is slow, retry
+            return 0, repr(exc)
+        return 200, str(body)[-300:]
+
     def _wait_endpoints(self, deadline: float) -> None:
-        """kube-apiserver ``/readyz`` and the syncer's ``/readyz``, polled every 0.1 s."""
+        """kube-apiserver ``/readyz``, then the syncer's ``/readyz``, polled every 0.1 s through
+        the host's pod proxy (no waiting for the kubelet's 1 s probes and its Ready condition);
+        then once through the port-forward."""
         api_ready = syncer_ready = False
         last: Any = None
-        rest = self.rest()
         while time.monotonic() < deadline:
             self._check_pod()
             if not api_ready:
-                try:
-                    status, body = rest.get("/readyz")
-                except (OSError, http.client.HTTPException) as exc:
-                    last = f"API server: {exc!r}"
-                else:
-                    api_ready = status == 200
-                    last = f"API server /readyz: {status} {str(body)[-300:]}"
-                    if api_ready:
-                        self._stage("API server ready", self._t0)
+                status, last = self._probe(f"https:{self.pod_name}:6443", "readyz")
+                api_ready = status == 200
+                if api_ready:
+                    self._stage("API server ready", self._t0)
             if api_ready and not syncer_ready:
-                url = f"http://127.0.0.1:{self.health_port}/readyz"
-                try:
-                    with urllib.request.urlopen(url, timeout=2) as resp:
-                        syncer_ready = resp.status == 200
-                except (OSError, http.client.HTTPException) as exc:
-                    last = f"syncer /readyz: {exc!r}"
+                status, last = self._probe(f"http:{self.pod_name}:8081", "readyz")
+                syncer_ready = status == 200
                 if syncer_ready:
                     self._stage("syncer ready", self._t0)
-                    return
+            if syncer_ready:
+                try:
+                    status, body = self.rest().get("/readyz")
+                except (OSError, http.client.HTTPException) as exc:
+                    last = f"through the port-forward: {exc!r}"
+                else:
+                    if status == 200:
+                        return
+                    last = f"through the port-forward: {status} {body}"
             time.sleep(0.1)
         raise ReadinessTimeoutError(
-            f"vcluster {self.name!r} not ready within {self.timeout:.0f}s (through "
-            f"{self.server}); last: {last}; pod: {_pod_summary(self._pod or {})}"
+            f"vcluster {self.name!r} not ready within {self.timeout:.0f}s (API server ready: "
+            f"{api_ready}, syncer ready: {syncer_ready}); last: {last}; "
+            f"pod: {_pod_summary(self._pod or {})}"
         )
 
     def _wait_default_service_account(self, deadline: float) -> None:
@@ -769,6 +794,10 @@ class InClusterVCluster:
         t0 = time.monotonic()
         self._stop_port_forward()
         self._pod_watch = None
+        if self._host_api is not None:
+            with contextlib.suppress(Exception):
+                self._host_api.api_client.close()
+            self._host_api = None
         self.procs.stop(timeout=2)
         if self._namespace_created:
             with contextlib.suppress(subprocess.TimeoutExpired, OSError):
