@@ -383,3 +383,14 @@ def test_helm_test_hook_persistence_and_nothing_left(
     assert _namespace_gone(kind_host, ns)
     left = kind_host.kubectl_run("get", "pvc", "-A", "-o", "name").stdout
     assert "e2e-pvc" not in left
+
+
+def test_zz_nothing_left_on_the_host(kind_host: KindHost) -> None:
+    """Runs last in this module: no namespace, release, pod or PVC of these tests is left."""
+    left = kind_host.kubectl_run(
+        "get", "namespaces", "-l", "app.kubernetes.io/managed-by=pytest-vcluster", "-o", "name"
+    ).stdout
+    assert left.strip() == ""
+    everything = kind_host.kubectl_run("get", "pods,pvc,secrets", "-A", "-o", "name").stdout
+    assert "e2e-" not in everything
+    assert "vcluster-e2e" not in kind_host.kubectl_run("get", "namespaces", "-o", "name").stdout
