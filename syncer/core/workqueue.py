@@ -26,6 +26,7 @@ class WorkQueue:
         self._queued: set[Hashable] = set()
         self._processing: set[Hashable] = set()
         self._dirty: set[Hashable] = set()  # added while processing
+        self._dirty_urgent: set[Hashable] = set()  # ... as urgent
         self._delayed: list[tuple[float, int, Hashable]] = []
         self._failures: dict[Hashable, int] = {}
         self._added_at: dict[Hashable, float] = {}
@@ -42,6 +43,8 @@ class WorkQueue:
                 return
             if key in self._processing:
                 self._dirty.add(key)
+                if urgent:
+                    self._dirty_urgent.add(key)
                 return
             if key not in self._queued:
                 self._queued.add(key)
@@ -100,10 +103,12 @@ class WorkQueue:
             self._processing.discard(key)
             if key in self._dirty:
                 self._dirty.discard(key)
+                urgent = key in self._dirty_urgent
+                self._dirty_urgent.discard(key)
                 if key not in self._queued:
                     self._queued.add(key)
                     self._added_at.setdefault(key, time.monotonic())
-                    self._queue.append(key)
+                    (self._urgent if urgent else self._queue).append(key)
                     self._cond.notify()
 
     def shutdown(self) -> None:

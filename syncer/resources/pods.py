@@ -102,13 +102,19 @@ class Pods:
         self.configs = configs  # "configmaps"/"secrets"/"persistentvolumeclaims" -> DownSync
         self._ca: bytes | None = None
         self._token_due: dict[str, float] = {}  # token secret -> when to refresh it
+        # Host pods this syncer created that the host informer has not reported yet.
+        self._fresh: dict[str, JSON] = {}
 
     def setup(self, engine: Engine) -> None:
         self.engine = engine
         self.s = engine.settings
         v = engine.watch_virtual("pods", "/api/v1/pods")
         v.add_handler(self._on_virtual)
-        engine.watch_host("pods", engine.host_ns_path("/api/v1", "pods"))
+        h = engine.watch_host("pods", engine.host_ns_path("/api/v1", "pods"))
+        h.add_handler(self._on_host)
+
+    def _on_host(self, kind: str, pod: JSON) -> None:
+        self._fresh.pop(pod["metadata"]["name"], None)  # the informer has it now
 
     def _on_virtual(self, kind: str, pod: JSON) -> None:
         for resource, ns, name in self.refs.update(pod, kind == "DELETED"):
@@ -128,6 +134,8 @@ class Pods:
         vpod = self.engine.virtual_informers["pods"].get(namespace, name)
         hname = host_name(name, namespace, self.s.name)
         hpod = self.engine.host_informers["pods"].get(self.s.host_namespace, hname)
+        if hpod is None:
+            hpod = self._fresh.get(hname)
         if hpod is not None and (virtual_ref(hpod) or ("", "", ""))[:2] != (namespace, name):
             hpod = None  # another virtual object with a colliding name owns it
         if vpod is None:
@@ -188,10 +196,13 @@ class Pods:
                 self._deny(vpod, [f"the host rejected the pod: {exc}"], reason="SyncFailed")
                 return
             raise
-        # After the pod, owned by it: the pod exists on the host one round trip sooner (the
-        # kubelet retries the mount until the secret appears) and the host garbage collector
-        # removes the token with the pod.
-        self._ensure_token(vpod, token_secret, owner=created)
+        # The token comes after the pod, owned by it (the host garbage collector removes it with
+        # the pod), from a reconcile of its own: the worker is free for the next new pod two
+        # round trips sooner (the kubelet retries the mount until the secret appears). Until the
+        # host informer reports the pod, that reconcile takes it from _fresh.
+        self._fresh[hname] = created
+        self._token_due[token_secret] = 0.0  # due now, no need to look for an old one
+        self.engine.queue.add(("pods", ns, vpod["metadata"]["name"]), urgent=True)
 
     def _update(self, vpod: JSON, hpod: JSON) -> None:
         ns, name = vpod["metadata"]["namespace"], vpod["metadata"]["name"]
@@ -231,6 +242,7 @@ class Pods:
 
     def _delete_host(self, hpod: JSON, grace: int | None = None) -> None:
         meta = hpod["metadata"]
+        self._fresh.pop(meta["name"], None)
         self.engine.host.delete(self.hpath(meta["name"]), grace=grace, uid=meta.get("uid"))
         self.engine.host.delete(
             self.engine.host_ns_path("/api/v1", "secrets") + f"/{meta['name']}-sa-token"
