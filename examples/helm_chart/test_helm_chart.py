@@ -51,8 +51,10 @@ def test_install_upgrade_uninstall(vcluster, image):
 
     # The workload really runs on the host, in the vcluster's namespace.
     host = client.CoreV1Api(vcluster.host_api_client())
-    host_pods = host.list_namespaced_pod(vcluster.host_namespace).items
-    assert len([p for p in host_pods if p.status.phase == "Running"]) == 2
+    pods = core.list_namespaced_pod("default", label_selector="app.kubernetes.io/instance=demo")
+    for pod in pods.items:
+        twin = host.read_namespaced_pod(vcluster.host_name(pod), vcluster.host_namespace)
+        assert twin.status.phase == "Running"
 
     vcluster.helm("uninstall", "demo", "--wait")
     assert apps.list_namespaced_deployment("default").items == []

@@ -5,6 +5,7 @@ Run: pytest examples/local_host -v
 
 import time
 
+import pytest
 from kubernetes import client
 
 
@@ -17,7 +18,9 @@ def _wait(predicate, timeout=30.0):
     return False
 
 
-def test_a_deployment_gets_running_pods(host_client, image):
+def test_a_deployment_gets_running_pods(host_client, vcluster_settings, image):
+    if vcluster_settings.host != "local":
+        pytest.skip("this example is about the embedded local host (fake kwok nodes)")
     apps = client.AppsV1Api(host_client)
     core = client.CoreV1Api(host_client)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="example")))
