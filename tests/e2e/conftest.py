@@ -107,3 +107,25 @@ def kind_host(
         host.stop()
         if not host.reuse and host.exists():
             host.delete()
+
+
+def _load(path: Path, name: str) -> ModuleType:
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def vcluster_images(k8s: K8sVersion, cache_dir: Path, docker: Docker) -> dict[str, str]:
+    """The control-plane and syncer images, built (or found) once per session."""
+    cp = _load(ROOT / "images/control-plane/build.py", "pytest_vcluster_cp_image_build")
+    sy = _load(ROOT / "images/syncer/build.py", "pytest_vcluster_syncer_image_build")
+    cp_tag, _ = cp.ControlPlaneImage(k8s, cache_dir, docker=docker).build()
+    sy_tag, _ = sy.SyncerImage(cache_dir, docker=docker).build()
+    return {"controlPlane": cp_tag, "syncer": sy_tag}

@@ -8,47 +8,22 @@ creates vclusters with ``VCluster`` on the ``kind_host`` fixture's cluster.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-from pytest_vcluster.docker import Docker
 from pytest_vcluster.errors import VClusterError
 from pytest_vcluster.hosts.kind import KindHost
 from pytest_vcluster.vcluster import VCluster
-from pytest_vcluster.versions import K8sVersion
 
-from .conftest import E2E_CLUSTER, ROOT
+from .conftest import E2E_CLUSTER
+from .conftest import vcluster_images as vcluster_images  # re-exported: test_kubeconfig_host_e2e
 
 pytestmark = pytest.mark.e2e
 
 PAUSE = "registry.k8s.io/pause:3.10.2"  # preloaded in the node image
-
-
-def _load(path: Path, name: str) -> ModuleType:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def vcluster_images(k8s: K8sVersion, cache_dir: Path, docker: Docker) -> dict[str, str]:
-    cp = _load(ROOT / "images/control-plane/build.py", "pytest_vcluster_cp_image_build")
-    sy = _load(ROOT / "images/syncer/build.py", "pytest_vcluster_syncer_image_build")
-    cp_tag, _ = cp.ControlPlaneImage(k8s, cache_dir, docker=docker).build()
-    sy_tag, _ = sy.SyncerImage(cache_dir, docker=docker).build()
-    return {"controlPlane": cp_tag, "syncer": sy_tag}
 
 
 def _deployment(replicas: int = 2) -> dict[str, Any]:
@@ -91,10 +66,12 @@ def test_vcluster_release_runs_real_pods_and_leaves_nothing(
         vc.wait_for("Deployment", "sleepy", "Available", api_version="apps/v1", timeout=120)
         print(f"Deployment Available in the vcluster after {time.monotonic() - t0:.2f}s")
         pods = kind_host.kubectl_json("get", "pods", "-n", ns)["items"]
-        synced = [
+        synced = [  # the Deployment's pods (CoreDNS's pod is synced too)
             p
             for p in pods
-            if (p["metadata"].get("annotations") or {}).get("vc.pytest-vcluster.io/object-name")
+            if (p["metadata"].get("annotations") or {})
+            .get("vc.pytest-vcluster.io/object-name", "")
+            .startswith("sleepy-")
         ]
         assert len(synced) == 2, [p["metadata"]["name"] for p in pods]
         for p in synced:

@@ -7,7 +7,6 @@ import pytest
 from pytest_vcluster.hosts.kind import KindHost
 
 from .conftest import E2E_CLUSTER
-from .test_incluster_e2e import vcluster_images  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.e2e
 
@@ -44,7 +43,7 @@ def test_isolated(vcluster, me):
 def test_two_workers_get_isolated_vclusters(
     pytester: pytest.Pytester,
     kind_host: KindHost,
-    vcluster_images: dict[str, str],  # noqa: F811
+    vcluster_images: dict[str, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("PYTEST_VCLUSTER_CONTROL_PLANE_IMAGE", vcluster_images["controlPlane"])
