@@ -104,6 +104,8 @@ class Pods:
         self._token_due: dict[str, float] = {}  # token secret -> when to refresh it
         # Host pods this syncer created that the host informer has not reported yet.
         self._fresh: dict[str, JSON] = {}
+        # (host version copied, virtual version written) of the last status copy, per pod.
+        self._status_written: dict[tuple[str, str], tuple[str | None, str | None]] = {}
 
     def setup(self, engine: Engine) -> None:
         self.engine = engine
@@ -139,6 +141,7 @@ class Pods:
         if hpod is not None and (virtual_ref(hpod) or ("", "", ""))[:2] != (namespace, name):
             hpod = None  # another virtual object with a colliding name owns it
         if vpod is None:
+            self._status_written.pop((namespace, name), None)
             if hpod is not None:
                 self._delete_host(hpod)
             return
@@ -223,10 +226,29 @@ class Pods:
                 if exc.status != 409:  # already bound
                     raise
         status = hpod.get("status") or {}
-        if status_differs(status, vpod.get("status")):
-            self.engine.virtual.merge_patch(self.vpath(ns, name) + "/status", {"status": status})
+        if status_differs(status, vpod.get("status")) and not self._status_pending(vpod, hpod):
+            patched = self.engine.virtual.merge_patch(
+                self.vpath(ns, name) + "/status", {"status": status}
+            )
+            self._status_written[(ns, name)] = (
+                hpod["metadata"].get("resourceVersion"),
+                (patched.get("metadata") or {}).get("resourceVersion"),
+            )
         self._update_images(vpod, hpod)
         self._refresh_token_later(vpod, hpod)
+
+    def _status_pending(self, vpod: JSON, hpod: JSON) -> bool:
+        """Whether this host status already went onto a newer virtual version than the cached
+        one: the virtual cache has not caught up with our own patch (every write of ours
+        brings another event and reconcile), so patching again would change nothing."""
+        meta = vpod["metadata"]
+        written = self._status_written.get((meta["namespace"], meta["name"]))
+        if written is None or written[0] != hpod["metadata"].get("resourceVersion"):
+            return False
+        try:
+            return int(meta.get("resourceVersion") or 0) < int(written[1] or 0)
+        except ValueError:  # resourceVersions are opaque; etcd's happen to be numbers
+            return False
 
     def _update_images(self, vpod: JSON, hpod: JSON) -> None:
         want = {c["name"]: c.get("image") for c in (vpod.get("spec") or {}).get("containers", [])}
