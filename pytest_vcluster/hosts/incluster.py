@@ -673,8 +673,12 @@ class InClusterVCluster:
         if self._host_api is None:
             from kubernetes import client, config
 
-            api = config.new_client_from_config(config_file=self.host.kubeconfig)  # type: ignore[no-untyped-call]
-            self._host_api = client.CoreV1Api(api)
+            cfg = client.Configuration()
+            config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=self.host.kubeconfig, client_configuration=cfg
+            )
+            cfg.retries = False  # probes retry every 0.1 s themselves; no urllib3 retries
+            self._host_api = client.CoreV1Api(client.ApiClient(cfg))
         return self._host_api
 
     def _probe(self, target: str, path: str) -> tuple[int, str]:
@@ -776,16 +780,53 @@ class InClusterVCluster:
                 if host_ip and host_ip == virtual_ip:
                     self.dns_ip = host_ip
                     self._stage("DNS service", self._t0)
-                    return
+                    break
                 last = f"virtual kube-dns {virtual_ip}, host copy {host_ip or proc.stderr.strip()}"
             else:
                 last = f"kube-dns: {status} {body}"
             self._check_pod()
             time.sleep(0.1)
+        else:
+            raise ReadinessTimeoutError(
+                f"vcluster {self.name!r}: its DNS Service (kube-system/kube-dns, created by the "
+                f"syncer) was not synced within {self.timeout:.0f}s; last: {last}"
+            )
+        # CoreDNS answers: its host Service (which pods' lookups reach) has a ready endpoint,
+        # read on the host (no wait for the status copy and the vcluster's endpoint controller).
+        from kubernetes import client
+
+        discovery = client.DiscoveryV1Api(self._host_core().api_client)
+        selector = f"kubernetes.io/service-name={host_svc}"
+        while time.monotonic() < deadline:
+            try:
+                slices = discovery.list_namespaced_endpoint_slice(
+                    self.host_namespace, label_selector=selector, _request_timeout=2
+                ).items
+            except Exception as exc:  # a slow host: retry
+                slices, last = [], f"kube-dns endpoints on the host: {exc!r}"[:300]
+            if any(
+                e.conditions is not None and e.conditions.ready
+                for s in slices
+                for e in s.endpoints or []
+            ):
+                self._stage("DNS ready", self._t0)
+                return
+            if slices:
+                last = f"host kube-dns {host_svc}: no ready endpoint yet"
+            self._check_pod()
+            time.sleep(0.1)
         raise ReadinessTimeoutError(
-            f"vcluster {self.name!r}: its DNS Service (kube-system/kube-dns, created by the "
-            f"syncer) was not synced within {self.timeout:.0f}s; last: {last}"
+            f"vcluster {self.name!r}: CoreDNS (kube-system/coredns in the vcluster, its pod "
+            f"synced to {self.host_namespace}) not ready within {self.timeout:.0f}s; last: {last}"
+            + self._coredns_summary()
         )
+
+    def _coredns_summary(self) -> str:
+        proc = self.kubectl(
+            "get", "pods", "-n", self.host_namespace, "-o", "wide",
+            "-l", "vc.pytest-vcluster.io/k8s-app=kube-dns",
+        )  # fmt: skip
+        return f"\nhost pods: {proc.stdout.strip() or proc.stderr.strip()}"
 
     # -- teardown -------------------------------------------------------------------------------
     def delete(self) -> None:
