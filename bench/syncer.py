@@ -5,9 +5,11 @@
 For each size, every run creates N pods in a fresh virtual namespace and measures, per pod:
   - down: virtual create returned -> host pod seen by a host watch (the syncer's latency)
   - up:   host pod Running (host watch) -> virtual pod Running (virtual watch)
-and, in the same run, the floor: the same N pods created directly in a host namespace, from
-create returned -> seen by a host watch. Host API latency is probed (GET) every 100 ms during
-the load. Syncer CPU seconds and peak RSS come from /proc. Results: bench/results/syncer.json.
+and, in the same run, the floor: the same N pods created the same way directly in a host
+namespace, from create returned -> seen by a host watch, and from create sent -> seen (a syncer
+cannot beat the latter: it has to send the host create itself). Host API latency is probed
+(GET) every 100 ms during the load. Syncer CPU seconds and peak RSS come from /proc, its API
+requests per pod from its /metrics. Results: bench/results/syncer.json.
 """
 
 from __future__ import annotations
@@ -91,11 +93,17 @@ def pod(name: str) -> dict[str, Any]:
     }
 
 
-def create_all(kube: Kube, ns: str, n: int, prefix: str) -> dict[str, float]:
+def create_all(
+    kube: Kube, ns: str, n: int, prefix: str, started: dict[str, float] | None = None
+) -> dict[str, float]:
+    """Create n pods from 8 threads; returns when each create returned (and fills
+    ``started`` with when each was sent)."""
     done: dict[str, float] = {}
 
     def one(i: int) -> None:
         name = f"{prefix}-{i}"
+        if started is not None:
+            started[name] = time.monotonic()
         kube.create(f"/api/v1/namespaces/{ns}/pods", pod(name))
         done[name] = time.monotonic()
 
@@ -174,7 +182,8 @@ def run_pods(host: Kube, virtual: Kube, vc: LocalVCluster, n: int, run: int) -> 
     ok = wait(lambda: len(vw.running) >= n, 120 + n * 0.2)
     cpu = cpu_seconds(spid) - cpu0
     req1 = api_requests(vc)
-    floor_created = create_all(host, fns, n, "p")
+    floor_started: dict[str, float] = {}
+    floor_created = create_all(host, fns, n, "p", floor_started)
     wait(lambda: len(fw.running) >= n, 120 + n * 0.2)
     probe.stop.set()
     for w in (hw, vw, fw):
@@ -182,6 +191,8 @@ def run_pods(host: Kube, virtual: Kube, vc: LocalVCluster, n: int, run: int) -> 
     down = [hw.seen[k] - t for k, t in created.items() if k in hw.seen]
     up = [vw.running[k] - hw.running[k] for k in created if k in vw.running and k in hw.running]
     floor = [fw.seen[k] - t for k, t in floor_created.items() if k in fw.seen]
+    # What a syncer cannot beat: its own host create round trip, then the watch.
+    floor_sent = [fw.seen[k] - t for k, t in floor_started.items() if k in fw.seen]
     floor_running = [fw.running[k] - t for k, t in floor_created.items() if k in fw.running]
     e2e = [vw.running[k] - t for k, t in created.items() if k in vw.running]
     for path in (f"/api/v1/namespaces/{vns}", f"/api/v1/namespaces/{fns}"):
@@ -196,6 +207,8 @@ def run_pods(host: Kube, virtual: Kube, vc: LocalVCluster, n: int, run: int) -> 
         "virtual_create_to_running_p50_ms": pct(e2e, 0.5),
         "floor_create_to_watch_p50_ms": pct(floor, 0.5),
         "floor_create_to_watch_p99_ms": pct(floor, 0.99),
+        "floor_send_to_watch_p50_ms": pct(floor_sent, 0.5),
+        "floor_send_to_watch_p99_ms": pct(floor_sent, 0.99),
         "floor_create_to_running_p50_ms": pct(floor_running, 0.5),
         "host_api_probe_p99_ms": pct(probe.latencies, 0.99),
         "syncer_cpu_s": round(cpu, 2),

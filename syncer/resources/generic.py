@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..core.controller import Engine
 from ..kube import JSON, ApiError
@@ -168,7 +169,24 @@ def status_differs(host: JSON | None, virtual: JSON | None) -> bool:
         return False
     if not virtual:
         return True
-    return any(virtual.get(k) != v for k, v in host.items())
+    return any(
+        _conditions(v) != _conditions(virtual.get(k)) if k == "conditions" else virtual.get(k) != v
+        for k, v in host.items()
+    )
+
+
+def _conditions(conditions: Any) -> Any:
+    """Conditions without their timestamps: binding a virtual pod sets PodScheduled there at
+    another instant than on the host, and copying just that instant is one more write per pod
+    (the next real change copies the whole status, timestamps included)."""
+    if not isinstance(conditions, list):
+        return conditions
+    return [
+        {k: v for k, v in c.items() if k not in ("lastProbeTime", "lastTransitionTime")}
+        if isinstance(c, dict)
+        else c
+        for c in conditions
+    ]
 
 
 def keep_service_ips(desired: JSON, actual: JSON) -> None:
