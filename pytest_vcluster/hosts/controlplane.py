@@ -312,6 +312,16 @@ class ControlPlane:
             self._watch,
         )
 
+    def wait_apiserver_serving(self, deadline: float) -> None:
+        """The apiserver answers HTTPS (any status): its storage is up, hooks may still run."""
+        client = self.rest()
+        wait_until(
+            f"{self.name} kube-apiserver serving",
+            lambda: client.get("/readyz")[0] > 0,
+            deadline,
+            self._watch,
+        )
+
     def wait_default_service_account(self, deadline: float) -> None:
         client = self.rest()
         self.progress(f"pytest-vcluster: {self.name}: waiting for the default ServiceAccount")

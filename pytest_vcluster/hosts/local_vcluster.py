@@ -137,12 +137,35 @@ class LocalVCluster:
         cp.write_pki()
         cp.start_processes()
         self._prepare_host_namespace()
-        cp.wait_apiserver(deadline)
+        # Overlap the start-ups: the syncer starts once the apiserver serves (its post-start
+        # hooks still running), and the ``default`` namespace is seeded at /readyz rather than
+        # waiting for kube-controller-manager's ServiceAccount and root-CA controllers.
+        cp.wait_apiserver_serving(deadline)
         self._start_syncer()
+        cp.wait_apiserver(deadline)
+        self._seed_default_namespace(deadline)
         cp.wait_default_service_account(deadline)
         self._wait_syncer(deadline)
         self.ready_seconds = time.monotonic() - t0
         self.progress(f"pytest-vcluster: vcluster {self.name} ready in {self.ready_seconds:.2f}s")
+
+    def _seed_default_namespace(self, deadline: float) -> None:
+        """Create what kube-controller-manager would (it adopts them): the ``default``
+        ServiceAccount pods need, and ``kube-root-ca.crt`` the syncer reads the CA from."""
+        assert self.control_plane is not None
+        rest = self.control_plane.rest()
+        ca = (self.workdir / "ca.crt").read_text()
+        for path, body in (
+            ("serviceaccounts", {"metadata": {"name": "default"}}),
+            ("configmaps", {"metadata": {"name": "kube-root-ca.crt"}, "data": {"ca.crt": ca}}),
+        ):
+            while True:  # 404: the bootstrap controller has not created namespace default yet
+                status, resp = rest.request("POST", f"/api/v1/namespaces/default/{path}", body)
+                if status in (201, 409):
+                    break
+                if status != 404 or time.monotonic() > deadline:
+                    raise HostStartError(f"vcluster {self.name}: creating default {path}: {resp}")
+                time.sleep(0.05)
 
     def service_cidr(self) -> str:
         # Kubernetes >= 1.33 publishes its ranges as ServiceCIDR objects (and its 1.1.1.1
