@@ -277,3 +277,47 @@ def test_marker_k8s_version_runs_an_older_control_plane(
     )
     result = pytester.runpytest_subprocess(f"--vcluster-cache-dir={cache}", "--vcluster-prewarm=0")
     result.assert_outcomes(passed=2)
+
+
+def test_namespace_per_test_and_command_line_tools(pytester: pytest.Pytester, cache: Path) -> None:
+    pytester.makepyfile(
+        """
+        import json
+        import pytest
+        from kubernetes import client
+        from pytest_vcluster import VClusterError
+
+        SEEN = []
+
+        def test_a(vcluster_session, vcluster_namespace):
+            SEEN.append(vcluster_namespace)
+            out = vcluster_session.kubectl("get", "namespace", vcluster_namespace, "-o", "json")
+            assert json.loads(out.stdout)["status"]["phase"] == "Active"
+            vcluster_session.kubectl("create", "configmap", "c", "-n", vcluster_namespace)
+
+        def test_b(vcluster_session, vcluster_namespace):
+            SEEN.append(vcluster_namespace)
+            assert SEEN[0] != SEEN[1]
+            core = client.CoreV1Api(vcluster_session.api_client)
+            cms = core.list_namespaced_config_map(vcluster_namespace).items
+            assert "c" not in [c.metadata.name for c in cms]  # it is in test_a's namespace
+            with pytest.raises(VClusterError, match=r"kubectl get pod nope .*exited 1: .*NotFound"):
+                vcluster_session.kubectl("get", "pod", "nope", "-n", vcluster_namespace)
+            version = vcluster_session.helm("version", "--template", "{{.Version}}").stdout
+            assert version.startswith("v3.")
+
+        def test_c(vcluster_session):
+            core = client.CoreV1Api(vcluster_session.api_client)
+            gone = {}
+            for name in SEEN:
+                try:
+                    gone[name] = core.read_namespace(name).status.phase
+                except client.ApiException as exc:
+                    gone[name] = exc.status
+            assert all(v in ("Terminating", 404) for v in gone.values()), gone
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        f"--vcluster-cache-dir={cache}", "--vcluster-prewarm=0", "-p", "no:randomly"
+    )
+    result.assert_outcomes(passed=3)
