@@ -369,5 +369,11 @@ def test_zz_nothing_left_on_the_host(kind_host: KindHost) -> None:
     ).stdout
     assert left.strip() == ""
     everything = kind_host.kubectl_run("get", "pods,pvc,secrets", "-A", "-o", "name").stdout
-    assert "e2e-" not in everything
+    names = [ln.split("/", 1)[1] for ln in everything.split()]
+    ours = [n for n in names if n.startswith(("e2e-", "data-e2e-"))]
+    assert ours == []
     assert "vcluster-e2e" not in kind_host.kubectl_run("get", "namespaces", "-o", "name").stdout
+    deadline = time.monotonic() + 60  # local-path deletes released volumes asynchronously
+    while "vcluster-e2e" in (pvs := kind_host.kubectl_run("get", "pv", "-o", "json").stdout):
+        assert time.monotonic() < deadline, pvs
+        time.sleep(1)
