@@ -23,6 +23,7 @@ from ..errors import HostStartError
 from ..naming import host_namespace_for, validate_name
 from ..procs import Child, ProcessGroup, proc_starttime
 from ..rest import RestClient
+from ..retry import Transient, idempotent, transient_status
 from ..servicecidr import cidrs_from_servicecidrs, parse_service_cidr, probe_service
 from .base import HostInfo
 from .controlplane import ControlPlane, Progress, _quiet, wait_until
@@ -159,13 +160,20 @@ class LocalVCluster:
             ("serviceaccounts", {"metadata": {"name": "default"}}),
             ("configmaps", {"metadata": {"name": "kube-root-ca.crt"}, "data": {"ca.crt": ca}}),
         ):
-            while True:  # 404: the bootstrap controller has not created namespace default yet
+
+            @idempotent(attempts=1000, within=max(0.0, deadline - time.monotonic()))
+            def create(path: str = path, body: dict[str, Any] = body) -> None:
                 status, resp = rest.request("POST", f"/api/v1/namespaces/default/{path}", body)
-                if status in (201, 409):
-                    break
-                if status != 404 or time.monotonic() > deadline:
+                # 404: the bootstrap controller has not created namespace default yet
+                if status == 404 or transient_status(status):
+                    raise Transient(f"creating default {path}: {status} {resp}")
+                if status not in (201, 409):
                     raise HostStartError(f"vcluster {self.name}: creating default {path}: {resp}")
-                time.sleep(0.05)
+
+            try:
+                create()
+            except Transient as exc:
+                raise HostStartError(f"vcluster {self.name}: {exc}") from None
 
     def service_cidr(self) -> str:
         # Kubernetes >= 1.33 publishes its ranges as ServiceCIDR objects (and its 1.1.1.1
@@ -286,9 +294,17 @@ class LocalVCluster:
         """Stop the processes, drop the etcd prefix and the host namespace."""
         self.procs.stop(timeout=0)
         _etcd_delete_prefix(self.host.etcd_url, self.etcd_prefix + "/")
-        with contextlib.suppress(OSError):  # the host may be gone already
-            self._host_rest().request("DELETE", f"/api/v1/namespaces/{self.host_namespace}")
+        with contextlib.suppress(OSError, Transient):  # the host may be gone already
+            self._delete_host_namespace()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+    @idempotent(attempts=3)
+    def _delete_host_namespace(self) -> None:
+        status, resp = self._host_rest().request(
+            "DELETE", f"/api/v1/namespaces/{self.host_namespace}"
+        )
+        if transient_status(status):
+            raise Transient(f"deleting namespace {self.host_namespace}: {status} {resp}")
 
     def detach(self) -> dict[str, Any]:
         """Keep running after this process ends; the record lets `reap` find it later."""
