@@ -7,6 +7,7 @@ use ``/vcluster/<name>``).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -117,6 +118,7 @@ class ControlPlane:
     scheduler: bool = True
     extra_apiserver_args: tuple[str, ...] = ()
     extra_controller_manager_args: tuple[str, ...] = ()
+    apiserver_env: Mapping[str, str] = field(default_factory=dict)  # added to os.environ
     progress: Progress = _quiet
     port: int = 0
     children: dict[str, Child] = field(default_factory=dict)
@@ -249,7 +251,10 @@ class ControlPlane:
         for _ in range(3):
             self.port = free_port()
             self.children["kube-apiserver"] = self.procs.start(
-                "kube-apiserver", self.apiserver_args(), self.workdir / "kube-apiserver.log"
+                "kube-apiserver",
+                self.apiserver_args(),
+                self.workdir / "kube-apiserver.log",
+                env=self._env(self.apiserver_env),
             )
             time.sleep(0.02)
             if not _port_conflict(self.children["kube-apiserver"]):
@@ -261,6 +266,10 @@ class ControlPlane:
             self.children["kube-scheduler"] = self.procs.start(
                 "kube-scheduler", self.scheduler_args(), self.workdir / "kube-scheduler.log"
             )
+
+    @staticmethod
+    def _env(extra: Mapping[str, str]) -> dict[str, str] | None:
+        return {**os.environ, **extra} if extra else None
 
     def _start_controller_manager(self) -> None:
         # Started with the apiserver (not after it) to save its start-up time; it waits for the
@@ -298,7 +307,10 @@ class ControlPlane:
         old.kill()  # a graceful stop waits for open watches, up to a minute
         self.procs.forget(old)
         self.children["kube-apiserver"] = self.procs.start(
-            "kube-apiserver", self.apiserver_args(), self.workdir / "kube-apiserver.log"
+            "kube-apiserver",
+            self.apiserver_args(),
+            self.workdir / "kube-apiserver.log",
+            env=self._env(self.apiserver_env),
         )
         self.wait_apiserver(time.monotonic() + timeout)
 

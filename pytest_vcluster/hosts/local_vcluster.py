@@ -40,6 +40,14 @@ VCLUSTER_CONTROLLERS = ",".join(
         "-ttl-controller",
     ]
 )
+# Start-up is CPU-bound (2 cores, several vclusters at once). Measured on this machine, CPU
+# seconds until /readyz (median of 5): 3.80 as is, 2.90 with both settings below.
+# - API Priority and Fairness guards a shared cluster against noisy tenants; a test vcluster has
+#   one tenant, and its config producer writes a dozen objects at every start.
+# - The Go collector runs less often while the start-up allocates (GOGC=400); the memory limit
+#   brings it back once the heap nears 400 MiB, so idle vclusters stay small.
+VCLUSTER_APISERVER_ARGS = ("--enable-priority-and-fairness=false",)
+VCLUSTER_APISERVER_ENV = {"GOGC": "400", "GOMEMLIMIT": "400MiB"}
 SYNCER_RULES = [
     {
         "apiGroups": [""],
@@ -132,6 +140,8 @@ class LocalVCluster:
             service_cidr=cidr,
             scheduler=False,
             extra_controller_manager_args=(f"--controllers={VCLUSTER_CONTROLLERS}",),
+            extra_apiserver_args=VCLUSTER_APISERVER_ARGS,
+            apiserver_env=VCLUSTER_APISERVER_ENV,
             progress=self.progress,
         )
         self.control_plane = cp
