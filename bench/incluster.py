@@ -31,6 +31,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+# bench/syncer.py would shadow the syncer package (imported by pytest_vcluster) when this
+# script's directory is sys.path[0].
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 from pytest_vcluster.binaries import BinaryResolver, default_cache_dir
 from pytest_vcluster.docker import ensure_docker
 from pytest_vcluster.hosts.kind import KindHost
