@@ -46,15 +46,35 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         parse_marker(item)  # one UsageError for a malformed marker, before any cluster exists
 
 
-def pytest_report_header(config: pytest.Config) -> str:
+def pytest_report_header(config: pytest.Config) -> list[str]:
     s = config.stash[SETTINGS]
     host = s.host
     if host == "kubeconfig":
         host += f" ({s.kubeconfig}, context {s.context or 'current'})"
-    return (
+    return [
         f"vcluster: host={host} kubernetes={s.k8s} keep={s.keep} prewarm={s.prewarm} "
-        f"reuse-host={str(s.reuse_host).lower()} cache={s.cache_dir}"
-    )
+        f"reuse-host={str(s.reuse_host).lower()} cache={s.cache_dir}",
+        binaries_line(s),
+    ]
+
+
+def binaries_line(s: Settings) -> str:
+    """Which binaries this host needs, their versions, and which are in the cache already
+    (a cheap look at the cache manifests: resolving them fully hashes ~300 MB)."""
+    from .binaries import LOCAL_HOST_TOOLS, BinaryResolver
+
+    tools = {
+        "local": LOCAL_HOST_TOOLS,
+        "kind": ("kind", "kubectl", "helm"),
+        "kubeconfig": ("kubectl", "helm"),
+    }[s.host]
+    resolver = BinaryResolver(s.k8s, s.cache_dir)
+    parts = []
+    for tool in tools:
+        version = resolver.version_of(tool)
+        cached = resolver.cache_entry(tool, version).with_name("manifest.json").is_file()
+        parts.append(f"{tool} {version}{'' if cached else ' (not cached)'}")
+    return "vcluster binaries: " + ", ".join(parts)
 
 
 def _progress(config: pytest.Config) -> Any:

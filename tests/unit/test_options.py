@@ -22,7 +22,10 @@ def test_defaults(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=1)
     assert _settings_line(result).split()[1:4] == ["local", "1.37.2", "120.0"]
     result.stdout.fnmatch_lines(
-        ["vcluster: host=local kubernetes=1.37.2 keep=never prewarm=1 reuse-host=false cache=*"]
+        [
+            "vcluster: host=local kubernetes=1.37.2 keep=never prewarm=1 reuse-host=false cache=*",
+            "vcluster binaries: etcd 3.6.16*, kube-apiserver 1.37.2*, kwok 0.8.0*",
+        ]
     )
 
 
