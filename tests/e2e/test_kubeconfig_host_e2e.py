@@ -32,7 +32,7 @@ def test_vcluster_on_a_kubeconfig_host(
                 "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10.2",
                                         "imagePullPolicy": "Never"}]},
             })
-            vcluster.wait_for("pod", "p", "Ready", timeout=60)
+            vcluster.wait_for("Pod", "p", "Ready", timeout=60)
             host = client.CoreV1Api(host_client)
             pod = host.read_namespaced_pod(vcluster.host_name("p"), vcluster.host_namespace)
             assert pod.status.phase == "Running"
@@ -49,7 +49,7 @@ def test_vcluster_on_a_kubeconfig_host(
         "-s",
     )
     result.assert_outcomes(passed=1)
-    ns = next(ln.split()[1] for ln in result.outlines if ln.startswith("HOSTNS "))
+    ns = next(ln.split("HOSTNS ", 1)[1].split()[0] for ln in result.outlines if "HOSTNS " in ln)
     left = kind_host.kubectl_run("get", "namespace", ns, "--ignore-not-found", "-o", "name")
     assert left.stdout.strip() == ""
     releases = kind_host.kubectl_run("get", "secrets", "-A", "-l", "owner=helm", "-o", "json")
