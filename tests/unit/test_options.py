@@ -184,3 +184,61 @@ def test_marker_is_registered_with_its_signature(pytester: pytest.Pytester) -> N
     result.stdout.fnmatch_lines(
         ["@pytest.mark.vcluster(k8s_version: 'str | None' = None, values: *, sync: *, name: *"]
     )
+
+
+SHOW_ALL = """
+def test_show(vcluster_settings):
+    s = vcluster_settings
+    print("ALL", s.kind_cluster, s.kind_image, s.kind_workers, s.reuse_host, s.values, s.prewarm)
+"""
+
+
+@pytest.mark.parametrize("where", ["cli", "ini"])
+def test_kind_values_and_reuse_options_via_cli_and_ini(
+    pytester: pytest.Pytester, where: str
+) -> None:
+    values = pytester.path / "v.yaml"
+    values.write_text("coredns:\n  replicas: 2\n")
+    opts = {
+        "vcluster-kind-cluster": "ci-host",
+        "vcluster-kind-image": "example/node:v1",
+        "vcluster-kind-workers": "2",
+        "vcluster-reuse-host": "true",
+        "vcluster-values": str(values),
+        "vcluster-prewarm": "0",
+    }
+    if where == "ini":
+        lines = "".join(f"{k.replace('-', '_')} = {v}\n" for k, v in opts.items())
+        pytester.makeini(f"[pytest]\n{lines}")
+        args: list[str] = []
+    else:
+        args = [f"--{k}={v}" for k, v in opts.items()]
+    pytester.makepyfile(SHOW_ALL)
+    result = pytester.runpytest("-s", *args)
+    result.assert_outcomes(passed=1)
+    line = next(ln for ln in result.outlines if "ALL " in ln)
+    assert line[line.index("ALL ") :] == (
+        "ALL ci-host example/node:v1 2 True {'coredns': {'replicas': 2}} 0"
+    )
+
+
+@pytest.mark.parametrize(
+    ("arg", "expected"),
+    [
+        ("--vcluster-kind-cluster=Bad_Name", "*--vcluster-kind-cluster: invalid value 'Bad_Name'*"),
+        ("--vcluster-kind-workers=9", "*--vcluster-kind-workers: invalid value '9'*0 to 8*"),
+        (
+            "--vcluster-reuse-host=maybe",
+            "*--vcluster-reuse-host: invalid value 'maybe'*true | false*",
+        ),
+        (
+            "--vcluster-host=docker",
+            "*--vcluster-host: invalid value 'docker'*local | kind | kubeconfig*",
+        ),
+    ],
+)
+def test_more_bad_values(pytester: pytest.Pytester, arg: str, expected: str) -> None:
+    pytester.makepyfile(SHOW)
+    result = pytester.runpytest(arg)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {expected}"])
