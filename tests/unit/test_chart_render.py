@@ -163,6 +163,8 @@ def test_statefulset_pod(helm: Path, pki_args: list[str], tmp_path: Path) -> Non
     assert args.count("--service-cluster-ip-range=10.96.0.0/16") == 2
     assert args.count("---") == 2  # etcd, kube-apiserver, kube-controller-manager
     assert not [a for a in args if a.startswith("--ready=")]  # all three start together
+    assert args[args.index("--step=kube-controller-manager") + 1] == "--restart=3"
+    assert "--enable-priority-and-fairness=false" in args
     assert "--advertise-address=$(POD_IP)" in args
     assert "--name=vc1" in syncer["args"]
     assert "--host-namespace=vcluster-vc1" in syncer["args"]

@@ -1,10 +1,12 @@
 // Command entrypoint runs the processes of a vcluster control plane in one container.
 //
 //	entrypoint [--grace=20s] STEP [--- STEP]...
-//	STEP = [--step=NAME] [--ready=URL] BINARY ARGS...
+//	STEP = [--step=NAME] [--ready=URL] [--restart=N] BINARY ARGS...
 //
 // Steps start in order. A step with --ready is polled (GET, any TLS certificate accepted)
-// until it answers 200 before the next step starts. When any process exits, or on
+// until it answers 200 before the next step starts. A step with --restart=N is started again
+// (after 1 s) the first N times it exits: kube-controller-manager gives up after ~20 s when the
+// API server is slow to become healthy (a loaded node). When any other process exits, or on
 // SIGTERM/SIGINT, the others get SIGTERM in reverse start order (SIGKILL after --grace);
 // the exit code is 0 after a signal, 1 after a process died. Each output line is prefixed
 // with the step's name. Standard library only: the image is FROM scratch.
@@ -21,6 +23,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,9 +31,10 @@ import (
 )
 
 type step struct {
-	name  string
-	ready string
-	argv  []string
+	name     string
+	ready    string
+	restarts int
+	argv     []string
 }
 
 type proc struct {
@@ -71,6 +75,12 @@ func parse(args []string) (time.Duration, []step, error) {
 			cur.name = strings.TrimPrefix(a, "--step=")
 		case len(cur.argv) == 0 && strings.HasPrefix(a, "--ready="):
 			cur.ready = strings.TrimPrefix(a, "--ready=")
+		case len(cur.argv) == 0 && strings.HasPrefix(a, "--restart="):
+			n, err := strconv.Atoi(strings.TrimPrefix(a, "--restart="))
+			if err != nil || n < 0 {
+				return 0, nil, fmt.Errorf("--restart: want a count, got %q", a)
+			}
+			cur.restarts = n
 		default:
 			cur.argv = append(cur.argv, a)
 		}
@@ -189,10 +199,32 @@ func main() {
 		tick.Stop()
 		logf("%s ready at %.2fs", s.name, time.Since(t0).Seconds())
 	}
-	select {
-	case sig := <-signals:
-		fail(0, "%v: stopping", sig)
-	case q := <-exited:
-		fail(1, "%s exited (%v): stopping the others", q.name, q.err)
+	for {
+		select {
+		case sig := <-signals:
+			fail(0, "%v: stopping", sig)
+		case q := <-exited:
+			if q.restarts <= 0 {
+				fail(1, "%s exited (%v): stopping the others", q.name, q.err)
+			}
+			logf("%s exited (%v): starting it again (%d restart(s) left)", q.name, q.err, q.restarts-1)
+			select {
+			case sig := <-signals:
+				fail(0, "%v: stopping", sig)
+			case <-time.After(time.Second):
+			}
+			again := q.step
+			again.restarts--
+			p, err := start(again)
+			if err != nil {
+				fail(1, "cannot restart: %v", err)
+			}
+			for i := range procs {
+				if procs[i] == q {
+					procs[i] = p
+				}
+			}
+			go func() { <-p.done; exited <- p }()
+		}
 	}
 }
