@@ -64,6 +64,37 @@ def recipe_hash() -> str:
     return h.hexdigest()
 
 
+def write_archive(kn: ModuleType, spec: object, out: Path) -> None:
+    """``docker save`` format, one layer, like kind-node's writer but with a ``created`` time:
+    the plugin picks the newest local image by creation time, and images of older recipes
+    (whose entrypoint may lack flags the chart now passes) must not tie with this one."""
+    import io
+    import json
+    import tarfile
+    import time
+
+    layer = kn.layer_tar(spec)
+    diff_id = hashlib.sha256(layer).hexdigest()
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "config": {"Env": list(spec.env), "Entrypoint": list(spec.entrypoint) or None},  # type: ignore[attr-defined]
+        "rootfs": {"type": "layers", "diff_ids": [f"sha256:{diff_id}"]},
+        "history": [{"created_by": "pytest-vcluster images/control-plane/build.py"}],
+    }
+    cfg = json.dumps(config, sort_keys=True).encode()
+    cfg_name = hashlib.sha256(cfg).hexdigest() + ".json"
+    manifest = [{"Config": cfg_name, "RepoTags": [spec.tag], "Layers": [f"{diff_id}/layer.tar"]}]  # type: ignore[attr-defined]
+    with tarfile.open(out, "w") as tar:
+        for name, data in (
+            (f"{diff_id}/layer.tar", layer),
+            (cfg_name, cfg),
+            ("manifest.json", json.dumps(manifest).encode()),
+        ):
+            tar.addfile(kn._tar_info(name, mode=0o644, size=len(data)), io.BytesIO(data))
+
+
 class ControlPlaneImage:
     def __init__(
         self,
@@ -135,7 +166,7 @@ class ControlPlaneImage:
         self.work.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self.work) as tmp:
             archive = Path(tmp) / "image.tar"
-            kn.write_docker_archive([spec], archive)
+            write_archive(kn, spec, archive)
             self.progress(f"control-plane: docker load {tag}")
             self.docker.run(["load", "-i", str(archive)], timeout=600)
         return tag, True
