@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import sys
@@ -33,7 +34,7 @@ from pytest_vcluster.binaries import LOCAL_HOST_TOOLS, BinaryResolver  # noqa: E
 from pytest_vcluster.hosts.local import LocalHost  # noqa: E402
 from pytest_vcluster.hosts.local_vcluster import LocalVCluster  # noqa: E402
 from pytest_vcluster.versions import parse_k8s_version  # noqa: E402
-from syncer.constants import OBJECT_NAME, OBJECT_NAMESPACE  # noqa: E402
+from syncer.constants import NAMESPACE_LABEL, OBJECT_NAME, OBJECT_NAMESPACE  # noqa: E402
 from syncer.kube import Kube  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -197,6 +198,16 @@ def run_pods(host: Kube, virtual: Kube, vc: LocalVCluster, n: int, run: int) -> 
     e2e = [vw.running[k] - t for k, t in created.items() if k in vw.running]
     for path in (f"/api/v1/namespaces/{vns}", f"/api/v1/namespaces/{fns}"):
         (virtual if "bench" in path else host).delete(path)
+    # The next run starts on a clean slate, not while these pods are torn down on both sides.
+    synced = f"/api/v1/namespaces/{vc.host_namespace}/pods"
+    wait(
+        lambda: (
+            not host.get(synced, labelSelector=f"{NAMESPACE_LABEL}={vns}", limit=1)["items"]
+            and not host.get(f"/api/v1/namespaces/{fns}/pods", limit=1)["items"]
+            and not virtual.get(f"/api/v1/namespaces/{vns}/pods", limit=1)["items"]
+        ),
+        300,
+    )
     return {
         "pods": n,
         "all_running": ok,
@@ -218,6 +229,8 @@ def run_pods(host: Kube, virtual: Kube, vc: LocalVCluster, n: int, run: int) -> 
             (req1.get("virtual", 0) - req0.get("virtual", 0)) / n, 2
         ),
         "syncer_peak_rss_mib": round(probe.peak_rss, 1),
+        # Other work on the machine skews every latency here; the floor shares it.
+        "load_avg_1m": round(os.getloadavg()[0], 2),
     }
 
 
