@@ -120,6 +120,11 @@ class Nodes:
         )
 
     def reconcile(self, namespace: str, name: str) -> None:
+        host_pods = self.engine.host_informers.get("pods")
+        if host_pods is not None and not host_pods.synced.is_set():
+            # The counts are complete once the host pods are listed: a node must not look unused.
+            self.engine.queue.add_after(("nodes", "", name), 0.1)
+            return
         vnode = self.engine.virtual_informers["nodes"].get("", name)
         used = self.pods_on(name) > 0
         if used and vnode is None:
