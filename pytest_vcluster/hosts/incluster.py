@@ -245,6 +245,7 @@ class InClusterVCluster:
         self._pod_stream: _JsonStream | None = None
         self._pod: dict[str, Any] | None = None
         self._host_api: Any = None
+        self._pod_watch_restarts = 0
 
     def __enter__(self) -> InClusterVCluster:
         self.start()
@@ -520,7 +521,7 @@ class InClusterVCluster:
         self._installed = True
 
     # -- the pod --------------------------------------------------------------------------------
-    def _watch_pod(self) -> None:
+    def _watch_pod(self, restart: bool = False) -> None:
         """``kubectl get -w`` of the vcluster pod into a file: each change within milliseconds,
         without a kubectl process per poll."""
         log = self.workdir / "pod-watch.json"
@@ -530,7 +531,8 @@ class InClusterVCluster:
             f"--field-selector=metadata.name={self.pod_name}", "-w", "-o", "json",
         ]  # fmt: skip
         self._pod_watch = self.procs.start("pod-watch", argv, log)
-        self._pod_stream = _JsonStream(log)
+        if not restart:
+            self._pod_stream = _JsonStream(log)
 
     def _stop_pod_watch(self) -> None:
         if self._pod_watch is not None:
@@ -556,7 +558,15 @@ class InClusterVCluster:
                     f"vcluster {self.name!r} cannot start: {problem}" + self._log_excerpt(pod)
                 )
         if self._pod_watch is not None and not self._pod_watch.alive():
-            raise InClusterError(f"kubectl get -w exited: {self._pod_watch.log_tail(10)}")
+            # The watch ended (the host closed it, a hiccup): start it again, appending to the
+            # same file; it re-sends the current pod first.
+            self._pod_watch_restarts += 1
+            if self._pod_watch_restarts > 20:
+                tail = self._pod_watch.log_tail(10)
+                raise InClusterError(f"kubectl get -w keeps exiting: {tail}")
+            self.procs.forget(self._pod_watch)
+            self._pod_watch = None
+            self._watch_pod(restart=True)
         return pod
 
     def _wait_running(self, deadline: float, t0: float) -> None:
