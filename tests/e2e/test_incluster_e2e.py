@@ -362,6 +362,32 @@ def test_helm_test_hook_persistence_and_nothing_left(
     assert "e2e-pvc" not in left
 
 
+def test_port_forward_reconnects_when_dropped(
+    kind_host: KindHost, vcluster_images: dict[str, str]
+) -> None:
+    """Killing ``kubectl port-forward`` under a live vcluster: the same local port answers again
+    within seconds (the supervisor restarts it), so the kubeconfig stays valid."""
+    with VCluster(kind_host.info(), "e2e-pf", images=vcluster_images, timeout=180) as vc:
+        from kubernetes import client
+
+        impl = vc._impl
+        port = impl.local_port  # type: ignore[union-attr]
+        impl.port_forward.kill()  # type: ignore[union-attr]
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                status, _ = impl.rest().get("/readyz")  # type: ignore[union-attr]
+            except OSError:
+                status = 0
+            if status == 200 and impl.port_forward_restarts >= 1:  # type: ignore[union-attr]
+                break
+            assert time.monotonic() < deadline, "the port-forward did not come back"
+            time.sleep(0.2)
+        assert impl.local_port == port  # type: ignore[union-attr]
+        core = client.CoreV1Api(vc.api_client)
+        assert core.read_namespaced_service_account("default", "default")
+
+
 def test_zz_nothing_left_on_the_host(kind_host: KindHost) -> None:
     """Runs last in this module: no namespace, release, pod or PVC of these tests is left."""
     left = kind_host.kubectl_run(
