@@ -1,0 +1,208 @@
+"""The syncer's own HTTP/1.1 client, its work queue priorities and its status and node
+bookkeeping: things the integration tests exercise only on the happy path."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from syncer.core.workqueue import WorkQueue
+from syncer.kube import ApiError, Kube
+from syncer.resources.generic import status_differs
+from syncer.resources.nodes import Nodes
+from syncer.translate.metadata import json_copy
+
+Handler = Callable[[BaseHTTPRequestHandler], None]
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, list[Handler], list[tuple[str, str, bytes]]]]:
+    """A keep-alive HTTP/1.1 server; tests push per-request handlers, requests are logged."""
+    handlers: list[Handler] = []
+    seen: list[tuple[str, str, bytes]] = []
+
+    class H(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _any(self) -> None:
+            n = int(self.headers.get("Content-Length") or 0)
+            seen.append((self.command, self.path, self.rfile.read(n)))
+            handlers.pop(0)(self)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _any
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}", handlers, seen
+    srv.shutdown()
+    srv.server_close()
+
+
+def reply(status: int, body: Any, *, close: bool = False, drop: bool = False) -> Handler:
+    """``close``: say Connection: close; ``drop``: close after the reply without saying so."""
+
+    def handle(h: BaseHTTPRequestHandler) -> None:
+        data = json.dumps(body).encode()
+        h.send_response(status)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(data)))
+        if close:
+            h.send_header("Connection", "close")
+        h.close_connection = close or drop
+        h.end_headers()
+        h.wfile.write(data)
+
+    return handle
+
+
+def chunked(*pieces: bytes) -> Handler:
+    def handle(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
+        for piece in pieces:
+            h.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+        h.wfile.write(b"0\r\n\r\n")
+
+    return handle
+
+
+def test_requests_reuse_one_connection_and_encode_bodies(server: Any) -> None:
+    url, handlers, seen = server
+    kube = Kube(url)
+    handlers += [reply(201, {"a": 1}), reply(200, {"b": 2}), reply(200, {"c": 3})]
+    assert kube.create("/api/v1/x", {"k": "v"}) == {"a": 1}
+    assert kube.get("/api/v1/x", limit=1) == {"b": 2}
+    assert kube.merge_patch("/api/v1/x/status", {"s": 1}) == {"c": 3}
+    assert [(m, p) for m, p, _ in seen] == [
+        ("POST", "/api/v1/x"),
+        ("GET", "/api/v1/x?limit=1"),
+        ("PATCH", "/api/v1/x/status"),
+    ]
+    assert json.loads(seen[0][2]) == {"k": "v"}
+    assert len(kube._idle) == 1  # one keep-alive connection served all three
+    assert kube.requests == 3
+
+
+def test_errors_carry_status_and_body(server: Any) -> None:
+    url, handlers, _ = server
+    kube = Kube(url)
+    handlers += [reply(409, {"reason": "AlreadyExists", "message": "exists"})]
+    with pytest.raises(ApiError) as err:
+        kube.create("/api/v1/x", {})
+    assert err.value.status == 409
+    assert err.value.reason == "AlreadyExists"
+    handlers += [reply(404, {"reason": "NotFound"})]
+    assert kube.delete("/api/v1/x") is None  # 404 on delete is success
+
+
+def test_connection_close_and_a_dead_idle_connection_are_handled(server: Any) -> None:
+    url, handlers, seen = server
+    kube = Kube(url)
+    handlers += [reply(200, {"n": 1}, close=True), reply(200, {"n": 2})]
+    assert kube.get("/a") == {"n": 1}
+    assert not kube._idle  # the server said close: not kept
+    assert kube.get("/b") == {"n": 2}
+    # An idle connection the server dropped: the request goes out again on a new one.
+    handlers += [reply(200, {"n": 3}, drop=True), reply(200, {"n": 4})]
+    assert kube.get("/c") == {"n": 3}
+    time.sleep(0.1)
+    assert kube.create("/d", {}) == {"n": 4}
+    # One of ours shut down: the same.
+    kube._idle[0].sock.shutdown(socket.SHUT_RDWR)
+    handlers += [reply(200, {"n": 5})]
+    assert kube.get("/e") == {"n": 5}
+    assert [p for _, p, _ in seen] == ["/a", "/b", "/c", "/d", "/e"]
+
+
+def test_chunked_bodies_and_watch_streams(server: Any) -> None:
+    url, handlers, _ = server
+    kube = Kube(url)
+    handlers += [chunked(b'{"items":', b"[]}")]
+    assert kube.get("/list") == {"items": []}
+    events = [{"type": "ADDED", "object": {"n": i}} for i in range(3)]
+    lines = b"".join(json.dumps(e).encode() + b"\n" for e in events)
+    # Events split across chunks and several in one chunk.
+    handlers += [chunked(lines[:5], lines[5:40], lines[40:])]
+    assert list(kube.watch("/w", "1", timeout_seconds=5, params={})) == events
+    handlers += [reply(410, {"code": 410, "reason": "Expired"})]
+    with pytest.raises(ApiError) as err:
+        list(kube.watch("/w", "1", timeout_seconds=5, params={}))
+    assert err.value.status == 410
+
+
+def test_urgent_keys_are_served_first_and_never_twice() -> None:
+    q = WorkQueue()
+    q.add("update-1")
+    q.add("update-2")
+    q.add("new", urgent=True)
+    q.add("update-1", urgent=True)  # already queued: stays where it is, once
+    got = [q.get(0.1), q.get(0.1), q.get(0.1), q.get(0.01)]
+    assert [g[0] if g else None for g in got] == ["new", "update-1", "update-2", None]
+    # Added again while being processed: after done() it keeps its urgency.
+    q.add("later")
+    q.add("update-2", urgent=True)
+    q.done("update-2")
+    nxt = q.get(0.1)
+    assert nxt is not None
+    assert nxt[0] == "update-2"
+
+
+def test_status_differs_only_on_host_keys() -> None:
+    host = {"phase": "Running", "podIP": "10.0.0.1"}
+    assert not status_differs(host, {**host, "extra": "kept by merge patch"})
+    assert status_differs(host, {"phase": "Pending"})
+    assert status_differs(host, None)
+    assert not status_differs({}, {"phase": "Pending"})
+    scheduled = {"type": "PodScheduled", "status": "True", "lastTransitionTime": "t1"}
+    host = {"phase": "Pending", "conditions": [scheduled]}
+    # Only the instant differs (binding set it on the virtual side): no patch.
+    earlier = {**scheduled, "lastTransitionTime": "t0"}
+    assert not status_differs(host, {**host, "conditions": [earlier]})
+    assert status_differs(host, {**host, "conditions": [{**scheduled, "status": "False"}]})
+
+
+def test_json_copy_is_deep() -> None:
+    obj = {"a": [{"b": 1}], "c": "x"}
+    copied = json_copy(obj)
+    copied["a"][0]["b"] = 2
+    assert obj == {"a": [{"b": 1}], "c": "x"}
+
+
+class _Engine:
+    def __init__(self) -> None:
+        self.queued: list[tuple[str, str, str]] = []
+
+    def enqueue(self, resource: str, namespace: str, name: str) -> None:
+        self.queued.append((resource, namespace, name))
+
+
+def test_nodes_count_pods_without_scanning() -> None:
+    nodes, engine = Nodes(), _Engine()
+    nodes.engine = engine  # type: ignore[assignment]
+
+    def pod(name: str, node: str | None) -> dict[str, Any]:
+        return {"metadata": {"namespace": "h", "name": name}, "spec": {"nodeName": node}}
+
+    nodes._on_host_pod("ADDED", pod("a", None))
+    assert engine.queued == []
+    nodes._on_host_pod("MODIFIED", pod("a", "n1"))
+    nodes._on_host_pod("ADDED", pod("b", "n1"))
+    nodes._on_host_pod("MODIFIED", pod("b", "n1"))  # no change: nothing queued
+    assert nodes.pods_on("n1") == 2
+    assert engine.queued == [("nodes", "", "n1")]  # only the first pod changes its fate
+    nodes._on_host_pod("DELETED", pod("a", "n1"))
+    nodes._on_host_pod("DELETED", pod("b", "n1"))
+    assert nodes.pods_on("n1") == 0
+    assert engine.queued[-1] == ("nodes", "", "n1")
