@@ -10,6 +10,7 @@ from typing import Any
 from kubernetes import client, watch
 
 GROUP, VERSION, PLURAL = "example.com", "v1", "greetings"
+LABEL = "example.com/greeting"
 
 CRD: dict[str, Any] = {
     "apiVersion": "apiextensions.k8s.io/v1",
@@ -53,6 +54,7 @@ def reconcile(api: client.ApiClient, greeting: dict[str, Any]) -> None:
     cm = client.V1ConfigMap(
         metadata=client.V1ObjectMeta(
             name=f"greeting-{name}",
+            labels={LABEL: name},
             owner_references=[
                 client.V1OwnerReference(
                     api_version=f"{GROUP}/{VERSION}",
@@ -91,6 +93,23 @@ def forget(api: client.ApiClient, greeting: dict[str, Any]) -> None:
             raise
 
 
+def collect_orphans(api: client.ApiClient, greetings: list[dict[str, Any]]) -> None:
+    """ConfigMaps whose Greeting went away while we were not watching (a restart, a 410)."""
+    live = {(g["metadata"]["namespace"], g["metadata"]["name"]) for g in greetings}
+    core = client.CoreV1Api(api)
+    for cm in core.list_config_map_for_all_namespaces(label_selector=LABEL).items:
+        if (cm.metadata.namespace, cm.metadata.labels[LABEL]) not in live:
+            forget(
+                api,
+                {
+                    "metadata": {
+                        "namespace": cm.metadata.namespace,
+                        "name": cm.metadata.labels[LABEL],
+                    }
+                },
+            )
+
+
 class Operator(threading.Thread):
     """Watches Greetings in every namespace until ``stop()``."""
 
@@ -109,6 +128,7 @@ class Operator(threading.Thread):
                     listing = objects.list_cluster_custom_object(GROUP, VERSION, PLURAL)
                     for item in listing["items"]:
                         reconcile(self.api, item)
+                    collect_orphans(self.api, listing["items"])
                     version = listing["metadata"]["resourceVersion"]
                 for event in watch.Watch().stream(
                     objects.list_cluster_custom_object,

@@ -60,7 +60,7 @@ def test_deleting_the_greeting_deletes_its_configmap(vcluster, operator):
         GROUP, VERSION, "default", PLURAL, "bye"
     )
     core = client.CoreV1Api(vcluster.api_client)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while core.list_namespaced_config_map(
         "default", field_selector="metadata.name=greeting-bye"
     ).items:
