@@ -142,6 +142,7 @@ def main() -> int:
         "benchmark": "plugin",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "method": __doc__,
+        "load_average_at_start": round(__import__("os").getloadavg()[0], 2),
     }
     with LocalHost(k8s, bins) as host:
         info = host.info()
@@ -161,6 +162,7 @@ def main() -> int:
         result["samples"] = {"sequential": seq, "parallel_2": par, "floor": floors}
         if args.density:
             result["density"] = density(info, args.density)
+    result["load_average_at_end"] = round(__import__("os").getloadavg()[0], 2)
     result["import_overhead"] = import_overhead()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

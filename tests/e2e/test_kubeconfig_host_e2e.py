@@ -9,15 +9,13 @@ import pytest
 
 from pytest_vcluster.hosts.kind import KindHost
 
-from .test_incluster_e2e import vcluster_images  # noqa: F401  (fixture)
-
 pytestmark = pytest.mark.e2e
 
 
 def test_vcluster_on_a_kubeconfig_host(
     pytester: pytest.Pytester,
     kind_host: KindHost,
-    vcluster_images: dict[str, str],  # noqa: F811  (the fixture imported above)
+    vcluster_images: dict[str, str],
 ) -> None:
     # What a registry does for a real cluster: the images are there before the run.
     kind_host.load_images(list(vcluster_images.values()))
