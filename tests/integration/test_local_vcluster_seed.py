@@ -1,0 +1,56 @@
+"""A local vcluster starts from the host's bootstrap RBAC objects, and only from those."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+
+from pytest_vcluster.hosts.local import LocalHost
+from pytest_vcluster.hosts.local_vcluster import LocalVCluster
+from pytest_vcluster.versions import parse_k8s_version
+
+
+@pytest.fixture(scope="module")
+def host(local_binaries: dict[str, Path]) -> Iterator[LocalHost]:
+    with LocalHost(parse_k8s_version(None), local_binaries, nodes=0) as h:
+        yield h
+
+
+def _rbac(kubeconfig: Path) -> client.RbacAuthorizationV1Api:
+    return client.RbacAuthorizationV1Api(config.new_client_from_config(str(kubeconfig)))
+
+
+def test_bootstrap_rbac_is_seeded_but_user_objects_are_not(host: LocalHost) -> None:
+    host_rbac = _rbac(host.kubeconfig_path)
+    host_rbac.create_cluster_role(
+        client.V1ClusterRole(metadata=client.V1ObjectMeta(name="made-by-a-test"), rules=[])
+    )
+    vc = LocalVCluster(host.info(), "seeded")
+    assert vc._seed_from_host() > 130  # before start: what the apiserver will find in etcd
+    with vc:
+        rbac = _rbac(vc.kubeconfig_path)
+        names = {r.metadata.name for r in rbac.list_cluster_role().items}
+        assert {
+            "cluster-admin",
+            "admin",
+            "view",
+            "system:controller:replicaset-controller",
+        } <= names
+        assert "made-by-a-test" not in names
+        # The copies are live objects of this vcluster: they can be changed and deleted here
+        # without touching the host's.
+        rbac.delete_cluster_role("view")
+        assert host_rbac.read_cluster_role("view").metadata.name == "view"
+        # The vcluster works on the seeded objects (its admin and controllers use them).
+        core = client.CoreV1Api(config.new_client_from_config(str(vc.kubeconfig_path)))
+        assert core.read_namespaced_service_account("default", "default")
+
+
+def test_another_apiserver_binary_gets_no_seed(host: LocalHost, tmp_path: Path) -> None:
+    other = tmp_path / "kube-apiserver"
+    other.symlink_to(host.info().binary_paths()["kube-apiserver"])
+    vc = LocalVCluster(host.info(), "unseeded", binaries={"kube-apiserver": other})
+    assert vc._seed_from_host() == 0
