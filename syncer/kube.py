@@ -23,13 +23,13 @@ from urllib.parse import quote, urlencode, urlsplit
 JSON = dict[str, Any]
 
 try:
-    import orjson
+    import orjson  # type: ignore[import-not-found, unused-ignore]  # optional, not a dependency
 
     def _loads(data: bytes | str) -> Any:
         return orjson.loads(data)
 
     def _dumps(obj: Any) -> bytes:
-        return orjson.dumps(obj)
+        return bytes(orjson.dumps(obj))
 
 except ImportError:  # pragma: no cover - the syncer image may lack it
 
