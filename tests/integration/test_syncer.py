@@ -49,7 +49,10 @@ def vc(host: LocalHost) -> Iterator[LocalVCluster]:
 
 @pytest.fixture(scope="module")
 def vcore(vc: LocalVCluster) -> client.CoreV1Api:
-    return client.CoreV1Api(config.new_client_from_config(str(vc.kubeconfig_path)))
+    core = client.CoreV1Api(config.new_client_from_config(str(vc.kubeconfig_path)))
+    # Several tests work in team-a; with xdist any of them may run first on a worker.
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="team-a")))
+    return core
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +93,6 @@ def host_pods(hcore: client.CoreV1Api, vc: LocalVCluster) -> list[client.V1Pod]:
 def test_deployment_runs_with_translated_host_pods(
     vc: LocalVCluster, vcore: client.CoreV1Api, vapps: client.AppsV1Api, hcore: client.CoreV1Api
 ) -> None:
-    vcore.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="team-a")))
     vapps.create_namespaced_deployment("team-a", deployment("web", 3))
     pods = wait_for(lambda: running(vcore, "team-a", "app=web", 3), what="3 running virtual pods")
     by_host = {host_name(p.metadata.name, "team-a", "sync"): p for p in pods}
