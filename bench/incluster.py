@@ -21,7 +21,6 @@ and ``pytest-vcluster-bench-2`` (the baseline) and deletes both.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -39,6 +38,7 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 from pytest_vcluster.binaries import BinaryResolver, default_cache_dir
 from pytest_vcluster.docker import ensure_docker
 from pytest_vcluster.hosts.kind import KindHost
+from pytest_vcluster.scripts import load_script
 from pytest_vcluster.vcluster import VCluster
 from pytest_vcluster.versions import parse_k8s_version
 
@@ -53,13 +53,7 @@ def log(msg: str) -> None:
 
 
 def load(path: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(path, name)
 
 
 def pct(values: list[float], q: float) -> float:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -31,6 +30,7 @@ from types import ModuleType
 from pytest_vcluster.binaries import BinaryResolver, default_cache_dir, sha256_file
 from pytest_vcluster.docker import Docker, ensure_docker
 from pytest_vcluster.errors import VClusterError
+from pytest_vcluster.scripts import load_script
 from pytest_vcluster.versions import K8sVersion, parse_k8s_version
 
 HERE = Path(__file__).resolve().parent
@@ -44,16 +44,7 @@ def _stderr(msg: str) -> None:
 
 def kind_node_build() -> ModuleType:
     """``images/kind-node/build.py`` (its docker-archive writer is reused here)."""
-    name = "pytest_vcluster_kind_node_build"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, HERE.parent / "kind-node" / "build.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(HERE.parent / "kind-node" / "build.py", "pytest_vcluster_kind_node_build")
 
 
 def recipe_hash() -> str:

@@ -7,9 +7,7 @@ the first time (~20 min on 2 cores with a warm Go cache). They run only when sel
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -19,6 +17,7 @@ import pytest
 from pytest_vcluster.binaries import BinaryResolver, default_cache_dir
 from pytest_vcluster.docker import Docker, ensure_docker
 from pytest_vcluster.hosts.kind import KindHost
+from pytest_vcluster.scripts import load_script
 from pytest_vcluster.versions import K8sVersion, parse_k8s_version
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,16 +38,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def load_builder() -> ModuleType:
     """``images/kind-node/build.py`` as a module (it is a script, not a package)."""
-    name = "pytest_vcluster_kind_node_build"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "images" / "kind-node" / "build.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(
+        ROOT / "images" / "kind-node" / "build.py", "pytest_vcluster_kind_node_build"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -110,15 +102,7 @@ def kind_host(
 
 
 def _load(path: Path, name: str) -> ModuleType:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(path, name)
 
 
 @pytest.fixture(scope="session")
