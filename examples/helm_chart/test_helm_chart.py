@@ -25,11 +25,12 @@ def test_install_upgrade_uninstall(vcluster, image):
         "replicas=2",
         "--set",
         f"image={image}",
-        "--wait",
-        "--timeout=120s",
     )
+    # Not `--wait`: the syncer re-creates a new virtual Service with its host copy's ClusterIP,
+    # and helm's wait may read it in that instant ("services demo not found").
+    deployment = vcluster.wait_for("Deployment", "demo", "Available", api_version="apps/v1")
+    assert deployment.status.readyReplicas == 2
     apps = client.AppsV1Api(vcluster.api_client)
-    assert apps.read_namespaced_deployment("demo", "default").status.ready_replicas == 2
     core = client.CoreV1Api(vcluster.api_client)
     assert core.read_namespaced_config_map("demo-config", "default").data == {"greeting": "hello"}
 
