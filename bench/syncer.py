@@ -15,6 +15,7 @@ requests per pod from its /metrics. Results: bench/results/syncer.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -159,7 +160,19 @@ class Probe(threading.Thread):
             self.peak_rss = max(self.peak_rss, rss_mib(self.pid))
 
 
-def run_pods(host: Kube, virtual: Kube, vc: LocalVCluster, n: int, run: int) -> dict[str, Any]:
+def process_cpu(h: LocalHost, vc: LocalVCluster) -> dict[str, float]:
+    """CPU seconds so far of every process of the host and the vcluster, by role."""
+    out: dict[str, float] = {}
+    for side, group in (("host", h.procs), ("vcluster", vc.procs)):
+        for c in group.children:
+            with contextlib.suppress(OSError):
+                out[f"{side}:{c.name}"] = cpu_seconds(c.pid)
+    return out
+
+
+def run_pods(
+    h: LocalHost, host: Kube, virtual: Kube, vc: LocalVCluster, n: int, run: int
+) -> dict[str, Any]:
     vns, fns = f"bench-{n}-{run}", f"floor-{n}-{run}"
     virtual.create("/api/v1/namespaces", {"metadata": {"name": vns}})
     host.create("/api/v1/namespaces", {"metadata": {"name": fns}})
@@ -178,13 +191,19 @@ def run_pods(host: Kube, virtual: Kube, vc: LocalVCluster, n: int, run: int) -> 
     spid = vc.syncer.pid
     probe = Probe(host, "/api/v1/namespaces/default/pods", spid)
     probe.start()
-    cpu0, req0 = cpu_seconds(spid), api_requests(vc)
+    cpu0, req0, procs0 = cpu_seconds(spid), api_requests(vc), process_cpu(h, vc)
+    t0 = time.monotonic()
     created = create_all(virtual, vns, n, "p")
+    create_s = time.monotonic() - t0
     ok = wait(lambda: len(vw.running) >= n, 120 + n * 0.2)
     cpu = cpu_seconds(spid) - cpu0
+    # Where the machine's CPU went until every virtual pod ran (2 cores shared by all).
+    procs_cpu = {k: round(v - procs0.get(k, 0.0), 2) for k, v in process_cpu(h, vc).items()}
     req1 = api_requests(vc)
     floor_started: dict[str, float] = {}
+    t0 = time.monotonic()
     floor_created = create_all(host, fns, n, "p", floor_started)
+    floor_create_s = time.monotonic() - t0
     wait(lambda: len(fw.running) >= n, 120 + n * 0.2)
     probe.stop.set()
     for w in (hw, vw, fw):
@@ -208,9 +227,15 @@ def run_pods(host: Kube, virtual: Kube, vc: LocalVCluster, n: int, run: int) -> 
         ),
         300,
     )
+    first = min(created.values())
     return {
         "pods": n,
         "all_running": ok,
+        # Throughput: how long the burst of virtual creates took, and until the syncer had
+        # created the last host pod (the floor's burst of host creates, for comparison).
+        "virtual_create_s": round(create_s, 2),
+        "last_host_pod_s": round(max(hw.seen.values(), default=first) - first, 2),
+        "floor_create_s": round(floor_create_s, 2),
         "down_p50_ms": pct(down, 0.5),
         "down_p99_ms": pct(down, 0.99),
         "up_p50_ms": pct(up, 0.5),
@@ -229,6 +254,7 @@ def run_pods(host: Kube, virtual: Kube, vc: LocalVCluster, n: int, run: int) -> 
             (req1.get("virtual", 0) - req0.get("virtual", 0)) / n, 2
         ),
         "syncer_peak_rss_mib": round(probe.peak_rss, 1),
+        "process_cpu_s": procs_cpu,
         # Other work on the machine skews every latency here; the floor shares it.
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }
@@ -303,7 +329,7 @@ def main() -> int:
             for n in (int(x) for x in args.pods.split(",") if x):
                 samples = []
                 for run in range(args.runs):
-                    samples.append(run_pods(host, virtual, vc, n, run))
+                    samples.append(run_pods(h, host, virtual, vc, n, run))
                     print(f"pods={n} run={run + 1}: {samples[-1]}", file=sys.stderr)
                 result["pods"][str(n)] = {"summary": summarize(samples), "samples": samples}
         if args.configmaps:

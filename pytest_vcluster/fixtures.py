@@ -49,6 +49,8 @@ class Manager:
     _counter: Iterator[int] = field(default_factory=itertools.count)
     _pool: deque[Future[VCluster]] = field(default_factory=deque)
     _executor: ThreadPoolExecutor | None = None
+    # Deleted in-cluster vclusters whose host namespace the namespace controller still removes.
+    _terminating: deque[VCluster] = field(default_factory=deque)
 
     def new_name(self) -> str:
         return f"vc{os.getpid()}-{next(self._counter)}"
@@ -77,13 +79,27 @@ class Manager:
         return None
 
     def close(self) -> None:
-        """Delete the prewarmed vclusters nobody took."""
+        """Delete the prewarmed vclusters nobody took; wait for the host namespaces that are
+        still terminating (a warning names any that is not gone)."""
         while self._pool:
             future = self._pool.popleft()
             with contextlib.suppress(Exception):
                 future.result().delete()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
+        if self._terminating:
+            self.progress(
+                f"pytest-vcluster: waiting for {len(self._terminating)} host namespace(s) to go"
+            )
+        while self._terminating:
+            vc = self._terminating.popleft()
+            if not vc.wait_deleted():
+                warnings.warn(
+                    CleanupWarning(
+                        f"vcluster {vc.name}: host namespace {vc.host_namespace} still exists"
+                    ),
+                    stacklevel=1,
+                )
 
     def create(self, args: MarkerArgs | None = None, **overrides: Any) -> VCluster:
         args = args or MarkerArgs()
@@ -157,7 +173,11 @@ class Manager:
             self.kept.append(record)
             return
         try:
-            vc.delete()
+            # The namespace controller removes a deleted namespace only after a fixed 5 s: wait
+            # for that once, for all of them, at the end of the session (close()).
+            vc.delete(wait=False)
+            if self.host.kind != "local":
+                self._terminating.append(vc)
         except Exception as exc:  # report, never hide the test's own outcome
             warnings.warn(
                 CleanupWarning(f"vcluster {vc.name}: cleanup failed: {exc}"), stacklevel=1

@@ -99,12 +99,24 @@ class VCluster:
     def wait_ready(self) -> VCluster:
         return self if self.created else self.create()
 
-    def delete(self) -> None:
+    def delete(self, wait: bool = True) -> None:
+        """Remove it. On kind and kubeconfig hosts, ``wait=False`` returns once the release,
+        the pods and the claims are gone and the host namespace is terminating (the namespace
+        controller removes it 5 s later); ``wait_deleted()`` waits for that."""
         if self._api_client is not None:
             self._api_client.close()
             self._api_client = None
-        self._impl.delete()
+        if isinstance(self._impl, InClusterVCluster):
+            self._impl.delete(wait=wait)
+        else:
+            self._impl.delete()
         self.created = False
+
+    def wait_deleted(self, timeout: float = 120) -> bool:
+        """Whether the host namespace is gone (waits up to ``timeout`` seconds)."""
+        if isinstance(self._impl, InClusterVCluster):
+            return self._impl.wait_deleted(timeout)
+        return True
 
     def detach(self) -> dict[str, Any]:
         """Leave it running after this process ends (keep policies); returns its record."""

@@ -74,6 +74,7 @@ def build(settings: Settings, virtual: Kube, host: Kube) -> Engine:
                 wanted=ips.wanted,
                 keep_from_host=keep_service_ips,
                 after_sync=ips.align,
+                on_invalid=tr.without_cluster_ip,
             )
         )
     if "endpoints" in enabled:

@@ -167,6 +167,7 @@ class Kube:
     ) -> None:
         self.server = server.rstrip("/")
         self.name = name
+        self.ca_file = ca_file
         url = urlsplit(self.server)
         self._tls = url.scheme == "https"
         self._host = url.hostname or "localhost"

@@ -35,6 +35,7 @@ class Settings:
     dns_service: str = "kube-system/kube-dns"
     cluster_domain: str = "cluster.local"
     workers: int = 64
+    update_workers: int = 8  # of the workers, at most this many on updates at once
     health_address: str = "127.0.0.1:0"
     token_seconds: int = 3600
     token_refresh: float = 0.8  # re-request a pod's token at this fraction of its lifetime
@@ -67,6 +68,13 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
     p.add_argument("--dns-service", default="kube-system/kube-dns")
     p.add_argument("--cluster-domain", default="cluster.local")
     p.add_argument("--workers", type=int, default=64)
+    p.add_argument(
+        "--update-workers",
+        type=int,
+        default=8,
+        help="at most this many workers copy status/updates at once (0: all); creations "
+        "are served first and may use every worker",
+    )
     p.add_argument("--health-address", default="127.0.0.1:0")
     p.add_argument("--token-seconds", type=int, default=3600)
     p.add_argument("--token-refresh-fraction", type=float, default=0.8)
@@ -87,6 +95,7 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
         dns_service=a.dns_service,
         cluster_domain=a.cluster_domain,
         workers=a.workers,
+        update_workers=a.update_workers,
         health_address=a.health_address,
         token_seconds=a.token_seconds,
         token_refresh=a.token_refresh_fraction,

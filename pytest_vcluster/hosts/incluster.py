@@ -231,6 +231,8 @@ class InClusterVCluster:
         self.local_port = 0
         self.ready_seconds = 0.0
         self.teardown_seconds = 0.0
+        self.deleted_seconds = 0.0  # until the host namespace was gone
+        self._delete_t0 = 0.0
         self.timings: dict[str, float] = {}
         self._installed = False
         self._namespace_created = False
@@ -839,43 +841,91 @@ class InClusterVCluster:
         return f"\nhost pods: {proc.stdout.strip() or proc.stderr.strip()}"
 
     # -- teardown -------------------------------------------------------------------------------
-    def delete(self) -> None:
-        """Delete the namespace (release, pods, PVCs, secrets, synced objects), force-delete
-        its pods, wait until it is gone. ``helm uninstall`` when the namespace is not ours."""
-        t0 = time.monotonic()
+    def delete(self, wait: bool = True) -> None:
+        """``helm uninstall``, then the namespace: marked for deletion (nothing new can be created
+        in it), its pods removed at once (no test needs their graceful shutdown) and its claims
+        waited for. The namespace object itself goes only after the namespace controller's fixed
+        5 s delay: with ``wait=False`` this returns before that, and ``wait_deleted()`` waits
+        (the plugin waits for all of a session's namespaces at its end, in parallel)."""
+        t0 = self._delete_t0 = time.monotonic()
         self._stop_port_forward()
         self._pod_watch = None
+        self.procs.stop(timeout=2)
+        if self._installed:
+            with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+                proc = self.helm("uninstall", self.release, "-n", self.host_namespace, timeout=60)
+                if proc.returncode == 0 or "not found" in proc.stderr:
+                    self._installed = False
+                else:
+                    self.progress(f"pytest-vcluster: helm uninstall {self.release}: {proc.stderr}")
+        if self._namespace_created:
+            try:
+                self._empty_namespace(time.monotonic() + 60)
+            except Exception as exc:  # the host went away: the namespace wait reports it
+                self.progress(f"pytest-vcluster: deleting {self.host_namespace}: {exc}")
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        self.teardown_seconds = time.monotonic() - t0
+        if wait:
+            self.wait_deleted()
+        elif not self._namespace_created:
+            self._close_host_api()
+
+    def _empty_namespace(self, end: float) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        core, ns = self._host_core(), self.host_namespace
+        try:
+            core.delete_namespace(ns, _request_timeout=10)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            self._namespace_created = False
+            return
+        core.delete_collection_namespaced_pod(ns, grace_period_seconds=0, _request_timeout=10)
+        while time.monotonic() < end:
+            pods = core.list_namespaced_pod(ns, limit=1, _request_timeout=10).items
+            claims = core.list_namespaced_persistent_volume_claim(
+                ns, limit=1, _request_timeout=10
+            ).items
+            if not pods and not claims:
+                return
+            if pods:  # e.g. re-created by the StatefulSet before the namespace was terminating
+                core.delete_collection_namespaced_pod(
+                    ns, grace_period_seconds=0, _request_timeout=10
+                )
+            time.sleep(0.1)
+
+    def wait_deleted(self, timeout: float = 120) -> bool:
+        """Wait until the host namespace is gone; whether it is. Sets ``deleted_seconds`` (from
+        the start of ``delete()``)."""
+        try:
+            if self._namespace_created and self._wait_namespace_gone(time.monotonic() + timeout):
+                self._namespace_created = False
+            if not self._namespace_created:
+                self.deleted_seconds = time.monotonic() - self._delete_t0
+            return not self._namespace_created
+        finally:
+            self._close_host_api()
+
+    def _wait_namespace_gone(self, end: float) -> bool:
+        from kubernetes.client.exceptions import ApiException
+
+        while time.monotonic() < end:
+            try:
+                self._host_core().read_namespace(self.host_namespace, _request_timeout=10)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return True
+            except Exception:  # a slow or restarting host: retry until the deadline
+                pass
+            time.sleep(0.2)
+        return False
+
+    def _close_host_api(self) -> None:
         if self._host_api is not None:
             with contextlib.suppress(Exception):
                 self._host_api.api_client.close()
             self._host_api = None
-        self.procs.stop(timeout=2)
-        if self._namespace_created:
-            with contextlib.suppress(subprocess.TimeoutExpired, OSError):
-                self.kubectl("delete", "namespace", self.host_namespace, "--wait=false")
-                # Terminating: nothing new can be created in it (the StatefulSet, the syncer).
-                # Pods go without their grace period: no test needs the graceful shutdown.
-                self.kubectl(
-                    "delete", "pods", "--all", "-n", self.host_namespace,
-                    "--grace-period=0", "--force", "--wait=false",
-                )  # fmt: skip
-                if self._wait_namespace_gone(time.monotonic() + 120):
-                    self._namespace_created = self._installed = False
-        if self._installed:
-            proc = self.helm("uninstall", self.release, "-n", self.host_namespace, timeout=60)
-            if proc.returncode != 0 and "not found" not in proc.stderr:
-                self.progress(f"pytest-vcluster: helm uninstall {self.release}: {proc.stderr}")
-            self._installed = False
-        shutil.rmtree(self.workdir, ignore_errors=True)
-        self.teardown_seconds = time.monotonic() - t0
-
-    def _wait_namespace_gone(self, end: float) -> bool:
-        while time.monotonic() < end:
-            got = self.kubectl("get", "namespace", self.host_namespace, "-o", "name")
-            if got.returncode != 0 and "NotFound" in got.stderr:
-                return True
-            time.sleep(0.2)
-        return False
 
     def detach(self) -> dict[str, Any]:
         """Keep running after this process ends (the port-forward too); a record for ``reap``."""

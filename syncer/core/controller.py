@@ -41,7 +41,7 @@ class Engine:
         self.settings = settings
         self.virtual = virtual
         self.host = host
-        self.queue = WorkQueue()
+        self.queue = WorkQueue(update_limit=settings.update_workers)
         self.metrics = Metrics(self.queue, {"virtual": virtual, "host": host})
         self.resources: dict[str, Resource] = {}
         self.informers: list[Informer] = []

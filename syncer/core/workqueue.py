@@ -2,9 +2,14 @@
 
 Semantics follow client-go's rate-limited queue: a key added while it is being processed is
 processed again afterwards (never concurrently); failures requeue the key after 5 ms * 2^n,
-capped at ``max_backoff``; success forgets the failure count. Keys added as ``urgent`` (new
-objects: nothing exists on the other side yet) are served before the others, so a burst of
-creations is not queued behind the status updates of the objects created just before.
+capped at ``max_backoff``; success forgets the failure count.
+
+Keys have a priority: ``CREATE`` (a new object: nothing exists on the other side yet), then
+``FOLLOW_UP`` (the second half of a create, e.g. a pod's token), then ``UPDATE`` (everything
+else: status copies, bindings, events). Higher priorities are served first, and at most
+``update_limit`` updates are processed at once: in a burst of creations both API servers are
+the bottleneck, and status copies of the pods created just before would otherwise take their
+capacity from the creations still queued.
 """
 
 from __future__ import annotations
@@ -15,18 +20,23 @@ import time
 from collections import deque
 from collections.abc import Hashable
 
+CREATE, FOLLOW_UP, UPDATE = 0, 1, 2
+
 
 class WorkQueue:
-    def __init__(self, base_backoff: float = 0.005, max_backoff: float = 30.0) -> None:
+    def __init__(
+        self, base_backoff: float = 0.005, max_backoff: float = 30.0, update_limit: int = 0
+    ) -> None:
         self.base_backoff = base_backoff
         self.max_backoff = max_backoff
+        self.update_limit = update_limit  # 0: no limit
         self._cond = threading.Condition()
-        self._queue: deque[Hashable] = deque()
-        self._urgent: deque[Hashable] = deque()
+        self._levels: tuple[deque[Hashable], ...] = (deque(), deque(), deque())
         self._queued: set[Hashable] = set()
         self._processing: set[Hashable] = set()
-        self._dirty: set[Hashable] = set()  # added while processing
-        self._dirty_urgent: set[Hashable] = set()  # ... as urgent
+        self._updating = 0  # UPDATE keys being processed
+        self._processing_update: set[Hashable] = set()
+        self._dirty: dict[Hashable, int] = {}  # added while processing -> best priority
         self._delayed: list[tuple[float, int, Hashable]] = []
         self._failures: dict[Hashable, int] = {}
         self._added_at: dict[Hashable, float] = {}
@@ -35,22 +45,26 @@ class WorkQueue:
 
     def __len__(self) -> int:
         with self._cond:
-            return len(self._queue) + len(self._urgent) + len(self._delayed)
+            return sum(len(q) for q in self._levels) + len(self._delayed)
 
-    def add(self, key: Hashable, urgent: bool = False) -> None:
+    def add(self, key: Hashable, urgent: bool = False, priority: int | None = None) -> None:
+        """Queue ``key``; ``urgent`` is ``priority=CREATE`` (default ``UPDATE``)."""
+        level = priority if priority is not None else (CREATE if urgent else UPDATE)
         with self._cond:
             if self._shutdown:
                 return
             if key in self._processing:
-                self._dirty.add(key)
-                if urgent:
-                    self._dirty_urgent.add(key)
+                self._dirty[key] = min(level, self._dirty.get(key, UPDATE))
                 return
-            if key not in self._queued:
-                self._queued.add(key)
-                self._added_at.setdefault(key, time.monotonic())
-                (self._urgent if urgent else self._queue).append(key)
-                self._cond.notify()
+            self._enqueue(key, level, time.monotonic())
+
+    def _enqueue(self, key: Hashable, level: int, now: float) -> None:
+        # Already queued: it stays where it is, once.
+        if key not in self._queued:
+            self._queued.add(key)
+            self._added_at.setdefault(key, now)
+            self._levels[level].append(key)
+            self._cond.notify()
 
     def add_after(self, key: Hashable, delay: float) -> None:
         with self._cond:
@@ -74,14 +88,27 @@ class WorkQueue:
         with self._cond:
             return self._failures.get(key, 0)
 
+    def _pop(self) -> Hashable | None:
+        for level, q in enumerate(self._levels):
+            if not q:
+                continue
+            if level == UPDATE and self.update_limit and self._updating >= self.update_limit:
+                return None
+            key = q.popleft()
+            if level == UPDATE:
+                self._updating += 1
+                self._processing_update.add(key)
+            return key
+        return None
+
     def get(self, timeout: float | None = None) -> tuple[Hashable, float] | None:
         """(key, seconds it waited in the queue), or None on shutdown/timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while True:
                 self._promote_delayed()
-                if self._urgent or self._queue:
-                    key = (self._urgent or self._queue).popleft()
+                key = self._pop()
+                if key is not None:
                     self._queued.discard(key)
                     self._processing.add(key)
                     waited = time.monotonic() - self._added_at.pop(key, time.monotonic())
@@ -101,15 +128,13 @@ class WorkQueue:
     def done(self, key: Hashable) -> None:
         with self._cond:
             self._processing.discard(key)
-            if key in self._dirty:
-                self._dirty.discard(key)
-                urgent = key in self._dirty_urgent
-                self._dirty_urgent.discard(key)
-                if key not in self._queued:
-                    self._queued.add(key)
-                    self._added_at.setdefault(key, time.monotonic())
-                    (self._urgent if urgent else self._queue).append(key)
-                    self._cond.notify()
+            if key in self._processing_update:
+                self._processing_update.discard(key)
+                self._updating -= 1
+                self._cond.notify()  # an update may wait for this slot
+            level = self._dirty.pop(key, None)
+            if level is not None:
+                self._enqueue(key, level, time.monotonic())
 
     def shutdown(self) -> None:
         with self._cond:
@@ -121,8 +146,6 @@ class WorkQueue:
         while self._delayed and self._delayed[0][0] <= now:
             _, _, key = heapq.heappop(self._delayed)
             if key in self._processing:
-                self._dirty.add(key)
-            elif key not in self._queued:
-                self._queued.add(key)
-                self._added_at.setdefault(key, now)
-                self._queue.append(key)
+                self._dirty.setdefault(key, UPDATE)
+            else:
+                self._enqueue(key, UPDATE, now)

@@ -33,6 +33,8 @@ class DownSync:
     # Fields the host owns that must survive a PUT (e.g. Service.spec.clusterIP).
     keep_from_host: Callable[[JSON, JSON], None] = field(default=lambda desired, actual: None)
     after_sync: Callable[[JSON, JSON], None] = field(default=lambda vobj, hobj: None)
+    # Another host object to try when the host refuses a create as invalid (422), or None.
+    on_invalid: Callable[[JSON, str], JSON | None] = field(default=lambda desired, msg: None)
     engine: Engine = field(init=False, repr=False)
 
     def setup(self, engine: Engine) -> None:
@@ -113,7 +115,7 @@ class DownSync:
             hobj = self.host(hname)
         if hobj is None:
             try:
-                hobj = self.engine.host.create(self.host_path(), desired)
+                hobj = self._create(desired)
             except ApiError as exc:
                 if exc.status != 409:
                     raise
@@ -132,15 +134,34 @@ class DownSync:
             if hobj is None:
                 self.engine.enqueue(self.name, meta["namespace"], meta["name"])
                 return None
-        elif needs_update(desired, hobj, self.fields):
-            desired["metadata"]["resourceVersion"] = hobj["metadata"]["resourceVersion"]
+        else:
+            # Compared after taking what the host owns, so host-allocated fields (a Service's
+            # node ports) do not turn every reconcile into a write.
             self.keep_from_host(desired, hobj)
-            hobj = self.engine.host.replace(self.host_path(hname), desired)
+            if needs_update(desired, hobj, self.fields):
+                desired["metadata"]["resourceVersion"] = hobj["metadata"]["resourceVersion"]
+                hobj = self.engine.host.replace(self.host_path(hname), desired)
         assert hobj is not None
         if self.status_back:
             self.copy_status(vobj, hobj)
         self.after_sync(vobj, hobj)
         return hobj
+
+    def _create(self, desired: JSON) -> JSON:
+        try:
+            created: JSON = self.engine.host.create(self.host_path(), desired)
+        except ApiError as exc:
+            retry = self.on_invalid(desired, str(exc)) if exc.status == 422 else None
+            if retry is None:
+                raise
+            log.info(
+                "%s %s: %s; retrying with what the host allocates",
+                self.name,
+                desired["metadata"]["name"],
+                exc,
+            )
+            created = self.engine.host.create(self.host_path(), retry)
+        return created
 
     def copy_status(self, vobj: JSON, hobj: JSON) -> None:
         status = hobj.get("status")

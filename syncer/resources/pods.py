@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from ..constants import OBJECT_NAME, OBJECT_NAMESPACE, OBJECT_UID
 from ..core.controller import Engine
+from ..core.workqueue import FOLLOW_UP
 from ..kube import JSON, ApiError
 from ..translate.metadata import virtual_ref
 from ..translate.names import host_name
@@ -205,7 +206,7 @@ class Pods:
         # host informer reports the pod, that reconcile takes it from _fresh.
         self._fresh[hname] = created
         self._token_due[token_secret] = 0.0  # due now, no need to look for an old one
-        self.engine.queue.add(("pods", ns, vpod["metadata"]["name"]), urgent=True)
+        self.engine.queue.add(("pods", ns, vpod["metadata"]["name"]), priority=FOLLOW_UP)
 
     def _update(self, vpod: JSON, hpod: JSON) -> None:
         ns, name = vpod["metadata"]["namespace"], vpod["metadata"]["name"]
@@ -292,9 +293,23 @@ class Pods:
         )
 
     def _virtual_ca(self) -> bytes:
+        """The CA synced pods trust: ``kube-root-ca.crt`` as the controller-manager publishes
+        it; until it has (it starts seconds after the API server, and CoreDNS's pod is synced
+        before that), the CA of the syncer's own kubeconfig, which is the same certificate in
+        the vclusters this project makes."""
         if self._ca is None:
-            cm = self.engine.virtual.get("/api/v1/namespaces/default/configmaps/kube-root-ca.crt")
-            self._ca = str(cm["data"]["ca.crt"]).encode()
+            try:
+                cm = self.engine.virtual.get(
+                    "/api/v1/namespaces/default/configmaps/kube-root-ca.crt"
+                )
+            except ApiError as exc:
+                ca_file = self.engine.virtual.ca_file
+                if exc.status != 404 or not ca_file:
+                    raise
+                with open(ca_file, "rb") as f:
+                    self._ca = f.read()
+            else:
+                self._ca = str(cm["data"]["ca.crt"]).encode()
         return self._ca
 
     def _ensure_token(self, vpod: JSON, secret_name: str, owner: JSON | None = None) -> None:

@@ -1,7 +1,10 @@
-"""Services keep one ClusterIP on both sides: the virtual service is re-created with the IP the
-host allocated (the virtual API server is started with the host's service CIDR, so the address
-is valid there). Endpoints are synced only for selector-less services; the virtual
-controller-manager computes the others from the virtual pods, whose IPs are the host pods' IPs.
+"""Services keep one ClusterIP on both sides. The host copy asks for the virtual ClusterIP (the
+virtual API server is started with the host's service CIDR, so the address is valid there);
+only when the host refuses it (taken by another vcluster's service, or the CIDRs differ) does
+the host allocate, and then the virtual service is re-created with the host's IP.
+
+Endpoints are synced only for selector-less services; the virtual controller-manager computes
+the others from the virtual pods, whose IPs are the host pods' IPs.
 """
 
 from __future__ import annotations

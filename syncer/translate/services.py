@@ -20,7 +20,13 @@ def _base(obj: Mapping[str, Any], kind: str, api_version: str, ns: str, vc: str)
 
 
 def translate_service(svc: Mapping[str, Any], host_namespace: str, vcluster: str) -> dict[str, Any]:
-    """Host Service: selector scoped to the virtual namespace, IPs left to the host."""
+    """Host Service: selector scoped to the virtual namespace, same ClusterIP as the virtual one.
+
+    The virtual API server allocates from the host's service CIDR, so asking the host for the
+    same address usually works and the virtual Service never changes; when the host refuses it
+    (taken, or another range), ``without_cluster_ip`` lets the host choose and the virtual
+    Service is re-created with the host's address.
+    """
     namespace, _ = virtual_identity(svc)
     spec: dict[str, Any] = json_copy(svc.get("spec") or {})
     # Empty and absent selectors are the same after storage: selector-less, endpoints by hand.
@@ -28,12 +34,25 @@ def translate_service(svc: Mapping[str, Any], host_namespace: str, vcluster: str
         spec["selector"] = translate_selector(spec["selector"], namespace)
     else:
         spec.pop("selector", None)
-    # The virtual cluster allocated these from its own ranges; the host allocates its own.
-    if spec.get("clusterIP") != "None":
-        spec.pop("clusterIP", None)
-        spec.pop("clusterIPs", None)
+    # Node ports and health-check ports are the host's to allocate.
     spec.pop("healthCheckNodePort", None)
+    for port in spec.get("ports") or []:
+        port.pop("nodePort", None)
     return {**_base(svc, "Service", "v1", host_namespace, vcluster), "spec": spec}
+
+
+def without_cluster_ip(desired: Mapping[str, Any], error_message: str) -> dict[str, Any] | None:
+    """The host Service again with the host choosing its IP, when the host refused the virtual
+    ClusterIP (``error_message`` names spec.clusterIP(s)); None when there is nothing to drop or
+    the refusal was about something else."""
+    spec = desired.get("spec") or {}
+    ip = spec.get("clusterIP")
+    if not ip or ip == "None" or "clusterIP" not in error_message:
+        return None
+    out: dict[str, Any] = json_copy(dict(desired))
+    out["spec"].pop("clusterIP", None)
+    out["spec"].pop("clusterIPs", None)
+    return out
 
 
 def translate_endpoints(

@@ -84,8 +84,22 @@ def test_vcluster_release_runs_real_pods_and_leaves_nothing(
         virtual = client.CoreV1Api(vc.api_client).list_namespaced_pod("default").items
         assert sorted(p.status.phase for p in virtual) == ["Running", "Running"]
     finally:
-        vc.delete()
+        vc.delete(wait=False)
     print(f"vcluster deleted in {vc.teardown_seconds:.2f}s")
+    # Returned with the release and every pod gone, the namespace terminating (its controller
+    # removes it after a fixed 5 s).
+    assert kind_host.kubectl_run("get", "pods", "-n", ns, "-o", "name").stdout.strip() == ""
+    releases = kind_host.kubectl_run(
+        "get", "secrets", "-n", ns, "-l", "owner=helm", "-o", "name", check=False
+    ).stdout
+    assert releases.strip() == ""
+    left = kind_host.kubectl_run(
+        "get", "namespace", ns, "-o", "jsonpath={.status.phase}", check=False
+    )
+    assert left.stdout in ("Terminating", "")
+    assert left.stdout or "NotFound" in left.stderr
+    assert vc.wait_deleted(timeout=60)
+    print(f"host namespace gone {vc._impl.deleted_seconds:.2f}s after delete()")  # type: ignore[union-attr]
     assert _namespace_gone(kind_host, ns)
     assert "e2e-a" not in kind_host.kubectl_run("get", "pods", "-A").stdout
 

@@ -124,7 +124,7 @@ def test_deployment_runs_with_translated_host_pods(
 def test_service_gets_the_host_cluster_ip(
     vc: LocalVCluster, vcore: client.CoreV1Api, hcore: client.CoreV1Api
 ) -> None:
-    vcore.create_namespaced_service(
+    created = vcore.create_namespaced_service(
         "team-a",
         client.V1Service(
             metadata=client.V1ObjectMeta(name="web"),
@@ -142,6 +142,10 @@ def test_service_gets_the_host_cluster_ip(
 
     ip = wait_for(same_ip, what="virtual ClusterIP == host ClusterIP")
     assert ip.startswith("10.96.")
+    # The host took the virtual IP: the virtual Service was never re-created (a client reading
+    # it right after creating it must not see it vanish).
+    assert ip == created.spec.cluster_ip
+    assert vcore.read_namespaced_service("web", "team-a").metadata.uid == created.metadata.uid
     h = hcore.read_namespaced_service(hname, vc.host_namespace)
     # The host selector only matches pods of the same virtual namespace.
     assert h.spec.selector["vc.pytest-vcluster.io/namespace"] == "team-a"
@@ -155,6 +159,45 @@ def test_service_gets_the_host_cluster_ip(
         what="host endpoints",
     )
     assert len(ep.subsets[0].addresses) == 3
+
+
+def test_service_whose_ip_the_host_refuses_takes_the_host_ip(
+    vc: LocalVCluster, vcore: client.CoreV1Api, hcore: client.CoreV1Api
+) -> None:
+    # An IP the host has given to a service of its own, free inside the virtual cluster.
+    ns = "ip-taken"
+    hcore.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+    ports = [client.V1ServicePort(port=80)]
+    try:
+        taken = hcore.create_namespaced_service(
+            ns,
+            client.V1Service(
+                metadata=client.V1ObjectMeta(name="owner"), spec=client.V1ServiceSpec(ports=ports)
+            ),
+        ).spec.cluster_ip
+        created = vcore.create_namespaced_service(
+            "team-a",
+            client.V1Service(
+                metadata=client.V1ObjectMeta(name="clash"),
+                spec=client.V1ServiceSpec(cluster_ip=taken, selector={"app": "x"}, ports=ports),
+            ),
+        )
+        assert created.spec.cluster_ip == taken
+        hname = host_name("clash", "team-a", "sync")
+
+        def aligned() -> client.V1Service | None:
+            h = hcore.read_namespaced_service(hname, vc.host_namespace)
+            v = vcore.read_namespaced_service("clash", "team-a")
+            ok = v.spec.cluster_ip == h.spec.cluster_ip
+            return v if ok and h.metadata.annotations[OBJECT_UID] == v.metadata.uid else None
+
+        v = wait_for(aligned, what="virtual service re-created with the host's IP")
+        assert v.spec.cluster_ip != taken
+        assert v.metadata.uid != created.metadata.uid
+        # The host's own service was left alone.
+        assert hcore.read_namespaced_service("owner", ns).spec.cluster_ip == taken
+    finally:
+        hcore.delete_namespace(ns)
 
 
 def test_configmap_and_secret_updates_propagate(

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from syncer.core.workqueue import WorkQueue
+from syncer.core.workqueue import CREATE, FOLLOW_UP, WorkQueue
 from syncer.kube import ApiError, Kube
 from syncer.resources.generic import status_differs
 from syncer.resources.nodes import Nodes
@@ -157,6 +157,47 @@ def test_urgent_keys_are_served_first_and_never_twice() -> None:
     nxt = q.get(0.1)
     assert nxt is not None
     assert nxt[0] == "update-2"
+
+
+def test_priorities_creates_then_follow_ups_then_updates() -> None:
+    q = WorkQueue()
+    q.add("update")
+    q.add("token", priority=FOLLOW_UP)
+    q.add("create", priority=CREATE)
+    got = [q.get(0.1) for _ in range(3)]
+    assert [g[0] if g else None for g in got] == ["create", "token", "update"]
+    # Re-added while processing with a higher priority: served at that priority after done().
+    q.add("a")
+    q.add("update", priority=FOLLOW_UP)
+    q.done("update")
+    nxt = q.get(0.1)
+    assert nxt is not None
+    assert nxt[0] == "update"
+
+
+def test_update_limit_caps_concurrent_updates_but_not_creates() -> None:
+    q = WorkQueue(update_limit=2)
+    for k in ("u1", "u2", "u3"):
+        q.add(k)
+    first = [q.get(0.1), q.get(0.1)]
+    assert [g[0] if g else None for g in first] == ["u1", "u2"]
+    assert q.get(0.05) is None  # two updates in progress: the third waits
+    q.add("new", urgent=True)
+    nxt = q.get(0.1)  # a creation still gets a worker
+    assert nxt is not None
+    assert nxt[0] == "new"
+    q.done("new")
+    assert q.get(0.05) is None
+    # A finished update frees its slot for a worker already waiting.
+    got: list[object] = []
+    t = threading.Thread(target=lambda: got.append(q.get(2)))
+    t.start()
+    time.sleep(0.05)
+    q.done("u1")
+    t.join(2)
+    assert got
+    assert got[0] is not None
+    assert got[0][0] == "u3"
 
 
 def test_status_differs_only_on_host_keys() -> None:

@@ -17,6 +17,7 @@ from syncer.translate.services import (
     translate_pvc,
     translate_secret,
     translate_service,
+    without_cluster_ip,
 )
 
 Matcher = Callable[..., bool]
@@ -60,26 +61,79 @@ def test_selector_less_service_stays_selector_less(spec: dict[str, Any]) -> None
 
 
 @pytest.mark.parametrize(
-    ("spec", "kept"),
+    ("spec", "host_spec"),
     [
-        ({"clusterIP": "10.0.0.7", "clusterIPs": ["10.0.0.7"]}, {}),
+        # The virtual ClusterIP is asked for on the host (same service CIDR on both sides).
+        (
+            {"clusterIP": "10.0.0.7", "clusterIPs": ["10.0.0.7"]},
+            {"clusterIP": "10.0.0.7", "clusterIPs": ["10.0.0.7"]},
+        ),
         (
             {"clusterIP": "None", "clusterIPs": ["None"]},
             {"clusterIP": "None", "clusterIPs": ["None"]},
         ),
-        ({"type": "LoadBalancer", "healthCheckNodePort": 31000}, {"type": "LoadBalancer"}),
+        # Node ports are the host's to allocate.
+        (
+            {"type": "LoadBalancer", "healthCheckNodePort": 31000},
+            {"type": "LoadBalancer"},
+        ),
     ],
 )
-def test_service_ips_are_left_to_the_host(spec: dict[str, Any], kept: dict[str, Any]) -> None:
+def test_service_ips(spec: dict[str, Any], host_spec: dict[str, Any]) -> None:
     virtual = service(**spec)
+    virtual["spec"]["ports"][0]["nodePort"] = 30080
     before = copy.deepcopy(virtual)
     host = translate_service(virtual, "host-ns", "vc")
     assert virtual == before
-    assert host["spec"] == {"ports": virtual["spec"]["ports"], **kept}
+    assert host["spec"] == {
+        "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}],
+        **host_spec,
+    }
     assert "status" not in host
     assert host["metadata"]["name"] == ref("web")
     assert host["metadata"]["namespace"] == "host-ns"
     assert host["metadata"]["annotations"][OBJECT_KIND] == "Service"
+
+
+TAKEN = (
+    'POST /api/v1/namespaces/h/services: 422 Service "web" is invalid: spec.clusterIPs: '
+    'Invalid value: []string{"10.0.0.7"}: failed to allocate IP 10.0.0.7: provided IP is '
+    "already allocated"
+)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message", "retried"),
+    [
+        ({"clusterIP": "10.0.0.7", "clusterIPs": ["10.0.0.7"]}, TAKEN, True),
+        # Headless stays headless; nothing to drop without an IP.
+        ({"clusterIP": "None", "clusterIPs": ["None"]}, TAKEN, False),
+        ({}, TAKEN, False),
+        # Refused for another reason: retrying without the IP would not help.
+        (
+            {"clusterIP": "10.0.0.7"},
+            'Service "web" is invalid: spec.ports[0].port: Invalid value: 0',
+            False,
+        ),
+    ],
+)
+def test_refused_cluster_ip_is_left_to_the_host(
+    spec: dict[str, Any], message: str, retried: bool
+) -> None:
+    desired = translate_service(service(**spec), "host-ns", "vc")
+    before = copy.deepcopy(desired)
+    retry = without_cluster_ip(desired, message)
+    assert desired == before
+    if not retried:
+        assert retry is None
+        return
+    assert retry is not None
+    assert "clusterIP" not in retry["spec"]
+    assert "clusterIPs" not in retry["spec"]
+    assert {k: v for k, v in desired["spec"].items() if not k.startswith("clusterIP")} == retry[
+        "spec"
+    ]
+    assert retry["metadata"] == desired["metadata"]
 
 
 def test_endpoints_follow_the_service_name_without_target_refs() -> None:
