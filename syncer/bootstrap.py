@@ -6,6 +6,10 @@ nameserver of this process's ``/etc/resolv.conf`` (in the chart's pod: the host 
 and each object is created in the virtual cluster unless it exists (create-only: what a user
 changed afterwards stays). A background thread retries until the virtual API server takes them.
 
+Pods among them are bare Pods (CoreDNS is one: no wait for the controller-manager's Deployment
+and ReplicaSet controllers, which start seconds after the API server); with no controller of
+their own, this thread keeps them: a Pod that is gone or has ended is created again.
+
 CoreDNS needs the host's DNS for one thing: its pods (and every synced pod) reach the vcluster's
 API server through ``KUBERNETES_SERVICE_HOST=<release>.<namespace>.svc``, a host name. Its
 Corefile forwards that zone, and only that one, to the host's DNS.
@@ -34,6 +38,7 @@ KINDS: dict[str, tuple[str, bool]] = {
     "ConfigMap": ("configmaps", True),
     "Secret": ("secrets", True),
     "Service": ("services", True),
+    "Pod": ("pods", True),
     "Deployment": ("deployments", True),
     "DaemonSet": ("daemonsets", True),
     "ClusterRole": ("clusterroles", False),
@@ -97,6 +102,33 @@ def apply(kube: Kube, objs: Iterable[JSON]) -> list[str]:
     return created
 
 
+_ENDED = ("Failed", "Succeeded")
+
+
+def keep_pods(kube: Kube, objs: Iterable[JSON]) -> list[str]:
+    """Create again the Pods among ``objs`` that are gone; delete those that have ended (the
+    next call creates them). Returns the names created."""
+    created = []
+    for obj in objs:
+        if obj["kind"] != "Pod":
+            continue
+        path = f"{collection_path(obj)}/{obj['metadata']['name']}"
+        try:
+            live: JSON | None = kube.get(path)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+            live = None
+        if live is not None:
+            if (live.get("status") or {}).get("phase") in _ENDED and not live["metadata"].get(
+                "deletionTimestamp"
+            ):
+                kube.delete(path, uid=live["metadata"].get("uid"))
+            continue
+        created += apply(kube, [obj])
+    return created
+
+
 def start(
     kube: Kube,
     directory: str,
@@ -104,8 +136,10 @@ def start(
     resolv_conf: str = "/etc/resolv.conf",
     stop: threading.Event | None = None,
     sleep: Callable[[float], Any] | None = None,
+    keep_interval: float = 2.0,
 ) -> threading.Thread:
-    """Apply the directory's manifests in a daemon thread, retrying until they are in."""
+    """Apply the directory's manifests in a daemon thread, retrying until they are in; then
+    keep their Pods every ``keep_interval`` seconds until ``stop``."""
     stop = stop or threading.Event()
     wait = sleep or stop.wait
 
@@ -125,7 +159,18 @@ def start(
                 delay = min(delay * 2, 0.25)
                 continue
             log.info("bootstrap: %d objects applied (%s created)", len(objs), len(created))
+            break
+        if not any(o["kind"] == "Pod" for o in objs):
             return
+        while not stop.is_set():
+            wait(keep_interval)
+            try:
+                again = keep_pods(kube, objs)
+            except Exception as exc:  # the API server restarts: try again next time
+                log.info("bootstrap: keeping pods: %s", exc)
+                continue
+            if again:
+                log.info("bootstrap: created again: %s", ", ".join(again))
 
     thread = threading.Thread(target=run, name="bootstrap", daemon=True)
     thread.start()

@@ -29,8 +29,8 @@ def test_load_substitutes_and_refuses_unknown_kinds(tmp_path: Path) -> None:
     assert objs[0]["data"]["ns"] == "10.0.0.10"
     with pytest.raises(ValueError, match="names none"):
         bootstrap.load(tmp_path, "")
-    (tmp_path / "c.yaml").write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: c}\n")
-    with pytest.raises(ValueError, match="'Pod'"):
+    (tmp_path / "c.yaml").write_text("apiVersion: v1\nkind: Node\nmetadata: {name: c}\n")
+    with pytest.raises(ValueError, match="'Node'"):
         bootstrap.load(tmp_path, "10.0.0.10")
 
 
@@ -66,3 +66,68 @@ def test_apply_is_create_only_and_start_retries(tmp_path: Path) -> None:
     thread.join(5)
     assert not thread.is_alive()
     assert kube.created == [("/apis/apps/v1/namespaces/default/deployments", "web")]
+
+
+class PodKube(FakeKube):
+    """Pods by path with a phase; get/delete as the API server answers them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.existing = set()
+        self.pods: dict[str, dict[str, Any]] = {}
+        self.deleted: list[str] = []
+
+    def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        out = super().create(path, body)
+        if body["kind"] == "Pod":
+            self.existing.add(body["metadata"]["name"])
+            self.pods[f"{path}/{body['metadata']['name']}"] = {
+                "metadata": {"uid": "u"},
+                "status": {"phase": "Pending"},
+            }
+        return out
+
+    def get(self, path: str) -> dict[str, Any]:
+        if path not in self.pods:
+            raise ApiError(404, {"reason": "NotFound"}, "GET", path)
+        return self.pods[path]
+
+    def delete(self, path: str, uid: str | None = None) -> None:
+        self.deleted.append(path)
+        self.pods.pop(path)
+        self.existing.discard(path.rsplit("/", 1)[1])
+
+
+def test_bootstrap_pods_are_kept(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: dns-0, namespace: kube-system}\n"
+    )
+    kube = PodKube()
+    path = "/api/v1/namespaces/kube-system/pods/dns-0"
+    stop = threading.Event()
+    rounds: list[float] = []
+
+    def tick(seconds: float) -> None:
+        rounds.append(seconds)
+        if len(rounds) == 1:  # a user deletes it: created again
+            kube.delete(path)
+        elif len(rounds) == 2:  # it ended: deleted, then created again
+            kube.pods[path]["status"]["phase"] = "Failed"
+        elif len(rounds) == 4:
+            stop.set()
+
+    thread = bootstrap.start(
+        kube,  # type: ignore[arg-type]
+        str(tmp_path),
+        resolv_conf=str(tmp_path / "none"),
+        sleep=tick,
+        stop=stop,
+        keep_interval=0.5,
+    )
+    thread.join(5)
+    assert not thread.is_alive()
+    assert rounds == [0.5] * 4
+    names = [n for _, n in kube.created]
+    assert names == ["dns-0", "dns-0", "dns-0"]  # first apply, after the deletion, after it ended
+    assert kube.deleted == [path, path]  # the user's, then ours of the ended pod
+    assert kube.pods[path]["status"]["phase"] == "Pending"

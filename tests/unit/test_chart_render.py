@@ -324,7 +324,7 @@ def test_vcluster_pods_pass_the_restricted_standard(
 ) -> None:
     objs = docs(helm, pki_args, tmp_path)
     bootstrap = list(yaml.safe_load_all(objs["ConfigMap/vc1-bootstrap"]["data"]["coredns.yaml"]))
-    coredns = next(d for d in bootstrap if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    coredns = next(d for d in bootstrap if d["kind"] == "Pod")["spec"]
     pods = [
         objs["StatefulSet/vc1"]["spec"]["template"]["spec"],
         objs["Pod/vc1-test-api"]["spec"],
@@ -386,16 +386,18 @@ def test_coredns_bootstrap_manifests(helm: Path, pki_args: list[str], tmp_path: 
         "ClusterRole/system:coredns",
         "ClusterRoleBinding/system:coredns",
         "ConfigMap/coredns",
-        "Deployment/coredns",
+        "Pod/coredns-0",
+        "Pod/coredns-1",
         "Service/kube-dns",
         "ServiceAccount/coredns",
     ]
     svc = kinds["Service/kube-dns"]
     assert svc["metadata"]["namespace"] == "kube-system"
     assert {p["port"] for p in svc["spec"]["ports"]} == {53}
-    deploy = kinds["Deployment/coredns"]
-    assert deploy["spec"]["replicas"] == 2
-    pod = deploy["spec"]["template"]["spec"]
+    # Bare pods (the syncer keeps them), one per replica, selected by the Service.
+    assert kinds["Pod/coredns-1"]["metadata"]["labels"] == svc["spec"]["selector"]
+    assert kinds["Pod/coredns-1"]["metadata"]["namespace"] == "kube-system"
+    pod = kinds["Pod/coredns-0"]["spec"]
     assert pod["dnsPolicy"] == "None"
     assert pod["dnsConfig"]["nameservers"] == ["10.96.0.10"]
     assert pod["dnsConfig"]["searches"][0] == "vcluster-vc1.svc.cluster.local"
