@@ -45,9 +45,7 @@ def test_service_is_reached_by_its_dns_name(real_pods, image):
     )
     vc.wait_for("Deployment", "web", "Available", api_version="apps/v1", timeout=120)
     # The vcluster's DNS is CoreDNS running inside it, like any workload: wait until it answers.
-    vc.wait_for(
-        "Deployment", "coredns", "Available", namespace="kube-system", api_version="apps/v1"
-    )
+    vc.wait_for("Pod", "coredns-0", "Ready", namespace="kube-system")
 
     # Resolve the short name (search domains written by the syncer into the host pod) with
     # busybox's own resolver, then fetch the page from the address it returned. As on any

@@ -303,6 +303,19 @@ def test_service_reached_by_name_from_another_pod(
         ]
         assert any(n and n.startswith("coredns-") for n in names), names
         assert dns.spec.cluster_ip == vc._impl.dns_ip
+        # A bare pod the syncer keeps: deleted, it is created again and becomes ready.
+        old = core.read_namespaced_pod("coredns-0", "kube-system").metadata.uid
+        core.delete_namespaced_pod("coredns-0", "kube-system", grace_period_seconds=0)
+        vc.wait_for(
+            "Pod",
+            "coredns-0",
+            lambda p: (
+                p.metadata.uid != old
+                and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+            ),
+            namespace="kube-system",
+            timeout=90,
+        )
 
 
 def test_unschedulable_pod_fails_fast_with_the_reason(
