@@ -1,8 +1,10 @@
 """Benchmark: syncer latency, CPU and memory, side by side with the host floor.
 
-    python bench/syncer.py [--pods 100,1000] [--runs 3] [--configmaps 10000]
+    python bench/syncer.py [--pods 100,1000] [--rates 0,100] [--runs 3] [--configmaps 10000]
 
-For each size, every run creates N pods in a fresh virtual namespace and measures, per pod:
+For each rate (0: a burst from 8 threads, as fast as the virtual API server takes the creates;
+else that many pods per second, as a ReplicaSet is paced by its controller-manager) and size,
+every run creates N pods in a fresh virtual namespace and measures, per pod:
   - down: virtual create returned -> host pod seen by a host watch (the syncer's latency)
   - up:   host pod Running (host watch) -> virtual pod Running (virtual watch)
 and, in the same run, the floor: the same N pods created the same way directly in a host
@@ -96,14 +98,23 @@ def pod(name: str) -> dict[str, Any]:
 
 
 def create_all(
-    kube: Kube, ns: str, n: int, prefix: str, started: dict[str, float] | None = None
+    kube: Kube,
+    ns: str,
+    n: int,
+    prefix: str,
+    started: dict[str, float] | None = None,
+    rate: float = 0.0,
 ) -> dict[str, float]:
-    """Create n pods from 8 threads; returns when each create returned (and fills
-    ``started`` with when each was sent)."""
+    """Create n pods from 8 threads, as fast as the API server takes them or, with ``rate``,
+    that many per second; returns when each create returned (and fills ``started`` with when
+    each was sent)."""
     done: dict[str, float] = {}
+    t0 = time.monotonic()
 
     def one(i: int) -> None:
         name = f"{prefix}-{i}"
+        if rate:
+            time.sleep(max(0.0, t0 + i / rate - time.monotonic()))
         if started is not None:
             started[name] = time.monotonic()
         kube.create(f"/api/v1/namespaces/{ns}/pods", pod(name))
@@ -171,7 +182,7 @@ def process_cpu(h: LocalHost, vc: LocalVCluster) -> dict[str, float]:
 
 
 def run_pods(
-    h: LocalHost, host: Kube, virtual: Kube, vc: LocalVCluster, n: int, run: int
+    h: LocalHost, host: Kube, virtual: Kube, vc: LocalVCluster, n: int, run: int, rate: float
 ) -> dict[str, Any]:
     vns, fns = f"bench-{n}-{run}", f"floor-{n}-{run}"
     virtual.create("/api/v1/namespaces", {"metadata": {"name": vns}})
@@ -193,7 +204,7 @@ def run_pods(
     probe.start()
     cpu0, req0, procs0 = cpu_seconds(spid), api_requests(vc), process_cpu(h, vc)
     t0 = time.monotonic()
-    created = create_all(virtual, vns, n, "p")
+    created = create_all(virtual, vns, n, "p", rate=rate)
     create_s = time.monotonic() - t0
     ok = wait(lambda: len(vw.running) >= n, 120 + n * 0.2)
     cpu = cpu_seconds(spid) - cpu0
@@ -202,7 +213,7 @@ def run_pods(
     req1 = api_requests(vc)
     floor_started: dict[str, float] = {}
     t0 = time.monotonic()
-    floor_created = create_all(host, fns, n, "p", floor_started)
+    floor_created = create_all(host, fns, n, "p", floor_started, rate=rate)
     floor_create_s = time.monotonic() - t0
     wait(lambda: len(fw.running) >= n, 120 + n * 0.2)
     probe.stop.set()
@@ -230,6 +241,7 @@ def run_pods(
     first = min(created.values())
     return {
         "pods": n,
+        "rate_per_s": rate or "burst",
         "all_running": ok,
         # Throughput: how long the burst of virtual creates took, and until the syncer had
         # created the last host pod (the floor's burst of host creates, for comparison).
@@ -308,6 +320,12 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pods", default="100,1000")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument(
+        "--rates",
+        default="0,100",
+        help="creation rates in pods/s, 0: a burst from 8 threads (a ReplicaSet is paced by "
+        "its controller-manager's client: 20 requests/s by default)",
+    )
     ap.add_argument("--configmaps", type=int, default=10000)
     ap.add_argument("--out", type=Path, default=RESULTS / "syncer.json")
     ap.add_argument("--syncer-arg", action="append", default=[], help="extra syncer flag")
@@ -326,12 +344,14 @@ def main() -> int:
         with LocalVCluster(h.info(), "bench", syncer_args=tuple(args.syncer_arg)) as vc:
             host = Kube.from_kubeconfig(str(h.kubeconfig_path), name="host")
             virtual = Kube.from_kubeconfig(str(vc.kubeconfig_path), name="virtual")
-            for n in (int(x) for x in args.pods.split(",") if x):
-                samples = []
-                for run in range(args.runs):
-                    samples.append(run_pods(h, host, virtual, vc, n, run))
-                    print(f"pods={n} run={run + 1}: {samples[-1]}", file=sys.stderr)
-                result["pods"][str(n)] = {"summary": summarize(samples), "samples": samples}
+            for rate in (float(x) for x in args.rates.split(",") if x):
+                for n in (int(x) for x in args.pods.split(",") if x):
+                    samples = []
+                    for run in range(args.runs):
+                        samples.append(run_pods(h, host, virtual, vc, n, run, rate))
+                        print(f"pods={n} rate={rate} run={run + 1}: {samples[-1]}", file=sys.stderr)
+                    key = f"{n}" if not rate else f"{n}@{rate:g}/s"
+                    result["pods"][key] = {"summary": summarize(samples), "samples": samples}
         if args.configmaps:
             with LocalVCluster(
                 h.info(), "benchcm", syncer_args=("--sync-all-configmaps-secrets",)

@@ -122,41 +122,6 @@ class SyncerImage:
             purpose="the syncer image",
             prefix=("nice", "-n", "19"),
         )
-        debootstrap = shutil.which("debootstrap")
-        if debootstrap is None:
-            raise VClusterError("the syncer image needs debootstrap (apt-get install debootstrap)")
-        self.work.mkdir(parents=True, exist_ok=True)
-        tmp = root.with_name(root.name + ".incoming")
-        shutil.rmtree(tmp, ignore_errors=True)
-        cmd = [
-            "nice",
-            "-n",
-            "19",
-            debootstrap,
-            "--variant=minbase",
-            "--include=" + ",".join(PACKAGES),
-            SUITE,
-            str(tmp),
-            self.mirror,
-        ]
-        _stderr(f"syncer: {' '.join(cmd)}")
-        log = self.work / "debootstrap.log"
-        with log.open("w") as fh:
-            rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=False).returncode
-        if rc != 0:
-            raise VClusterError(f"debootstrap failed ({rc}); log {log}:\n{log.read_text()[-3000:]}")
-        for rel in SLIM_PATHS:
-            p = tmp / rel
-            if p.is_dir():
-                for child in p.iterdir():
-                    if child.is_dir() and not child.is_symlink():
-                        shutil.rmtree(child)
-                    else:
-                        child.unlink()
-        shutil.rmtree(root, ignore_errors=True)
-        os.replace(tmp, root)
-        (root / ".pytest-vcluster-complete").write_text(" ".join(cmd))
-        return root
 
     def site_packages(self, dest: Path) -> None:
         """Wheels built on the host, installed into ``dest`` (which becomes /opt/syncer)."""
