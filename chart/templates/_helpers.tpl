@@ -29,9 +29,51 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{ .image.repository }}:{{ $tag }}
 {{- end -}}
 
+{{/*
+The PKI. pytest-vcluster passes it (pki.*, with --set-file: ECDSA keys, an admin client
+certificate). With plain `helm install` (no pki.caCert) the chart makes one: the release's
+existing Secret on an upgrade (its certificates stay), else a new CA, API server certificate and
+service-account key (RSA, sprig), and a random admin token (sprig cannot put system:masters in a
+certificate; the token file gives the admin that group). Stored into .Values.pki once per render,
+so every template sees the same certificates.
+*/}}
+{{- define "vcluster.ensurePki" -}}
+{{- $pki := .Values.pki -}}
+{{- if not $pki.caCert -}}
+{{- $fullname := include "vcluster.fullname" . -}}
+{{- $old := lookup "v1" "Secret" .Release.Namespace (printf "%s-pki" $fullname) -}}
+{{- if and $old (hasKey ($old.data | default dict) "admin.token") -}}
+{{- $_ := set $pki "caCert" (index $old.data "ca.crt" | b64dec) -}}
+{{- $_ := set $pki "caKey" (index $old.data "ca.key" | b64dec) -}}
+{{- $_ := set $pki "apiServerCert" (index $old.data "apiserver.crt" | b64dec) -}}
+{{- $_ := set $pki "apiServerKey" (index $old.data "apiserver.key" | b64dec) -}}
+{{- $_ := set $pki "serviceAccountKey" (index $old.data "sa.key" | b64dec) -}}
+{{- $_ := set $pki "serviceAccountPub" (index $old.data "sa.pub" | b64dec) -}}
+{{- $_ := set $pki "adminToken" (index $old.data "admin.token" | b64dec) -}}
+{{- else -}}
+{{- $ca := genCA (printf "%s-ca" $fullname) 3650 -}}
+{{- $host := include "vcluster.serviceHost" . -}}
+{{- $net := splitList "." (first (splitList "/" .Values.controlPlane.serviceCIDR)) -}}
+{{- $kubernetesIP := printf "%s.%s.%s.%d" (index $net 0) (index $net 1) (index $net 2) (add1 (atoi (index $net 3))) -}}
+{{- $dns := list "localhost" $host (printf "%s.cluster.local" $host) "kubernetes" "kubernetes.default" "kubernetes.default.svc" "kubernetes.default.svc.cluster.local" -}}
+{{- $api := genSignedCert "kube-apiserver" (list "127.0.0.1" $kubernetesIP) $dns 3650 $ca -}}
+{{- $sa := genPrivateKey "rsa" -}}
+{{- $_ := set $pki "caCert" $ca.Cert -}}
+{{- $_ := set $pki "caKey" $ca.Key -}}
+{{- $_ := set $pki "apiServerCert" $api.Cert -}}
+{{- $_ := set $pki "apiServerKey" $api.Key -}}
+{{- /* kube-apiserver reads the public half from the private key file */ -}}
+{{- $_ := set $pki "serviceAccountKey" $sa -}}
+{{- $_ := set $pki "serviceAccountPub" $sa -}}
+{{- $_ := set $pki "adminToken" (randAlphaNum 48) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "vcluster.pki" -}}
 {{- $ := .root -}}
-{{- required (printf "pki.%s is required: the chart does not generate certificates; pytest-vcluster passes them with --set-file (chart/NOTES-dev.md)" .key) (index $.Values.pki .key) -}}
+{{- include "vcluster.ensurePki" $ -}}
+{{- required (printf "pki.%s is required with the other pki.* values (pytest-vcluster passes them all; leave them all empty to let the chart make them)" .key) (index $.Values.pki .key) -}}
 {{- end -}}
 
 {{/* A kubeconfig for the vcluster admin at the given server. */}}
@@ -46,8 +88,12 @@ clusters:
 users:
   - name: admin
     user:
+      {{- if .root.Values.pki.adminToken }}
+      token: {{ .root.Values.pki.adminToken }}
+      {{- else }}
       client-certificate-data: {{ include "vcluster.pki" (dict "root" .root "key" "adminCert") | b64enc }}
       client-key-data: {{ include "vcluster.pki" (dict "root" .root "key" "adminKey") | b64enc }}
+      {{- end }}
 contexts:
   - name: {{ .name }}
     context:

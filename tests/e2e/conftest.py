@@ -74,7 +74,7 @@ def tools(k8s: K8sVersion, cache_dir: Path) -> dict[str, Path]:
     resolver = BinaryResolver(
         k8s, cache_dir, download_base=os.environ.get("PYTEST_VCLUSTER_DOWNLOAD_URL", "off")
     )
-    return {t: resolver.resolve(t).path for t in ("kind", "kubectl")}
+    return {t: resolver.resolve(t).path for t in ("kind", "kubectl", "helm")}
 
 
 @pytest.fixture(scope="session")

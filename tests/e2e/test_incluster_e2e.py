@@ -430,3 +430,97 @@ def test_zz_nothing_left_on_the_host(kind_host: KindHost) -> None:
     while "vcluster-e2e" in (pvs := kind_host.kubectl_run("get", "pv", "-o", "json").stdout):
         assert time.monotonic() < deadline, pvs
         time.sleep(1)
+
+
+def test_plain_helm_install_without_the_plugin(
+    kind_host: KindHost, vcluster_images: dict[str, str], tools: dict[str, Path], tmp_path: Path
+) -> None:
+    """The chart on its own, as its NOTES.txt says: `helm install` with the image values only
+    (the chart makes its certificates and an admin token), the kubeconfig from Secret
+    vc-<release>, `kubectl port-forward`; `helm uninstall` and the namespace take the rest."""
+    import base64
+    import subprocess
+
+    from kubernetes import client, config
+
+    from pytest_vcluster.hosts.incluster import CHART_DIR, split_image
+    from pytest_vcluster.procs import free_port
+
+    ns, release = "plain-helm", "plain"
+    kubeconfig = str(kind_host.kubeconfig_path)
+    helm = [str(tools["helm"]), "--kubeconfig", kubeconfig]
+    dns = kind_host.kubectl_json("get", "deployment", "coredns", "-n", "kube-system")
+    dns_repo, dns_tag = split_image(dns["spec"]["template"]["spec"]["containers"][0]["image"])
+    sets: list[str] = []
+    for key, ref in (
+        ("controlPlane", vcluster_images["controlPlane"]),
+        ("syncer", vcluster_images["syncer"]),
+        ("coredns", f"{dns_repo}:{dns_tag}"),
+    ):
+        repo, tag = split_image(ref)
+        sets += ["--set", f"{key}.image.repository={repo}", "--set", f"{key}.image.tag={tag}"]
+    forward: subprocess.Popen[bytes] | None = None
+    try:
+        install = subprocess.run(
+            [*helm, "install", release, str(CHART_DIR), "-n", ns, "--create-namespace", *sets],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert install.returncode == 0, install.stderr
+        assert "port-forward" in install.stdout  # NOTES.txt
+        kind_host.kubectl_run(
+            "wait", "--for=condition=Ready", f"pod/{release}-0", "-n", ns, "--timeout=180s",
+            timeout=200,
+        )  # fmt: skip
+        secret = kind_host.kubectl_json("get", "secret", f"vc-{release}", "-n", ns)
+        path = tmp_path / "vcluster.kubeconfig"
+        path.write_bytes(base64.b64decode(secret["data"]["config"]))
+        port = free_port()
+        forward = subprocess.Popen(
+            [str(tools["kubectl"]), "--kubeconfig", kubeconfig, "-n", ns, "port-forward",
+             f"svc/{release}", f"{port}:443"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        cfg = client.Configuration()
+        config.load_kube_config(config_file=str(path), client_configuration=cfg)
+        cfg.host = f"https://127.0.0.1:{port}"  # the certificate names 127.0.0.1
+        api = client.ApiClient(cfg)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                review = client.AuthenticationV1Api(api).create_self_subject_review(
+                    client.V1SelfSubjectReview()
+                )
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        assert review.status.user_info.username == "admin"
+        assert "system:masters" in review.status.user_info.groups
+        names = {n.metadata.name for n in client.CoreV1Api(api).list_namespace().items}
+        assert {"default", "kube-system"} <= names
+        # The syncer works with the chart's own PKI: CoreDNS (created by it in the vcluster)
+        # runs in the host namespace.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            pods = kind_host.kubectl_json("get", "pods", "-n", ns)["items"]
+            dns_pods = [
+                p for p in pods
+                if (p["metadata"].get("annotations") or {}).get("vc.pytest-vcluster.io/object-name")
+                == "coredns-0"
+            ]  # fmt: skip
+            if dns_pods and dns_pods[0]["status"].get("phase") == "Running":
+                break
+            time.sleep(1)
+        else:
+            raise AssertionError(f"CoreDNS not running in {ns}: {[p['metadata'] for p in pods]}")
+        api.close()
+    finally:
+        if forward is not None:
+            forward.kill()
+            forward.wait()
+        subprocess.run([*helm, "uninstall", release, "-n", ns], capture_output=True, timeout=120)
+        kind_host.kubectl_run("delete", "namespace", ns, "--wait=true", check=False, timeout=180)
+    assert _namespace_gone(kind_host, ns)

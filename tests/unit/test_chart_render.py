@@ -162,7 +162,15 @@ def test_statefulset_pod(helm: Path, pki_args: list[str], tmp_path: Path) -> Non
     assert f"--controllers={VCLUSTER_CONTROLLERS}" in args
     assert args.count("--service-cluster-ip-range=10.96.0.0/16") == 2
     assert args.count("---") == 2  # etcd, kube-apiserver, kube-controller-manager
-    assert not [a for a in args if a.startswith("--ready=")]  # all three start together
+    # etcd and kube-apiserver start together (the API server retries etcd); the
+    # controller-manager once the API server is ready.
+    assert [a for a in args if a.startswith("--ready=")] == [
+        "--ready=https://127.0.0.1:6443/readyz"
+    ]
+    assert (
+        args.index("--ready=https://127.0.0.1:6443/readyz")
+        == args.index("--step=kube-apiserver") + 1
+    )
     assert args[args.index("--step=kube-controller-manager") + 1] == "--restart=3"
     assert "--enable-priority-and-fairness=false" in args
     assert "--advertise-address=$(POD_IP)" in args
@@ -219,12 +227,73 @@ def test_unknown_value_is_refused_by_the_schema(
     assert "additional properties" in proc.stderr.lower()
 
 
-def test_missing_pki_and_image_tag_say_what_to_do(helm: Path, tmp_path: Path) -> None:
+def test_missing_image_tag_says_what_to_do(helm: Path, tmp_path: Path) -> None:
     proc = render(helm, [])
     assert proc.returncode != 0
-    assert "pytest-vcluster passes them with --set-file" in proc.stderr or (
-        "images/control-plane/build.py" in proc.stderr or "images/syncer/build.py" in proc.stderr
+    assert "images/control-plane/build.py" in proc.stderr or "images/syncer/build.py" in proc.stderr
+
+
+def test_partial_pki_is_refused(helm: Path, pki_args: list[str], tmp_path: Path) -> None:
+    values = _vcluster(tmp_path).chart_values(IMAGES, "10.96.0.0/12")
+    only_ca = [a for a in pki_args if a.startswith("--set-file=pki.caCert=")]
+    proc = render(helm, only_ca, values, tmp_path)
+    assert proc.returncode != 0
+    assert "is required with the other pki.* values" in proc.stderr
+
+
+def test_plain_helm_install_makes_its_own_pki(helm: Path, tmp_path: Path) -> None:
+    """No pki.* (helm install without pytest-vcluster): a CA, an API server certificate for the
+    Service, localhost and the vcluster's `kubernetes` Service IP, a service-account key and a
+    static admin token in system:masters; the same certificates everywhere in one render."""
+    from cryptography import x509
+
+    values = _vcluster(tmp_path).chart_values(IMAGES, "10.96.0.0/16")
+
+    def rendered() -> dict[str, Any]:
+        proc = render(helm, [], values, tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        return {
+            f"{d['kind']}/{d['metadata']['name']}": d for d in yaml.safe_load_all(proc.stdout) if d
+        }
+
+    objs = rendered()
+    pki = {k: base64.b64decode(v) for k, v in objs["Secret/vc1-pki"]["data"].items()}
+    ca = x509.load_pem_x509_certificate(pki["ca.crt"])
+    api = x509.load_pem_x509_certificate(pki["apiserver.crt"])
+    api.verify_directly_issued_by(ca)
+    sans = api.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert {"localhost", "vc1.vcluster-vc1.svc", "kubernetes.default.svc"} <= set(
+        sans.get_values_for_type(x509.DNSName)
     )
+    assert {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)} == {
+        "127.0.0.1",
+        "10.96.0.1",
+    }
+    token = pki["admin.token"].decode()
+    assert len(token) == 48
+    assert pki["tokens.csv"].decode() == f'{token},admin,admin,"system:masters"\n'
+    for cfg in (
+        yaml.safe_load(base64.b64decode(objs["Secret/vc-vc1"]["data"]["config"])),
+        yaml.safe_load(pki["kubeconfig"]),
+    ):
+        assert cfg["users"][0]["user"] == {"token": token}
+        assert (
+            base64.b64decode(cfg["clusters"][0]["cluster"]["certificate-authority-data"])
+            == (pki["ca.crt"])
+        )
+    args = _containers(objs)["control-plane"]["args"]
+    assert "--token-auth-file=/pki/tokens.csv" in args
+    # Each install makes its own.
+    again = base64.b64decode(rendered()["Secret/vc1-pki"]["data"]["ca.crt"])
+    assert again != pki["ca.crt"]
+
+
+def test_plugin_pki_has_no_token(helm: Path, pki_args: list[str], tmp_path: Path) -> None:
+    objs = docs(helm, pki_args, tmp_path)
+    assert "tokens.csv" not in objs["Secret/vc1-pki"]["data"]
+    assert not [a for a in _containers(objs)["control-plane"]["args"] if "token-auth" in a]
+    cfg = yaml.safe_load(base64.b64decode(objs["Secret/vc-vc1"]["data"]["config"]))
+    assert set(cfg["users"][0]["user"]) == {"client-certificate-data", "client-key-data"}
 
 
 def test_helpers() -> None:
