@@ -67,15 +67,12 @@ class VCluster:
         else:
             from .versions import parse_k8s_version
 
-            same = str(parse_k8s_version(self.k8s_version)) == host.k8s_version
-            if host.kind == "kind" and not same:
-                raise VClusterError(
-                    f"vcluster {name!r}: Kubernetes {self.k8s_version} on a {host.kind} host "
-                    f"(running {host.k8s_version}) is not supported yet"
-                )
+            # Any version with a control-plane image runs on any host (the image is the
+            # version: images/control-plane/build.py --k8s-version X).
             self._impl = InClusterVCluster(
                 host,
                 name,
+                k8s_version=str(parse_k8s_version(self.k8s_version)),
                 labels=dict(labels or {}),
                 syncer_args=args,
                 values=dict(values or {}),

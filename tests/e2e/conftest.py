@@ -113,3 +113,11 @@ def vcluster_images(k8s: K8sVersion, cache_dir: Path, docker: Docker) -> dict[st
     cp_tag, _ = cp.ControlPlaneImage(k8s, cache_dir, docker=docker).build()
     sy_tag, _ = sy.SyncerImage(cache_dir, docker=docker).build()
     return {"controlPlane": cp_tag, "syncer": sy_tag}
+
+
+@pytest.fixture(scope="session")
+def control_plane_image_136(cache_dir: Path, docker: Docker) -> str:
+    """The control-plane image of another minor version than the kind host's."""
+    cp = _load(ROOT / "images/control-plane/build.py", "pytest_vcluster_cp_image_build")
+    tag, _ = cp.ControlPlaneImage(parse_k8s_version("1.36"), cache_dir, docker=docker).build()
+    return str(tag)

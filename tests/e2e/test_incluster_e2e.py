@@ -432,6 +432,24 @@ def test_zz_nothing_left_on_the_host(kind_host: KindHost) -> None:
         time.sleep(1)
 
 
+def test_vcluster_of_another_kubernetes_version(
+    kind_host: KindHost, vcluster_images: dict[str, str], control_plane_image_136: str
+) -> None:
+    """A 1.36 vcluster on the 1.37 kind host: its control-plane image is the version."""
+    from kubernetes import client
+
+    images = {**vcluster_images, "controlPlane": control_plane_image_136}
+    with VCluster(
+        kind_host.info(), "e2e-v136", images=images, k8s_version="1.36", timeout=240
+    ) as vc:
+        assert client.VersionApi(vc.api_client).get_code().git_version == "v1.36.3"
+        # The syncer serves it like any other: the default ServiceAccount, CoreDNS running.
+        core = client.CoreV1Api(vc.api_client)
+        assert core.read_namespaced_service_account("default", "default")
+        pod = core.read_namespaced_pod("coredns-0", "kube-system")
+        assert pod.status.phase == "Running"
+
+
 def test_plain_helm_install_without_the_plugin(
     kind_host: KindHost, vcluster_images: dict[str, str], tools: dict[str, Path], tmp_path: Path
 ) -> None:
