@@ -169,6 +169,9 @@ def test_ctrl_c_during_create_leaves_nothing(pytester: pytest.Pytester, cache: P
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # A run started in the background of a non-interactive shell ignores SIGINT, and so
+        # would this child: give it the terminal's default, as a user's Ctrl-C meets it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stdout is not None
     for line in proc.stdout:
