@@ -415,23 +415,6 @@ def test_port_forward_reconnects_when_dropped(
         assert core.read_namespaced_service_account("default", "default")
 
 
-def test_zz_nothing_left_on_the_host(kind_host: KindHost) -> None:
-    """Runs last in this module: no namespace, release, pod or PVC of these tests is left."""
-    left = kind_host.kubectl_run(
-        "get", "namespaces", "-l", "app.kubernetes.io/managed-by=pytest-vcluster", "-o", "name"
-    ).stdout
-    assert left.strip() == ""
-    everything = kind_host.kubectl_run("get", "pods,pvc,secrets", "-A", "-o", "name").stdout
-    names = [ln.split("/", 1)[1] for ln in everything.split()]
-    ours = [n for n in names if n.startswith(("e2e-", "data-e2e-"))]
-    assert ours == []
-    assert "vcluster-e2e" not in kind_host.kubectl_run("get", "namespaces", "-o", "name").stdout
-    deadline = time.monotonic() + 60  # local-path deletes released volumes asynchronously
-    while "vcluster-e2e" in (pvs := kind_host.kubectl_run("get", "pv", "-o", "json").stdout):
-        assert time.monotonic() < deadline, pvs
-        time.sleep(1)
-
-
 def test_vcluster_of_another_kubernetes_version(
     kind_host: KindHost, vcluster_images: dict[str, str], control_plane_image_136: str
 ) -> None:
@@ -459,6 +442,7 @@ def test_plain_helm_install_without_the_plugin(
     import base64
     import subprocess
 
+    import yaml
     from kubernetes import client, config
 
     from pytest_vcluster.hosts.incluster import CHART_DIR, split_image
@@ -477,6 +461,8 @@ def test_plain_helm_install_without_the_plugin(
     ):
         repo, tag = split_image(ref)
         sets += ["--set", f"{key}.image.repository={repo}", "--set", f"{key}.image.tag={tag}"]
+    # What pytest-vcluster would do on kind; with a registry, `--set` its references instead.
+    kind_host.load_images([vcluster_images["controlPlane"], vcluster_images["syncer"]])
     forward: subprocess.Popen[bytes] | None = None
     try:
         install = subprocess.run(
@@ -492,9 +478,12 @@ def test_plain_helm_install_without_the_plugin(
             timeout=200,
         )  # fmt: skip
         secret = kind_host.kubectl_json("get", "secret", f"vc-{release}", "-n", ns)
-        path = tmp_path / "vcluster.kubeconfig"
-        path.write_bytes(base64.b64decode(secret["data"]["config"]))
         port = free_port()
+        kubeconfig_doc = yaml.safe_load(base64.b64decode(secret["data"]["config"]))
+        # Through the port-forward (the certificate names 127.0.0.1), as NOTES.txt says.
+        kubeconfig_doc["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{port}"
+        path = tmp_path / "vcluster.kubeconfig"
+        path.write_text(yaml.safe_dump(kubeconfig_doc))
         forward = subprocess.Popen(
             [str(tools["kubectl"]), "--kubeconfig", kubeconfig, "-n", ns, "port-forward",
              f"svc/{release}", f"{port}:443"],
@@ -502,7 +491,6 @@ def test_plain_helm_install_without_the_plugin(
         )  # fmt: skip
         cfg = client.Configuration()
         config.load_kube_config(config_file=str(path), client_configuration=cfg)
-        cfg.host = f"https://127.0.0.1:{port}"  # the certificate names 127.0.0.1
         api = client.ApiClient(cfg)
         deadline = time.monotonic() + 30
         while True:
@@ -542,3 +530,22 @@ def test_plain_helm_install_without_the_plugin(
         subprocess.run([*helm, "uninstall", release, "-n", ns], capture_output=True, timeout=120)
         kind_host.kubectl_run("delete", "namespace", ns, "--wait=true", check=False, timeout=180)
     assert _namespace_gone(kind_host, ns)
+
+
+def test_zz_nothing_left_on_the_host(kind_host: KindHost) -> None:
+    """Runs last in this module: no namespace, release, pod or PVC of these tests is left."""
+    left = kind_host.kubectl_run(
+        "get", "namespaces", "-l", "app.kubernetes.io/managed-by=pytest-vcluster", "-o", "name"
+    ).stdout
+    assert left.strip() == ""
+    everything = kind_host.kubectl_run("get", "pods,pvc,secrets", "-A", "-o", "name").stdout
+    names = [ln.split("/", 1)[1] for ln in everything.split()]
+    ours = [n for n in names if n.startswith(("e2e-", "data-e2e-"))]
+    assert ours == []
+    namespaces = kind_host.kubectl_run("get", "namespaces", "-o", "name").stdout
+    assert "vcluster-e2e" not in namespaces
+    assert "plain-helm" not in namespaces
+    deadline = time.monotonic() + 60  # local-path deletes released volumes asynchronously
+    while "vcluster-e2e" in (pvs := kind_host.kubectl_run("get", "pv", "-o", "json").stdout):
+        assert time.monotonic() < deadline, pvs
+        time.sleep(1)
