@@ -142,6 +142,18 @@ class Docker:
         return self.run(["container", "inspect", name], check=False, timeout=30).returncode == 0
 
 
+def containerd_ref(ref: str) -> str:
+    """A Docker-style short name as containerd stores it: ``busybox`` is
+    ``docker.io/library/busybox``, ``pytest-vcluster/syncer:x`` is
+    ``docker.io/pytest-vcluster/syncer:x``."""
+    first = ref.split("/", 1)[0]
+    if "/" not in ref:
+        return f"docker.io/library/{ref}"
+    if "." not in first and ":" not in first and first != "localhost":
+        return f"docker.io/{ref}"
+    return ref
+
+
 def find_cli() -> Docker:
     cli = shutil.which("docker")
     if cli is None:

@@ -11,6 +11,18 @@ from pathlib import Path
 from .errors import VClusterError
 
 COMPLETE = ".pytest-vcluster-complete"
+#: Paths emptied in a debootstrap tree before it becomes an image (docs, locales, apt caches).
+SLIM_PATHS = (
+    "usr/share/doc",
+    "usr/share/man",
+    "usr/share/info",
+    "usr/share/locale",
+    "usr/share/lintian",
+    "var/cache/apt",
+    "var/lib/apt/lists",
+    "var/cache/debconf",
+    "var/log",
+)
 
 
 def debootstrap_rootfs(

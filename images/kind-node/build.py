@@ -54,10 +54,10 @@ from filelock import FileLock
 
 from pytest_vcluster import versions
 from pytest_vcluster.binaries import BinaryResolver, default_cache_dir, sha256_file
-from pytest_vcluster.docker import Docker, ensure_docker
+from pytest_vcluster.docker import Docker, containerd_ref, ensure_docker
 from pytest_vcluster.errors import BinaryNotFoundError, VClusterError
 from pytest_vcluster.gobuild import GoBuilder, GoRecipe, k8s_recipe
-from pytest_vcluster.rootfs import debootstrap_rootfs
+from pytest_vcluster.rootfs import SLIM_PATHS, debootstrap_rootfs
 from pytest_vcluster.versions import K8sVersion, parse_k8s_version
 
 HERE = Path(__file__).resolve().parent
@@ -90,18 +90,6 @@ BASE_PACKAGES = (
     "runc",
     "containernetworking-plugins",
     "busybox-static",
-)
-#: Paths removed from the debootstrap tree before it becomes an image.
-SLIM_PATHS = (
-    "usr/share/doc",
-    "usr/share/man",
-    "usr/share/info",
-    "usr/share/locale",
-    "usr/share/lintian",
-    "var/cache/apt",
-    "var/lib/apt/lists",
-    "var/cache/debconf",
-    "var/log",
 )
 KIND_MODULE = "sigs.k8s.io/kind"
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -738,7 +726,7 @@ class NodeImageBuilder:
                     f"importing images into the node failed: {proc.stderr.decode()[-2000:]}"
                 )
             listed = d.out(["exec", name, "ctr", "--namespace=k8s.io", "images", "list", "-q"])
-            missing = [i for i in images if _normalize(i) not in listed.split()]
+            missing = [i for i in images if containerd_ref(i) not in listed.split()]
             if missing:
                 raise VClusterError(f"images missing in the node after import: {missing}\n{listed}")
             d.run(["exec", name, "bash", "-c", _CONTAINERD_STOP])
@@ -793,16 +781,6 @@ def _image_version(images: Iterable[str], name: str) -> str:
         if _image_name(ref) == name:
             return ref.rsplit(":", 1)[1]
     raise VClusterError(f"kubeadm expects no {name} image: {list(images)}")
-
-
-def _normalize(ref: str) -> str:
-    """Docker-style short names as containerd stores them (``docker.io/library/...``)."""
-    first = ref.split("/", 1)[0]
-    if "/" not in ref:
-        return f"docker.io/library/{ref}"
-    if "." not in first and ":" not in first and first != "localhost":
-        return f"docker.io/{ref}"
-    return ref
 
 
 _BASE_DOCKERFILE = """\

@@ -32,7 +32,7 @@ from pathlib import Path
 from pytest_vcluster.binaries import default_cache_dir
 from pytest_vcluster.docker import Docker, ensure_docker
 from pytest_vcluster.errors import VClusterError
-from pytest_vcluster.rootfs import debootstrap_rootfs
+from pytest_vcluster.rootfs import SLIM_PATHS, debootstrap_rootfs
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -41,17 +41,6 @@ SUITE = "bookworm"
 PYTHON_ABI = (3, 11)  # bookworm's python3
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 PACKAGES = ("python3", "ca-certificates")
-SLIM_PATHS = (
-    "usr/share/doc",
-    "usr/share/man",
-    "usr/share/info",
-    "usr/share/locale",
-    "usr/share/lintian",
-    "var/cache/apt",
-    "var/lib/apt/lists",
-    "var/cache/debconf",
-    "var/log",
-)
 CHANGES = (
     "ENV PYTHONPATH=/opt/syncer",
     "ENV PYTHONUNBUFFERED=1",

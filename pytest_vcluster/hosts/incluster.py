@@ -46,6 +46,7 @@ from typing import Any
 import yaml
 
 from .. import kubeconfig
+from ..docker import containerd_ref
 from ..errors import HostStartError, ReadinessTimeoutError, VClusterError
 from ..naming import default_cache_dir, host_namespace_for, validate_name
 from ..procs import Child, ProcessGroup, proc_starttime
@@ -83,16 +84,6 @@ PKI_VALUES = {
 _loaded: set[tuple[str, str]] = set()  # (kind cluster, image) loaded by this process
 _load_lock = threading.Lock()
 _host_facts: dict[tuple[str, str], str] = {}  # (fact, host kubeconfig) -> service CIDR, image
-
-
-def _containerd_ref(ref: str) -> str:
-    """``pytest-vcluster/syncer:x`` as containerd lists it (``docker.io/pytest-vcluster/...``)."""
-    first = ref.split("/", 1)[0]
-    if "/" not in ref:
-        return f"docker.io/library/{ref}"
-    if "." not in first and ":" not in first and first != "localhost":
-        return f"docker.io/{ref}"
-    return ref
 
 
 class _JsonStream:
@@ -357,7 +348,7 @@ class InClusterVCluster:
             if not todo:
                 return
             present = self._images_in_nodes()
-            _loaded.update((self.kind_cluster, i) for i in todo if _containerd_ref(i) in present)
+            _loaded.update((self.kind_cluster, i) for i in todo if containerd_ref(i) in present)
             todo = [i for i in todo if (self.kind_cluster, i) not in _loaded]
             if not todo:
                 return

@@ -69,8 +69,10 @@ def test_image_version_reads_kubeadms_list(build: ModuleType) -> None:
         ("localhost/x:1", "localhost/x:1"),
     ],
 )
-def test_normalize_like_containerd(build: ModuleType, ref: str, normalized: str) -> None:
-    assert build._normalize(ref) == normalized
+def test_refs_as_containerd_lists_them(ref: str, normalized: str) -> None:
+    from pytest_vcluster.docker import containerd_ref
+
+    assert containerd_ref(ref) == normalized
 
 
 STATUS = """\
