@@ -103,17 +103,12 @@ class VCluster:
         if self._api_client is not None:
             self._api_client.close()
             self._api_client = None
-        if isinstance(self._impl, InClusterVCluster):
-            self._impl.delete(wait=wait)
-        else:
-            self._impl.delete()
+        self._impl.delete(wait=wait)
         self.created = False
 
     def wait_deleted(self, timeout: float = 120) -> bool:
         """Whether the host namespace is gone (waits up to ``timeout`` seconds)."""
-        if isinstance(self._impl, InClusterVCluster):
-            return self._impl.wait_deleted(timeout)
-        return True
+        return self._impl.wait_deleted(timeout)
 
     def detach(self) -> dict[str, Any]:
         """Leave it running after this process ends (keep policies); returns its record."""

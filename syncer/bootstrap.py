@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from .constants import ENDED_PHASES
 from .kube import JSON, ApiError, Kube
 
 log = logging.getLogger(__name__)
@@ -102,9 +103,6 @@ def apply(kube: Kube, objs: Iterable[JSON]) -> list[str]:
     return created
 
 
-_ENDED = ("Failed", "Succeeded")
-
-
 def keep_pods(kube: Kube, objs: Iterable[JSON]) -> list[str]:
     """Create again the Pods among ``objs`` that are gone; delete those that have ended (the
     next call creates them). Returns the names created."""
@@ -120,7 +118,7 @@ def keep_pods(kube: Kube, objs: Iterable[JSON]) -> list[str]:
                 raise
             live = None
         if live is not None:
-            if (live.get("status") or {}).get("phase") in _ENDED and not live["metadata"].get(
+            if (live.get("status") or {}).get("phase") in ENDED_PHASES and not live["metadata"].get(
                 "deletionTimestamp"
             ):
                 kube.delete(path, uid=live["metadata"].get("uid"))

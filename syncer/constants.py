@@ -1,4 +1,4 @@
-"""Label and annotation keys the syncer writes on host objects (constants only)."""
+"""Constants of the syncer: the label and annotation keys it writes on host objects, pod phases."""
 
 from __future__ import annotations
 
@@ -15,3 +15,6 @@ OBJECT_NAME = f"{LABEL_PREFIX}/object-name"
 OBJECT_NAMESPACE = f"{LABEL_PREFIX}/object-namespace"
 OBJECT_UID = f"{LABEL_PREFIX}/object-uid"
 OBJECT_KIND = f"{LABEL_PREFIX}/object-kind"
+
+#: Pod phases after which nothing runs again.
+ENDED_PHASES = ("Succeeded", "Failed")

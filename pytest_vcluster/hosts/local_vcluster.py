@@ -325,13 +325,17 @@ class LocalVCluster:
         self._start_syncer()
         self._wait_syncer(time.monotonic() + self.timeout)
 
-    def delete(self) -> None:
-        """Stop the processes, drop the etcd prefix and the host namespace."""
+    def delete(self, wait: bool = True) -> None:
+        """Stop the processes, drop the etcd prefix and the host namespace. Nothing is left to
+        wait for when this returns, with or without ``wait``."""
         self.procs.stop(timeout=0)
         _etcd_delete_prefix(self.host.etcd_url, self.etcd_prefix + "/")
         with contextlib.suppress(OSError, Transient):  # the host may be gone already
             self._delete_host_namespace()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def wait_deleted(self, timeout: float = 120) -> bool:
+        return True  # delete() leaves nothing behind to wait for
 
     @idempotent(attempts=3)
     def _delete_host_namespace(self) -> None:

@@ -34,8 +34,7 @@ class WorkQueue:
         self._levels: tuple[deque[Hashable], ...] = (deque(), deque(), deque())
         self._queued: set[Hashable] = set()
         self._processing: set[Hashable] = set()
-        self._updating = 0  # UPDATE keys being processed
-        self._processing_update: set[Hashable] = set()
+        self._processing_update: set[Hashable] = set()  # UPDATE keys being processed
         self._dirty: dict[Hashable, int] = {}  # added while processing -> best priority
         self._delayed: list[tuple[float, int, Hashable]] = []
         self._failures: dict[Hashable, int] = {}
@@ -92,11 +91,11 @@ class WorkQueue:
         for level, q in enumerate(self._levels):
             if not q:
                 continue
-            if level == UPDATE and self.update_limit and self._updating >= self.update_limit:
+            updating = len(self._processing_update)
+            if level == UPDATE and self.update_limit and updating >= self.update_limit:
                 return None
             key = q.popleft()
             if level == UPDATE:
-                self._updating += 1
                 self._processing_update.add(key)
             return key
         return None
@@ -130,7 +129,6 @@ class WorkQueue:
             self._processing.discard(key)
             if key in self._processing_update:
                 self._processing_update.discard(key)
-                self._updating -= 1
                 self._cond.notify()  # an update may wait for this slot
             level = self._dirty.pop(key, None)
             if level is not None:

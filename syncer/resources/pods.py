@@ -13,7 +13,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from ..constants import OBJECT_NAME, OBJECT_NAMESPACE, OBJECT_UID
+from ..constants import ENDED_PHASES, OBJECT_NAME, OBJECT_NAMESPACE, OBJECT_UID
 from ..core.controller import Engine
 from ..core.workqueue import FOLLOW_UP
 from ..kube import JSON, ApiError
@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 TOKEN_EXPIRY = "vc.pytest-vcluster.io/token-expiry"
 TOKEN_LABEL = "vc.pytest-vcluster.io/token-of"
 DENIED_REASON = "SyncDenied"
-_TERMINAL = ("Succeeded", "Failed")
 
 
 def referenced(pod: JSON) -> tuple[set[str], set[str], set[str]]:
@@ -159,7 +158,7 @@ class Pods:
             return
         if hpod is None:
             if (vpod.get("spec") or {}).get("nodeName") and (
-                (vpod.get("status") or {}).get("phase") not in _TERMINAL
+                (vpod.get("status") or {}).get("phase") not in ENDED_PHASES
             ):
                 # It ran on the host and its host pod vanished: let its controller recreate it.
                 self.engine.virtual.delete(self.vpath(namespace, name), grace=0, uid=vmeta["uid"])
@@ -376,7 +375,7 @@ class Pods:
         The due time is known when this syncer wrote the token; after a restart it is read
         back from the token Secret's expiry annotation, so a restart never lets a token lapse.
         """
-        if (hpod.get("status") or {}).get("phase") in _TERMINAL:
+        if (hpod.get("status") or {}).get("phase") in ENDED_PHASES:
             return
         meta = vpod["metadata"]
         name = f"{hpod['metadata']['name']}-sa-token"
