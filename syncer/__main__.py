@@ -12,6 +12,7 @@ from . import bootstrap
 from .app import build
 from .core.metrics import serve
 from .kube import Kube
+from .kubelet.server import KubeletConfig, KubeletServer
 from .settings import parse
 
 
@@ -24,7 +25,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     host = Kube.from_kubeconfig(
         settings.host_kubeconfig, context=settings.host_context, name="host"
     )
-    engine = build(settings, virtual, host)
+    kubelet = None
+    endpoint = None
+    if settings.kubelet_address:
+        address, _, port_text = settings.kubelet_address.rpartition(":")
+        ip = address.strip("[]")
+        kubelet = KubeletServer(
+            KubeletConfig(
+                listen_host=ip,
+                listen_port=int(port_text),
+                cert_file=settings.kubelet_cert_file,
+                key_file=settings.kubelet_key_file,
+                client_ca_file=settings.kubelet_client_ca_file,
+                client_cert_file=settings.kubelet_client_cert_file,
+                vcluster=settings.name,
+                host_namespace=settings.host_namespace,
+                simulated=settings.simulated_host,
+            ),
+            host,
+        )
+        endpoint = (ip, kubelet.start())
+        print(f"syncer: kubelet API on {ip}:{endpoint[1]}", flush=True)
+    engine = build(settings, virtual, host, kubelet_endpoint=endpoint)
+    engine.metrics.kubelet = kubelet
     server = serve(settings.health_address, engine.alive, engine.ready.is_set, engine.metrics)
     # The port line lets a parent process find the health endpoint when it asked for port 0.
     host_, port = server.server_address[:2]
@@ -37,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         bootstrap.start(virtual, settings.bootstrap_dir, stop=stop)
     stop.wait()
     engine.stop()
+    if kubelet is not None:
+        kubelet.stop()
     server.shutdown()
     return 0
 

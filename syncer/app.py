@@ -15,7 +15,14 @@ from .settings import Settings
 from .translate import services as tr
 
 
-def build(settings: Settings, virtual: Kube, host: Kube) -> Engine:
+def build(
+    settings: Settings,
+    virtual: Kube,
+    host: Kube,
+    *,
+    kubelet_endpoint: tuple[str, int] | None = None,
+) -> Engine:
+    """``kubelet_endpoint``: where the fake nodes' kubelet API is served (their address)."""
     engine = Engine(settings, virtual, host)
     engine.recorder = EventRecorder(engine)
     refs = RefIndex()
@@ -100,7 +107,7 @@ def build(settings: Settings, virtual: Kube, host: Kube) -> Engine:
             )
         )
     if "nodes" in enabled and "pods" in enabled:
-        engine.add(Nodes())
+        engine.add(Nodes(kubelet_endpoint))
     if "events" in enabled:
         engine.add(Events())
     return engine

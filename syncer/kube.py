@@ -183,6 +183,7 @@ class Kube:
         if token:
             headers["Authorization"] = token if " " in token else f"Bearer {token}"
         self._head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self._identity = [(k, v) for k, v in headers.items() if k in ("Host", "Authorization")]
         self._ctx: ssl.SSLContext | None = None
         if self._tls:
             ctx = ssl.create_default_context(cafile=ca_file)
@@ -221,6 +222,15 @@ class Kube:
         )
 
     # -- connections
+    def endpoint(self) -> tuple[str, int, ssl.SSLContext | None, list[tuple[str, str]]]:
+        """Where and as whom to open a raw connection (the kubelet proxy's streams): host,
+        port, TLS context (None: plain HTTP), and the Host and Authorization headers."""
+        return self._host, self._port, self._ctx, list(self._identity)
+
+    @property
+    def path_prefix(self) -> str:
+        return self._prefix
+
     def _connect(self, timeout: float) -> _Conn:
         sock = socket.create_connection((self._host, self._port), timeout=timeout)
         try:

@@ -40,6 +40,13 @@ class Settings:
     token_seconds: int = 3600
     token_refresh: float = 0.8  # re-request a pod's token at this fraction of its lifetime
     bootstrap_dir: str | None = None  # manifests created in the virtual cluster (CoreDNS)
+    # The fake nodes' kubelet API (logs, exec, attach, port-forward); "" = not served.
+    kubelet_address: str = ""
+    kubelet_cert_file: str = ""
+    kubelet_key_file: str = ""
+    kubelet_client_ca_file: str = ""
+    kubelet_client_cert_file: str = ""
+    simulated_host: bool = False  # host pods have no containers (kwok): say so, never hang
 
 
 def _resources(value: str) -> set[str]:
@@ -79,7 +86,45 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
     p.add_argument("--token-seconds", type=int, default=3600)
     p.add_argument("--token-refresh-fraction", type=float, default=0.8)
     p.add_argument("--bootstrap-dir", default=None, help="create these *.yaml in the vcluster")
+    k = p.add_argument_group("kubelet API of the fake nodes")
+    k.add_argument(
+        "--kubelet-address",
+        default="",
+        help="IP:PORT to serve it on (port 0: any free one); the fake nodes advertise it",
+    )
+    k.add_argument("--kubelet-cert-file", default="", help="serving certificate (PEM)")
+    k.add_argument("--kubelet-key-file", default="")
+    k.add_argument("--kubelet-client-ca-file", default="", help="CA of the API server's cert")
+    k.add_argument(
+        "--kubelet-client-cert-file",
+        default="",
+        help="the virtual API server's kubelet client certificate: the only one accepted",
+    )
+    k.add_argument(
+        "--simulated-host",
+        action="store_true",
+        help="host pods are simulated (kwok): logs/exec answer with a clear error",
+    )
     a = p.parse_args(argv)
+    if a.kubelet_address:
+        missing = [
+            f"--{n.replace('_', '-')}"
+            for n in (
+                "kubelet_cert_file",
+                "kubelet_key_file",
+                "kubelet_client_ca_file",
+                "kubelet_client_cert_file",
+            )
+            if not getattr(a, n)
+        ]
+        if missing:
+            p.error(f"--kubelet-address needs {', '.join(missing)}")
+        host, sep, port = a.kubelet_address.rpartition(":")
+        if not sep or not port.isdigit() or not host or host in ("0.0.0.0", "::", "[::]"):
+            p.error(
+                f"--kubelet-address={a.kubelet_address}: expected IP:PORT with the IP the "
+                "API server reaches (it is advertised as the fake nodes' InternalIP)"
+            )
     enabled = {k for k, on in RESOURCES.items() if on} | a.enable_sync_resources
     return Settings(
         name=a.name,
@@ -100,4 +145,10 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
         token_seconds=a.token_seconds,
         token_refresh=a.token_refresh_fraction,
         bootstrap_dir=a.bootstrap_dir,
+        kubelet_address=a.kubelet_address,
+        kubelet_cert_file=a.kubelet_cert_file,
+        kubelet_key_file=a.kubelet_key_file,
+        kubelet_client_ca_file=a.kubelet_client_ca_file,
+        kubelet_client_cert_file=a.kubelet_client_cert_file,
+        simulated_host=a.simulated_host,
     )

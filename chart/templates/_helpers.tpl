@@ -50,6 +50,15 @@ so every template sees the same certificates.
 {{- $_ := set $pki "serviceAccountKey" (index $old.data "sa.key" | b64dec) -}}
 {{- $_ := set $pki "serviceAccountPub" (index $old.data "sa.pub" | b64dec) -}}
 {{- $_ := set $pki "adminToken" (index $old.data "admin.token" | b64dec) -}}
+{{- if hasKey $old.data "kubelet-client.crt" -}}
+{{- $_ := set $pki "kubeletClientCert" (index $old.data "kubelet-client.crt" | b64dec) -}}
+{{- $_ := set $pki "kubeletClientKey" (index $old.data "kubelet-client.key" | b64dec) -}}
+{{- else -}}{{- /* a release made before the kubelet API: one more certificate from its CA */ -}}
+{{- $ca := buildCustomCert (index $old.data "ca.crt") (index $old.data "ca.key") -}}
+{{- $kc := genSignedCert "kube-apiserver-kubelet-client" nil nil 3650 $ca -}}
+{{- $_ := set $pki "kubeletClientCert" $kc.Cert -}}
+{{- $_ := set $pki "kubeletClientKey" $kc.Key -}}
+{{- end -}}
 {{- else -}}
 {{- $ca := genCA (printf "%s-ca" $fullname) 3650 -}}
 {{- $host := include "vcluster.serviceHost" . -}}
@@ -57,11 +66,14 @@ so every template sees the same certificates.
 {{- $kubernetesIP := printf "%s.%s.%s.%d" (index $net 0) (index $net 1) (index $net 2) (add1 (atoi (index $net 3))) -}}
 {{- $dns := list "localhost" $host (printf "%s.cluster.local" $host) "kubernetes" "kubernetes.default" "kubernetes.default.svc" "kubernetes.default.svc.cluster.local" -}}
 {{- $api := genSignedCert "kube-apiserver" (list "127.0.0.1" $kubernetesIP) $dns 3650 $ca -}}
+{{- $kc := genSignedCert "kube-apiserver-kubelet-client" nil nil 3650 $ca -}}
 {{- $sa := genPrivateKey "rsa" -}}
 {{- $_ := set $pki "caCert" $ca.Cert -}}
 {{- $_ := set $pki "caKey" $ca.Key -}}
 {{- $_ := set $pki "apiServerCert" $api.Cert -}}
 {{- $_ := set $pki "apiServerKey" $api.Key -}}
+{{- $_ := set $pki "kubeletClientCert" $kc.Cert -}}
+{{- $_ := set $pki "kubeletClientKey" $kc.Key -}}
 {{- /* kube-apiserver reads the public half from the private key file */ -}}
 {{- $_ := set $pki "serviceAccountKey" $sa -}}
 {{- $_ := set $pki "serviceAccountPub" $sa -}}

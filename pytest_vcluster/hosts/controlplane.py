@@ -119,6 +119,9 @@ class ControlPlane:
     extra_apiserver_args: tuple[str, ...] = ()
     extra_controller_manager_args: tuple[str, ...] = ()
     apiserver_env: Mapping[str, str] = field(default_factory=dict)  # added to os.environ
+    # A vcluster's nodes are the syncer's fake nodes: their kubelet API is the syncer's, which
+    # accepts only this apiserver's kubelet client certificate and serves with its certificate.
+    kubelet_client: bool = False
     progress: Progress = _quiet
     port: int = 0
     children: dict[str, Child] = field(default_factory=dict)
@@ -157,6 +160,8 @@ class ControlPlane:
         }
         self.admin = self._clients["admin"]
         self.admin.write(d, "admin")
+        if self.kubelet_client:
+            ca.issue("kube-apiserver-kubelet-client", client=True).write(d, "kubelet-client")
         self._ca_pem = ca_pem
 
     def write_kubeconfigs(self) -> None:
@@ -208,7 +213,19 @@ class ControlPlane:
             f"--service-cluster-ip-range={self.service_cidr}",
             "--allow-privileged=true",
             "--profiling=false",
+            *self._kubelet_args(),
             *self.extra_apiserver_args,
+        ]
+
+    def _kubelet_args(self) -> list[str]:
+        if not self.kubelet_client:
+            return []
+        d = self.workdir
+        return [
+            f"--kubelet-client-certificate={d / 'kubelet-client.crt'}",
+            f"--kubelet-client-key={d / 'kubelet-client.key'}",
+            f"--kubelet-certificate-authority={d / 'ca.crt'}",
+            "--kubelet-preferred-address-types=InternalIP",
         ]
 
     def controller_manager_args(self) -> list[str]:

@@ -79,6 +79,8 @@ PKI_VALUES = {
     "adminKey": "admin.key",
     "serviceAccountKey": "sa.key",
     "serviceAccountPub": "sa.pub",
+    "kubeletClientCert": "kubelet-client.crt",
+    "kubeletClientKey": "kubelet-client.key",
 }
 
 _loaded: set[tuple[str, str]] = set()  # (kind cluster, image) loaded by this process
@@ -434,6 +436,7 @@ class InClusterVCluster:
             server=True,
         ).write(d, "apiserver")
         ca.issue(ADMIN_USER, orgs=("system:masters",), client=True).write(d, "admin")
+        ca.issue("kube-apiserver-kubelet-client", client=True).write(d, "kubelet-client")
         sa_key, sa_pub = pki.service_account_key()
         (d / "sa.key").write_bytes(sa_key)
         (d / "sa.pub").write_bytes(sa_pub)

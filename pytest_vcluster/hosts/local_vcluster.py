@@ -65,6 +65,11 @@ SYNCER_RULES = [
         ],
         "verbs": ["*"],
     },
+    {  # the fake nodes' kubelet API, forwarded to the host pods (syncer/kubelet)
+        "apiGroups": [""],
+        "resources": ["pods/log", "pods/exec", "pods/attach", "pods/portforward"],
+        "verbs": ["get", "create"],
+    },
     {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["*"]},
 ]
 
@@ -144,6 +149,7 @@ class LocalVCluster:
             extra_controller_manager_args=(f"--controllers={VCLUSTER_CONTROLLERS}",),
             extra_apiserver_args=VCLUSTER_APISERVER_ARGS,
             apiserver_env=VCLUSTER_APISERVER_ENV,
+            kubelet_client=True,
             progress=self.progress,
         )
         self.control_plane = cp
@@ -281,6 +287,7 @@ class LocalVCluster:
                 "host", self.host.server, ca.pair.cert_pem, pair.cert_pem, pair.key_pem
             ),
         )
+        d = self.control_plane.workdir
         argv = [
             sys.executable,
             "-m",
@@ -292,6 +299,14 @@ class LocalVCluster:
             "--health-address=127.0.0.1:0",
             f"--api-service-host={self.control_plane.server.split('://')[1].rsplit(':', 1)[0]}",
             f"--api-service-port={self.control_plane.port}",
+            # The fake nodes' kubelet API; host pods are kwok's, so it answers with a clear
+            # error instead of a hang (in the chart it forwards to real containers).
+            "--kubelet-address=127.0.0.1:0",
+            f"--kubelet-cert-file={d / 'apiserver.crt'}",
+            f"--kubelet-key-file={d / 'apiserver.key'}",
+            f"--kubelet-client-ca-file={d / 'ca.crt'}",
+            f"--kubelet-client-cert-file={d / 'kubelet-client.crt'}",
+            "--simulated-host",
             *self.syncer_args,
         ]
         log = self.workdir / "syncer.log"

@@ -21,6 +21,7 @@ class Metrics:
         self.latency_sum: dict[str, float] = defaultdict(float)
         self.recent: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=1000))
         self.reconcile: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=1000))
+        self.kubelet: Any = None  # the fake nodes' kubelet server, when it runs
 
     def synced(self, resource: str, seconds: float, reconcile: float = 0.0) -> None:
         """``seconds``: queued + reconcile time; ``reconcile``: the reconcile alone."""
@@ -63,6 +64,16 @@ class Metrics:
                         lines.append(f'{metric}{{resource="{r}",quantile="{q}"}} {v:.6f}')
             for r, n in sorted(self.errors.items()):
                 lines.append(f'syncer_errors_total{{resource="{r}"}} {n}')
+        if self.kubelet is not None:
+            lines += [
+                "# TYPE syncer_kubelet_calls_total counter",
+                *(
+                    f'syncer_kubelet_calls_total{{verb="{v}"}} {n}'
+                    for v, n in sorted(self.kubelet.calls.items())
+                ),
+                "# TYPE syncer_kubelet_open_connections gauge",
+                f"syncer_kubelet_open_connections {self.kubelet.open_connections}",
+            ]
         return "\n".join(lines) + "\n"
 
 

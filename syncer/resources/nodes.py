@@ -33,9 +33,10 @@ def fake_node(name: str, vcluster: str) -> JSON:
     }
 
 
-def fake_node_status() -> JSON:
+def fake_node_status(kubelet: tuple[str, int] | None = None) -> JSON:
+    """Always Ready; with ``kubelet`` (IP, port) the node's kubelet API is the syncer's."""
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return {
+    status: JSON = {
         "conditions": [
             {
                 "type": "Ready",
@@ -61,12 +62,28 @@ def fake_node_status() -> JSON:
             "systemUUID": "",
         },
     }
+    if kubelet is not None:
+        # Only an InternalIP: the API server's default address order tries Hostname first.
+        status["addresses"] = [{"type": "InternalIP", "address": kubelet[0]}]
+        status["daemonEndpoints"] = {"kubeletEndpoint": {"Port": kubelet[1]}}
+    return status
+
+
+def advertised(node: JSON) -> tuple[str, int] | None:
+    """The kubelet endpoint a node's status advertises (None: none)."""
+    status = node.get("status") or {}
+    port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
+    ips = [a.get("address") for a in status.get("addresses") or [] if a.get("type") == "InternalIP"]
+    if not port or not ips:
+        return None
+    return str(ips[0]), int(port)
 
 
 class Nodes:
     name = "nodes"
 
-    def __init__(self) -> None:
+    def __init__(self, kubelet: tuple[str, int] | None = None) -> None:
+        self.kubelet = kubelet  # (IP, port) of the syncer's kubelet API, advertised by nodes
         # Host node of each synced host pod, and how many pods each node runs: kept by the host
         # pod handler so a reconcile does not scan every pod (that was O(pods) per event).
         self._node_of: dict[tuple[str, str], str] = {}
@@ -115,8 +132,11 @@ class Nodes:
         except ApiError as exc:
             if exc.status != 409:
                 raise
+        self._patch_status(name)
+
+    def _patch_status(self, name: str) -> None:
         self.engine.virtual.merge_patch(
-            f"/api/v1/nodes/{name}/status", {"status": fake_node_status()}
+            f"/api/v1/nodes/{name}/status", {"status": fake_node_status(self.kubelet)}
         )
 
     def reconcile(self, namespace: str, name: str) -> None:
@@ -129,5 +149,7 @@ class Nodes:
         used = self.pods_on(name) > 0
         if used and vnode is None:
             self._create(name)
+        elif used and vnode is not None and advertised(vnode) != self.kubelet:
+            self._patch_status(name)  # a restarted syncer may serve on another port
         elif not used and vnode is not None:
             self.engine.virtual.delete(f"/api/v1/nodes/{name}", uid=vnode["metadata"].get("uid"))

@@ -608,3 +608,57 @@ def test_wheel_package_data_covers_the_chart() -> None:
     for f in files:
         assert any(fnmatch.fnmatch(f, g) for g in globs), f
     assert (root / "pytest_vcluster" / "chart").resolve() == (root / "chart").resolve()
+
+
+# -- the fake nodes' kubelet API ---------------------------------------------------------------
+def _kubelet_wiring(objs: dict[str, Any]) -> None:
+    """The API server calls the syncer's kubelet API with a client certificate of the CA, the
+    syncer serves with a certificate naming 127.0.0.1 and pins that client certificate."""
+    from cryptography import x509
+
+    from syncer.settings import parse
+
+    pki = {k: base64.b64decode(v) for k, v in objs["Secret/vc1-pki"]["data"].items()}
+    ca = x509.load_pem_x509_certificate(pki["ca.crt"])
+    client = x509.load_pem_x509_certificate(pki["kubelet-client.crt"])
+    client.verify_directly_issued_by(ca)
+    assert client.subject.rfc4514_string().endswith("CN=kube-apiserver-kubelet-client")
+    api_args = _containers(objs)["control-plane"]["args"]
+    for flag in (
+        "--kubelet-client-certificate=/pki/kubelet-client.crt",
+        "--kubelet-client-key=/pki/kubelet-client.key",
+        "--kubelet-certificate-authority=/pki/ca.crt",
+        "--kubelet-preferred-address-types=InternalIP",
+    ):
+        assert flag in api_args
+    settings = parse(_syncer_args(objs))
+    assert settings.kubelet_address == "127.0.0.1:10250"
+    assert settings.kubelet_client_cert_file == "/pki/kubelet-client.crt"
+    assert settings.kubelet_cert_file == "/pki/apiserver.crt"
+    assert not settings.simulated_host
+    serving = x509.load_pem_x509_certificate(pki["apiserver.crt"])
+    sans = serving.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "127.0.0.1" in {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)}
+    rules = objs["Role/vc1-syncer"]["rules"]
+    assert {
+        "apiGroups": [""],
+        "resources": ["pods/log", "pods/exec", "pods/attach", "pods/portforward"],
+        "verbs": ["get", "create"],
+    } in rules
+
+
+def test_kubelet_api_with_the_plugins_pki(helm: Path, pki_args: list[str], tmp_path: Path) -> None:
+    _kubelet_wiring(docs(helm, pki_args, tmp_path))
+
+
+def test_kubelet_api_with_the_charts_own_pki(helm: Path, tmp_path: Path) -> None:
+    proc = render(helm, [], _vcluster(tmp_path).chart_values(IMAGES, "10.96.0.0/16"), tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    _kubelet_wiring(
+        {f"{d['kind']}/{d['metadata']['name']}": d for d in yaml.safe_load_all(proc.stdout) if d}
+    )
+
+
+def test_kubelet_port_value(helm: Path, pki_args: list[str], tmp_path: Path) -> None:
+    args = _syncer_args(docs(helm, pki_args, tmp_path, syncer={"kubeletPort": 11250}))
+    assert "--kubelet-address=127.0.0.1:11250" in args
