@@ -8,6 +8,7 @@ the first time (~20 min on 2 cores with a warm Go cache). They run only when sel
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -121,3 +122,18 @@ def control_plane_image_136(cache_dir: Path, docker: Docker) -> str:
     cp = _load(ROOT / "images/control-plane/build.py", "pytest_vcluster_cp_image_build")
     tag, _ = cp.ControlPlaneImage(parse_k8s_version("1.36"), cache_dir, docker=docker).build()
     return str(tag)
+
+
+@pytest.fixture(scope="session")
+def app_image(docker: Docker, cache_dir: Path) -> Iterator[str]:
+    """A locally built image (busybox from the node rootfs), never pushed anywhere."""
+    build = load_builder()
+    roots = sorted((cache_dir / "kind-node").glob("rootfs-*/bin/busybox"))
+    busybox = roots[-1] if roots else Path("/bin/busybox")
+    tag = f"pytest-vcluster/e2e-app:{uuid.uuid4().hex[:8]}"
+    archive = cache_dir / "kind-node" / "e2e-app.tar"
+    build.write_docker_archive([build.busybox_spec(tag, busybox)], archive)
+    docker.run(["load", "-i", str(archive)])
+    archive.unlink()
+    yield tag
+    docker.run(["rmi", "-f", tag], check=False)

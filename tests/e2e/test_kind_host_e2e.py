@@ -13,15 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from pytest_vcluster.docker import Docker
 from pytest_vcluster.hosts.kind import (
     KindHost,
     KindImageMissingError,
     KindVersionMismatchError,
 )
 from pytest_vcluster.versions import K8sVersion, parse_k8s_version
-
-from .conftest import load_builder
 
 pytestmark = pytest.mark.e2e
 
@@ -89,21 +86,6 @@ spec:
     - name: data
       persistentVolumeClaim: {{claimName: data}}
 """
-
-
-@pytest.fixture(scope="session")
-def app_image(docker: Docker, cache_dir: Path) -> Iterator[str]:
-    """A locally built image (busybox from the node rootfs), never pushed anywhere."""
-    build = load_builder()
-    roots = sorted((cache_dir / "kind-node").glob("rootfs-*/bin/busybox"))
-    busybox = roots[-1] if roots else Path("/bin/busybox")
-    tag = f"pytest-vcluster/e2e-app:{uuid.uuid4().hex[:8]}"
-    archive = cache_dir / "kind-node" / "e2e-app.tar"
-    build.write_docker_archive([build.busybox_spec(tag, busybox)], archive)
-    docker.run(["load", "-i", str(archive)])
-    archive.unlink()
-    yield tag
-    docker.run(["rmi", "-f", tag], check=False)
 
 
 @pytest.fixture(scope="module")
