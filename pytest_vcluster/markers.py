@@ -8,21 +8,13 @@ from typing import Any
 
 import pytest
 
+from syncer.settings import RESOURCES, parse_sync
+
 from .errors import VClusterError
 from .naming import validate_name
 from .versions import parse_k8s_version
 
-SYNCABLE = (
-    "pods",
-    "services",
-    "endpoints",
-    "configmaps",
-    "secrets",
-    "persistentvolumeclaims",
-    "ingresses",
-    "events",
-    "nodes",
-)
+SYNCABLE = tuple(RESOURCES)  # one list: the syncer's
 
 
 def vcluster(
@@ -36,8 +28,9 @@ def vcluster(
 
 MARKER_LINE = (
     f"vcluster{inspect.signature(vcluster)}: configure the test's virtual cluster "
-    f"(k8s_version like '1.36'; values: chart values dict; sync: extra resources from "
-    f"{', '.join(SYNCABLE)}; name: the vcluster's name)"
+    f"(k8s_version like '1.36'; values: chart values dict; sync: resources to turn on, or "
+    f"off with a leading '-' (all on by default), of {', '.join(SYNCABLE)}; "
+    "name: the vcluster's name)"
 )
 
 
@@ -84,12 +77,10 @@ def parse_marker(item: pytest.Item) -> MarkerArgs:
     sync = kw.get("sync") or []
     if isinstance(sync, str) or not all(isinstance(s, str) for s in sync):
         raise pytest.UsageError(f"{where}(sync={sync!r}): must be a list of resource names")
-    unknown = [s for s in sync if s not in SYNCABLE]
-    if unknown:
-        raise pytest.UsageError(
-            f"{where}(sync={sync!r}): unknown resource(s) {', '.join(unknown)}; "
-            f"accepted: {', '.join(SYNCABLE)}"
-        )
+    try:
+        parse_sync(sync)
+    except ValueError as exc:
+        raise pytest.UsageError(f"{where}(sync={sync!r}): {exc}") from None
     name = kw.get("name")
     if name is not None:
         try:

@@ -51,7 +51,12 @@ class VCluster:
         self._tools = {k: Path(v) for k, v in host.binaries.items()}
         self._tools.update(binaries or {})
         self.k8s_version = k8s_version or host.k8s_version
-        args = tuple(f"--enable-sync-resources={','.join(sync)}" for _ in [0] if sync)
+        from syncer.settings import sync_flags
+
+        try:  # ["ingresses", "-events"]: on and off
+            args = sync_flags(sync)
+        except ValueError as exc:
+            raise VClusterError(f"vcluster {name}: sync={list(sync)!r}: {exc}") from None
         self._impl: LocalVCluster | InClusterVCluster
         if host.kind == "local":
             self._impl = LocalVCluster(

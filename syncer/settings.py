@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 #: Resources the syncer knows, with their default on/off state (as the original virtualcluster).
@@ -18,6 +18,38 @@ RESOURCES: dict[str, bool] = {
     "events": True,
     "nodes": True,
 }
+
+
+def parse_sync(spec: Iterable[str]) -> tuple[frozenset[str], frozenset[str]]:
+    """(turned on, turned off) from ``["ingresses", "-events"]`` (vcluster's ``--sync``
+    syntax: a name turns a resource on, ``-name`` off); ValueError names what is accepted."""
+    on: set[str] = set()
+    off: set[str] = set()
+    for item in spec:
+        if not isinstance(item, str):
+            raise ValueError(f"{item!r} is not a resource name")
+        name = item.strip().removeprefix("-").removeprefix("+")
+        if name not in RESOURCES:
+            raise ValueError(
+                f"unknown resource {item!r}; accepted: {', '.join(RESOURCES)} "
+                "(a leading '-' turns one off)"
+            )
+        (off if item.strip().startswith("-") else on).add(name)
+    both = on & off
+    if both:
+        raise ValueError(f"{', '.join(sorted(both))} turned both on and off")
+    return frozenset(on), frozenset(off)
+
+
+def sync_flags(spec: Iterable[str]) -> tuple[str, ...]:
+    """The syncer's flags for a ``sync=`` list (see ``parse_sync``)."""
+    on, off = parse_sync(spec)
+    flags = []
+    if on:
+        flags.append(f"--enable-sync-resources={','.join(sorted(on))}")
+    if off:
+        flags.append(f"--disable-sync-resources={','.join(sorted(off))}")
+    return tuple(flags)
 
 
 @dataclass(frozen=True)
@@ -66,8 +98,9 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
     p.add_argument("--virtual-kubeconfig", required=True)
     p.add_argument("--host-kubeconfig", default=None, help="default: in-cluster config")
     p.add_argument("--host-context", default=None)
-    p.add_argument("--enable-sync-resources", type=_resources, default=set())
-    p.add_argument("--disable-sync-resources", type=_resources, default=set())
+    # Repeatable (the chart's values and a marker's sync= may each pass one): they add up.
+    p.add_argument("--enable-sync-resources", type=_resources, action="append", default=[])
+    p.add_argument("--disable-sync-resources", type=_resources, action="append", default=[])
     p.add_argument("--sync-all-configmaps-secrets", action="store_true")
     p.add_argument("--allow-privileged", action="store_true")
     p.add_argument("--api-service-host", default="kubernetes.default.svc")
@@ -125,14 +158,15 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
                 f"--kubelet-address={a.kubelet_address}: expected IP:PORT with the IP the "
                 "API server reaches (it is advertised as the fake nodes' InternalIP)"
             )
-    enabled = {k for k, on in RESOURCES.items() if on} | a.enable_sync_resources
+    enabled = {k for k, on in RESOURCES.items() if on}.union(*a.enable_sync_resources)
+    disabled = set().union(*a.disable_sync_resources)
     return Settings(
         name=a.name,
         host_namespace=a.host_namespace,
         virtual_kubeconfig=a.virtual_kubeconfig,
         host_kubeconfig=a.host_kubeconfig,
         host_context=a.host_context,
-        resources=frozenset(enabled - a.disable_sync_resources),
+        resources=frozenset(enabled - disabled),
         sync_all_configs=a.sync_all_configmaps_secrets,
         allow_privileged=a.allow_privileged,
         api_service_host=a.api_service_host,

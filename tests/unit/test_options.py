@@ -147,7 +147,8 @@ def test_keep_values_and_bare_reuse_flag(pytester: pytest.Pytester) -> None:
     [
         ("vcluster(k8s_version='1.12')", "*(k8s_version='1.12'): *not supported*1.34, 1.35*"),
         ("vcluster(values=[1])", "*(values=?1?): must be a dict of chart values, not list"),
-        ("vcluster(sync=['pods', 'gadgets'])", "*unknown resource(s) gadgets; accepted: pods*"),
+        ("vcluster(sync=['pods', 'gadgets'])", "*unknown resource 'gadgets'; accepted: pods*"),
+        ("vcluster(sync=['pods', '-pods'])", "*pods turned both on and off*"),
         ("vcluster(sync='pods')", "*(sync='pods'): must be a list of resource names"),
         ("vcluster(name='Bad_Name')", "*(name='Bad_Name'): vcluster name 'Bad_Name' is invalid*"),
         (
