@@ -48,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"syncer: kubelet API on {ip}:{endpoint[1]}", flush=True)
     engine = build(settings, virtual, host, kubelet_endpoint=endpoint)
     engine.metrics.kubelet = kubelet
+    engine.resolve_owner()
     server = serve(settings.health_address, engine.alive, engine.ready.is_set, engine.metrics)
     # The port line lets a parent process find the health endpoint when it asked for port 0.
     host_, port = server.server_address[:2]

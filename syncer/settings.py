@@ -79,6 +79,9 @@ class Settings:
     kubelet_client_ca_file: str = ""
     kubelet_client_cert_file: str = ""
     simulated_host: bool = False  # host pods have no containers (kwok): say so, never hang
+    # A host Service (the chart's API Service) that owns every host object the syncer makes,
+    # so `helm uninstall` alone removes them (the host's garbage collector follows).
+    owner_service: str = ""
 
 
 def _resources(value: str) -> set[str]:
@@ -119,6 +122,11 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
     p.add_argument("--token-seconds", type=int, default=3600)
     p.add_argument("--token-refresh-fraction", type=float, default=0.8)
     p.add_argument("--bootstrap-dir", default=None, help="create these *.yaml in the vcluster")
+    p.add_argument(
+        "--owner-service",
+        default="",
+        help="host Service (in --host-namespace) that owns every host object the syncer makes",
+    )
     k = p.add_argument_group("kubelet API of the fake nodes")
     k.add_argument(
         "--kubelet-address",
@@ -185,4 +193,5 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
         kubelet_client_ca_file=a.kubelet_client_ca_file,
         kubelet_client_cert_file=a.kubelet_client_cert_file,
         simulated_host=a.simulated_host,
+        owner_service=a.owner_service,
     )

@@ -51,8 +51,41 @@ class Engine:
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self.ready = threading.Event()
+        self.owner: JSON | None = None  # ownerReference put on every host object (own())
 
     # -- wiring
+    def resolve_owner(self, timeout: float = 60.0) -> None:
+        """Look up ``--owner-service`` once, before any host object is written (the chart's
+        Service is created with the syncer's pod: wait for it a little)."""
+        name = self.settings.owner_service
+        if not name:
+            return
+        path = self.host_ns_path("/api/v1", "services") + f"/{name}"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                svc = self.host.get(path)
+                break
+            except (ApiError, OSError) as exc:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"owner Service {name}: {exc}") from exc
+                time.sleep(0.5)
+        self.owner = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "name": name,
+            "uid": svc["metadata"]["uid"],
+        }
+
+    def own(self, host_obj: JSON) -> JSON:
+        """Give a host object the owner reference, unless it has owners of its own (a pod's
+        token Secret is owned by its pod)."""
+        if self.owner is not None:
+            meta = host_obj.setdefault("metadata", {})
+            if not meta.get("ownerReferences"):
+                meta["ownerReferences"] = [dict(self.owner)]
+        return host_obj
+
     def managed_selector(self) -> str:
         from ..constants import MANAGED_BY_LABEL
 

@@ -109,7 +109,7 @@ class DownSync:
     def ensure(self, vobj: JSON, hobj: JSON | None = None) -> JSON | None:
         """Create or update the host copy of ``vobj``; returns the host object (or None)."""
         meta = vobj["metadata"]
-        desired = self.translate(vobj, self.host_ns, self.vc)
+        desired = self.engine.own(self.translate(vobj, self.host_ns, self.vc))
         hname = desired["metadata"]["name"]
         if hobj is None:
             hobj = self.host(hname)

@@ -189,7 +189,7 @@ class Pods:
                 if obj is not None:
                     sync.ensure(obj)
         token_secret = f"{hname}-sa-token"
-        host_pod = translate_pod(vpod, self._context(ns, token_secret))
+        host_pod = self.engine.own(translate_pod(vpod, self._context(ns, token_secret)))
         try:
             created = self.engine.host.create(self.hpath(), host_pod)
         except ApiError as exc:

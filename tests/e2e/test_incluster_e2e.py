@@ -523,6 +523,21 @@ def test_plain_helm_install_without_the_plugin(
         else:
             raise AssertionError(f"CoreDNS not running in {ns}: {[p['metadata'] for p in pods]}")
         api.close()
+        # `helm uninstall` alone removes what the syncer made: every synced object is owned by
+        # the release's Service, and the host's garbage collector follows its deletion.
+        synced = _synced_objects(kind_host, ns)
+        assert any(n.startswith("pod/coredns-0-x-") for n in synced), synced
+        assert any(n.startswith("configmap/") for n in synced), synced
+        assert any(n.startswith("service/kube-dns-x-") for n in synced), synced
+        t0 = time.monotonic()
+        uninstall = subprocess.run(
+            [*helm, "uninstall", release, "-n", ns], capture_output=True, text=True, timeout=120
+        )
+        assert uninstall.returncode == 0, uninstall.stderr
+        while (left := _synced_objects(kind_host, ns)) and time.monotonic() - t0 < 60:
+            time.sleep(0.5)
+        print(f"synced objects gone {time.monotonic() - t0:.1f}s after helm uninstall")
+        assert left == [], left
     finally:
         if forward is not None:
             forward.kill()
@@ -530,6 +545,18 @@ def test_plain_helm_install_without_the_plugin(
         subprocess.run([*helm, "uninstall", release, "-n", ns], capture_output=True, timeout=120)
         kind_host.kubectl_run("delete", "namespace", ns, "--wait=true", check=False, timeout=180)
     assert _namespace_gone(kind_host, ns)
+
+
+def _synced_objects(kind_host: KindHost, ns: str) -> list[str]:
+    """Host objects in ``ns`` that the syncer made (token Secrets included), by kind/name."""
+    kinds = "pods,secrets,configmaps,services,endpoints,persistentvolumeclaims"
+    managed = kind_host.kubectl_run(
+        "get", kinds, "-n", ns, "-l", "vc.pytest-vcluster.io/managed-by", "-o", "name"
+    ).stdout.split()
+    tokens = kind_host.kubectl_run(
+        "get", "secrets", "-n", ns, "-l", "vc.pytest-vcluster.io/token-of", "-o", "name"
+    ).stdout.split()
+    return sorted(set(managed + tokens))
 
 
 def test_zz_nothing_left_on_the_host(kind_host: KindHost) -> None:
