@@ -70,6 +70,11 @@ SYNCER_RULES = [
         "resources": ["pods/log", "pods/exec", "pods/attach", "pods/portforward"],
         "verbs": ["get", "create"],
     },
+    {  # kubectl debug: a virtual pod's ephemeral containers reach its host pod
+        "apiGroups": [""],
+        "resources": ["pods/ephemeralcontainers"],
+        "verbs": ["get", "patch", "update"],
+    },
     {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["*"]},
 ]
 

@@ -19,6 +19,7 @@ from ..core.workqueue import FOLLOW_UP
 from ..kube import JSON, ApiError
 from ..translate.metadata import virtual_ref
 from ..translate.names import host_name
+from ..translate.pod_plan import metadata_patch, new_ephemeral_containers, plan, spec_patch
 from ..translate.pod_refs import containers
 from ..translate.pods import PodContext, pod_violations, translate_pod
 from .generic import DownSync, status_differs
@@ -131,7 +132,7 @@ class Pods:
         base = self.engine.host_ns_path("/api/v1", "pods")
         return f"{base}/{hname}" if hname else base
 
-    # -- reconcile
+    # -- reconcile: plan() decides, one method per direction carries it out
     def reconcile(self, namespace: str, name: str) -> None:
         vpod = self.engine.virtual_informers["pods"].get(namespace, name)
         hname = host_name(name, namespace, self.s.name)
@@ -140,36 +141,37 @@ class Pods:
             hpod = self._fresh.get(hname)
         if hpod is not None and (virtual_ref(hpod) or ("", "", ""))[:2] != (namespace, name):
             hpod = None  # another virtual object with a colliding name owns it
+        step = plan(vpod, hpod, nodes=self._node_names(vpod))
         if vpod is None:
             self._status_written.pop((namespace, name), None)
-            if hpod is not None:
-                self._delete_host(hpod)
-            return
-        vmeta = vpod["metadata"]
-        if vmeta.get("deletionTimestamp"):
-            if hpod is not None:
-                if not hpod["metadata"].get("deletionTimestamp"):
-                    self._delete_host(hpod, vmeta.get("deletionGracePeriodSeconds"))
-            else:  # host side is gone: finalize the virtual pod (no kubelet will)
-                self.engine.virtual.delete(self.vpath(namespace, name), grace=0, uid=vmeta["uid"])
-            return
-        if hpod is not None and (virtual_ref(hpod) or ("", "", ""))[2] != vmeta["uid"]:
-            self._delete_host(hpod, 0)  # left over from an earlier pod of the same name
-            return
-        if hpod is None:
-            if (vpod.get("spec") or {}).get("nodeName") and (
-                (vpod.get("status") or {}).get("phase") not in ENDED_PHASES
-            ):
-                # It ran on the host and its host pod vanished: let its controller recreate it.
-                self.engine.virtual.delete(self.vpath(namespace, name), grace=0, uid=vmeta["uid"])
-                return
-            self._create(vpod, hname)
-            return
-        if hpod["metadata"].get("deletionTimestamp"):
-            return
-        self._update(vpod, hpod)
+        if step.action in ("delete-host", "replace-host"):
+            assert hpod is not None
+            self._delete_host(hpod, step.grace)
+        elif step.action in ("finalize-virtual", "delete-virtual"):
+            # delete-virtual is sync_to_virtual: its controller makes a new pod
+            assert vpod is not None
+            self.engine.virtual.delete(
+                self.vpath(namespace, name), grace=0, uid=vpod["metadata"]["uid"]
+            )
+        elif step.action == "deny-node":
+            assert vpod is not None
+            self._deny(vpod, [step.reason], reason="NodeNotFound")
+        elif step.action == "create":
+            assert vpod is not None
+            self.sync_to_host(vpod, hname)
+        elif step.action == "update":
+            assert vpod is not None
+            assert hpod is not None
+            self.sync(vpod, hpod)
 
-    def _create(self, vpod: JSON, hname: str) -> None:
+    def _node_names(self, vpod: JSON | None) -> list[str]:
+        """The vcluster's nodes, when the pod names one (spec.nodeName at creation)."""
+        nodes = self.engine.virtual_informers.get("nodes")
+        if vpod is None or nodes is None or not (vpod.get("spec") or {}).get("nodeName"):
+            return []
+        return [n["metadata"]["name"] for n in nodes.items()]
+
+    def sync_to_host(self, vpod: JSON, hname: str) -> None:
         ns = vpod["metadata"]["namespace"]
         violations = [] if self.s.allow_privileged else pod_violations(vpod)
         if violations:
@@ -207,7 +209,11 @@ class Pods:
         self._token_due[token_secret] = 0.0  # due now, no need to look for an old one
         self.engine.queue.add(("pods", ns, vpod["metadata"]["name"]), priority=FOLLOW_UP)
 
-    def _update(self, vpod: JSON, hpod: JSON) -> None:
+    def sync(self, vpod: JSON, hpod: JSON) -> None:
+        """Both exist: the host copy follows the virtual pod's changes (labels, annotations,
+        images, deadline, tolerations, ephemeral containers); the virtual pod gets its node
+        and the host's status."""
+        self._update_host(vpod, hpod)
         ns, name = vpod["metadata"]["namespace"], vpod["metadata"]["name"]
         node = (hpod.get("spec") or {}).get("nodeName")
         if node and not (vpod.get("spec") or {}).get("nodeName"):
@@ -234,8 +240,38 @@ class Pods:
                 hpod["metadata"].get("resourceVersion"),
                 (patched.get("metadata") or {}).get("resourceVersion"),
             )
-        self._update_images(vpod, hpod)
         self._refresh_token_later(vpod, hpod)
+
+    def _update_host(self, vpod: JSON, hpod: JSON) -> None:
+        hname = hpod["metadata"]["name"]
+        desired = translate_pod(
+            vpod, self._context(vpod["metadata"]["namespace"], f"{hname}-sa-token")
+        )
+        path = self.hpath(hname)
+        meta = metadata_patch(desired["metadata"], hpod["metadata"])
+        if meta is not None:
+            self.engine.host.merge_patch(path, meta)
+        spec = spec_patch(desired["spec"], hpod.get("spec") or {})
+        if spec is not None:
+            self.engine.host.request(
+                "PATCH", path, spec, content_type="application/strategic-merge-patch+json"
+            )
+        debug = new_ephemeral_containers(desired["spec"], hpod.get("spec") or {})
+        if debug:
+            violations = (
+                []
+                if self.s.allow_privileged
+                else pod_violations({"spec": {"ephemeralContainers": debug}})
+            )
+            if violations:
+                self._deny_event(vpod, violations)
+                return
+            self.engine.host.request(
+                "PATCH",
+                path + "/ephemeralcontainers",
+                {"spec": {"ephemeralContainers": debug}},
+                content_type="application/strategic-merge-patch+json",
+            )
 
     def _status_pending(self, vpod: JSON, hpod: JSON) -> bool:
         """Whether this host status already went onto a newer virtual version than the cached
@@ -249,18 +285,6 @@ class Pods:
             return int(meta.get("resourceVersion") or 0) < int(written[1] or 0)
         except ValueError:  # resourceVersions are opaque; etcd's happen to be numbers
             return False
-
-    def _update_images(self, vpod: JSON, hpod: JSON) -> None:
-        want = {c["name"]: c.get("image") for c in (vpod.get("spec") or {}).get("containers", [])}
-        have = {c["name"]: c.get("image") for c in (hpod.get("spec") or {}).get("containers", [])}
-        if want != have:
-            patch = {"spec": {"containers": [{"name": n, "image": i} for n, i in want.items()]}}
-            self.engine.host.request(
-                "PATCH",
-                self.hpath(hpod["metadata"]["name"]),
-                patch,
-                content_type="application/strategic-merge-patch+json",
-            )
 
     def _delete_host(self, hpod: JSON, grace: int | None = None) -> None:
         meta = hpod["metadata"]
@@ -401,6 +425,14 @@ class Pods:
         return expiry - (1 - self.s.token_refresh) * self.s.token_seconds
 
     # -- refusing
+    def _deny_event(self, vpod: JSON, reasons: list[str]) -> None:
+        """A running pod's new part (an ephemeral container) is refused: an Event only."""
+        message = "ephemeral container not synced to the host: " + "; ".join(reasons)
+        meta = vpod["metadata"]
+        log.warning("pod %s/%s %s", meta["namespace"], meta["name"], message)
+        if self.engine.recorder is not None:
+            self.engine.recorder.warn(vpod, "Pod", DENIED_REASON, message)
+
     def _deny(self, vpod: JSON, reasons: list[str], reason: str = DENIED_REASON) -> None:
         meta = vpod["metadata"]
         message = "not synced to the host: " + "; ".join(reasons)

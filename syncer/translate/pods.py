@@ -9,6 +9,7 @@ from typing import Any
 
 from .metadata import host_metadata, json_copy, virtual_identity
 from .names import host_name
+from .pod_plan import MANAGED_ANNOTATIONS, managed_annotations
 from .pod_refs import containers, translate_spec_refs
 
 SA_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -188,59 +189,6 @@ def translate_pod(pod: Mapping[str, Any], ctx: PodContext) -> dict[str, Any]:
     hostname = name[:63].rstrip("-.")
     if "hostname" not in spec and _DNS_LABEL_RE.match(hostname):
         spec["hostname"] = hostname
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": host_metadata(pod, "Pod", ctx.host_namespace, ctx.vcluster),
-        "spec": spec,
-    }
-
-
-def virtual_pod_status(host_pod: Mapping[str, Any]) -> dict[str, Any]:
-    """Status to write back to the virtual pod (a deep copy of the host pod's)."""
-    status: dict[str, Any] = json_copy(dict(host_pod.get("status") or {}))
-    return status
-
-
-def _only_added_tolerations(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> bool:
-    # Mirrors API validation: existing tolerations stay, only tolerationSeconds may change.
-    def key(toleration: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in toleration.items() if k != "tolerationSeconds"}
-
-    new_keys = [key(t) for t in new]
-    return all(key(t) in new_keys for t in old)
-
-
-def _deadline_ok(old: int | None, new: int | None) -> bool:
-    # activeDeadlineSeconds may be set or lowered, never raised or removed.
-    if old == new:
-        return True
-    return new is not None and new > 0 and (old is None or new <= old)
-
-
-def _immutable_part(spec: Mapping[str, Any]) -> dict[str, Any]:
-    part: dict[str, Any] = json_copy(dict(spec))
-    for key in ("containers", "initContainers"):
-        for container in part.get(key) or []:
-            container.pop("image", None)
-    # ephemeralContainers change through their own subresource, not by update.
-    for key in ("activeDeadlineSeconds", "tolerations", "ephemeralContainers"):
-        part.pop(key, None)
-    return part
-
-
-def pod_spec_changed_immutably(
-    old_virtual: Mapping[str, Any], new_virtual: Mapping[str, Any]
-) -> bool:
-    """Whether the virtual pod changed in a way the host pod cannot follow without recreation."""
-    old: Mapping[str, Any] = old_virtual.get("spec") or {}
-    new: Mapping[str, Any] = new_virtual.get("spec") or {}
-    if not _only_added_tolerations(old.get("tolerations") or [], new.get("tolerations") or []):
-        return True
-    if not _deadline_ok(old.get("activeDeadlineSeconds"), new.get("activeDeadlineSeconds")):
-        return True
-    old_part, new_part = _immutable_part(old), _immutable_part(new)
-    if not old_part.get("nodeName"):
-        # Binding the virtual pod (by the syncer, after host scheduling) is no user change.
-        new_part.pop("nodeName", None)
-    return old_part != new_part
+    metadata = host_metadata(pod, "Pod", ctx.host_namespace, ctx.vcluster)
+    metadata["annotations"][MANAGED_ANNOTATIONS] = managed_annotations(metadata["annotations"])
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}

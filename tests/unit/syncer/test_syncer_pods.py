@@ -14,10 +14,8 @@ from syncer.translate.names import host_name, translate_labels
 from syncer.translate.pods import (
     SA_MOUNT_PATH,
     PodContext,
-    pod_spec_changed_immutably,
     pod_violations,
     translate_pod,
-    virtual_pod_status,
 )
 
 Matcher = Callable[..., bool]
@@ -516,50 +514,6 @@ def test_preferred_affinity_and_topology_spread_are_translated(matches: Matcher)
 )
 def test_pod_violations(spec: dict[str, Any], reasons: list[str]) -> None:
     assert pod_violations(pod(**spec)) == reasons
-
-
-def test_virtual_pod_status_is_a_deep_copy() -> None:
-    host_pod = {"status": {"phase": "Running", "conditions": [{"type": "Ready"}]}}
-    status = virtual_pod_status(host_pod)
-    assert status == host_pod["status"]
-    status["conditions"].append({"type": "X"})
-    assert host_pod["status"]["conditions"] == [{"type": "Ready"}]
-    assert virtual_pod_status({}) == {}
-
-
-TOL = {"key": "k", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60}
-
-
-@pytest.mark.parametrize(
-    ("old_spec", "new_spec", "recreate"),
-    [
-        ({}, {}, False),
-        ({}, {"containers": [{**pod()["spec"]["containers"][0], "image": "nginx:2"}]}, False),
-        (
-            {"initContainers": [container()]},
-            {"initContainers": [container(image="busybox:2")]},
-            False,
-        ),
-        ({}, {"containers": [{**pod()["spec"]["containers"][0], "args": ["x"]}]}, True),
-        ({}, {"activeDeadlineSeconds": 30}, False),
-        ({"activeDeadlineSeconds": 30}, {"activeDeadlineSeconds": 10}, False),
-        ({"activeDeadlineSeconds": 30}, {"activeDeadlineSeconds": 60}, True),
-        ({"activeDeadlineSeconds": 30}, {}, True),
-        ({"tolerations": [TOL]}, {"tolerations": [TOL, {"key": "x", "operator": "Exists"}]}, False),
-        ({"tolerations": [TOL]}, {"tolerations": [{**TOL, "tolerationSeconds": 10}]}, False),
-        ({"tolerations": [TOL]}, {"tolerations": []}, True),
-        ({"tolerations": [TOL]}, {"tolerations": [{**TOL, "effect": "NoSchedule"}]}, True),
-        ({}, {"nodeName": "node-1"}, False),  # binding
-        ({"nodeName": "node-1"}, {"nodeName": "node-2"}, True),
-        ({}, {"ephemeralContainers": [container(name="dbg")]}, False),
-        ({}, {"restartPolicy": "Never"}, True),
-        ({}, {"volumes": []}, True),
-    ],
-)
-def test_pod_spec_changed_immutably(
-    old_spec: dict[str, Any], new_spec: dict[str, Any], recreate: bool
-) -> None:
-    assert pod_spec_changed_immutably(pod(**old_spec), pod(**new_spec)) is recreate
 
 
 def test_translation_is_deterministic() -> None:
