@@ -1,0 +1,224 @@
+"""Benchmark: the upstream Kubernetes conformance suite against the kind host itself and against
+a vcluster on it, in the same run, with the same focus — the external yardstick.
+
+    nice -n 19 python bench/conformance.py [--focus '\\[Conformance\\]'] [--procs 4]
+    nice -n 19 python bench/conformance.py --local --focus 'sig-api-machinery.*Conformance'
+
+Builds (cached, offline) ``e2e.test``, ``ginkgo`` and ``agnhost`` for the host's version
+(bench/conformance_build.py) and the images the specs run (bench/conformance_images.py), loads
+them into the kind host, then runs ``ginkgo --focus F --skip S e2e.test`` against the host's
+kubeconfig and then against the vcluster's. ``--local``: a local vcluster against the local
+host instead (kwok pods: only specs that need no running containers can pass on either).
+
+Writes bench/results/conformance.json (``--out``): per side the spec names as ginkgo prints
+them (passed, failed), the number skipped and the seconds, and ``vcluster_only_failures``:
+specs the host passes and the vcluster fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path[0] = str(Path(__file__).resolve().parents[1])  # bench/syncer.py shadows syncer
+    sys.path.append(str(Path(__file__).resolve().parent))
+
+from conformance_build import ConformanceBuild
+from conformance_images import build_images
+
+from pytest_vcluster.binaries import LOCAL_HOST_TOOLS, BinaryResolver, default_cache_dir
+from pytest_vcluster.docker import ensure_docker
+from pytest_vcluster.hosts.kind import KindHost
+from pytest_vcluster.hosts.local import LocalHost
+from pytest_vcluster.scripts import load_script
+from pytest_vcluster.vcluster import VCluster
+from pytest_vcluster.versions import parse_k8s_version
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).parent / "results"
+HOST = "pytest-vcluster-conformance"
+SKIP = r"\[Serial\]|\[Disruptive\]|\[Flaky\]|\[Feature:"
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def spec_name(report: dict[str, Any]) -> str:
+    """The spec's full text as ginkgo prints it."""
+    texts = [t for t in report.get("ContainerHierarchyTexts") or [] if t]
+    return " ".join([*texts, report.get("LeafNodeText", "")]).strip()
+
+
+def summarize(report_file: Path, seconds: float) -> dict[str, Any]:
+    suites = json.loads(report_file.read_text())
+    passed: list[str] = []
+    failed: list[str] = []
+    skipped = 0
+    failures: dict[str, str] = {}
+    for suite in suites:
+        for spec in suite.get("SpecReports") or []:
+            if spec.get("LeafNodeType") != "It":
+                continue
+            name, state = spec_name(spec), spec.get("State")
+            if state == "passed":
+                passed.append(name)
+            elif state in ("skipped", "pending"):
+                skipped += 1
+            else:
+                failed.append(name)
+                failures[name] = ((spec.get("Failure") or {}).get("Message") or state)[:600]
+    return {
+        "passed": sorted(passed),
+        "failed": sorted(failed),
+        "skipped": skipped,
+        "seconds": round(seconds, 1),
+        "failure_messages": failures,
+    }
+
+
+def run_suite(
+    side: str,
+    kubeconfig: Path,
+    tools: dict[str, Path],
+    focus: str,
+    skip: str,
+    procs: int,
+    out: Path,
+) -> dict[str, Any]:
+    out.mkdir(parents=True, exist_ok=True)
+    report = out / "report.json"
+    report.unlink(missing_ok=True)
+    cmd = [
+        str(tools["ginkgo"]),
+        f"--procs={procs}",
+        "--timeout=4h",
+        "--no-color",
+        "--silence-skips",
+        f"--focus={focus}",
+        f"--skip={skip}",
+        f"--json-report={report}",
+        str(tools["e2e.test"]),
+        "--",
+        f"--kubeconfig={kubeconfig}",
+        "--provider=skeleton",
+        f"--report-dir={out}",
+        "--disable-log-dump",
+        "--allowed-not-ready-nodes=0",
+    ]
+    log(f"{side}: {' '.join(cmd)}")
+    t0 = time.monotonic()
+    with (out / "ginkgo.log").open("w") as fh:
+        rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=False).returncode
+    seconds = time.monotonic() - t0
+    if not report.exists():
+        tail = (out / "ginkgo.log").read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"{side}: no report (exit {rc}):\n{tail}")
+    result = summarize(report, seconds)
+    result["exit_code"] = rc
+    log(
+        f"{side}: {len(result['passed'])} passed, {len(result['failed'])} failed, "
+        f"{result['skipped']} skipped in {seconds:.0f}s"
+    )
+    return result
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--focus", default=r"\[Conformance\]")
+    ap.add_argument("--skip", default=SKIP)
+    ap.add_argument("--procs", type=int, default=4)
+    ap.add_argument("--sides", default="host,vcluster")
+    ap.add_argument("--local", action="store_true", help="local vcluster on the local host")
+    ap.add_argument("--keep-host", action="store_true", help="leave the kind host running")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    os.environ.setdefault("PYTEST_VCLUSTER_DOWNLOAD_URL", "off")
+    k8s = parse_k8s_version(None)
+    cache = default_cache_dir()
+    out = args.out or RESULTS / ("conformance-local.json" if args.local else "conformance.json")
+    work = cache / "conformance" / "runs" / time.strftime("%Y%m%d-%H%M%S")
+    tools = ConformanceBuild(k8s, cache).build()
+    result: dict[str, Any] = {
+        "benchmark": "conformance",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "k8s_version": str(k8s),
+        "host_kind": "local" if args.local else "kind",
+        "focus": args.focus,
+        "skip": args.skip,
+        "procs": args.procs,
+    }
+    sides = [s.strip() for s in args.sides.split(",") if s.strip()]
+    if args.local:
+        resolver = BinaryResolver(k8s, cache, download_base="off")
+        binaries = {t: r.path for t, r in resolver.resolve_all(LOCAL_HOST_TOOLS).items()}
+        with LocalHost(k8s, binaries) as host:
+            kubeconfigs = {"host": Path(host.info().kubeconfig)}
+            with VCluster(host.info(), "conformance", timeout=120) as vc:
+                kubeconfigs["vcluster"] = vc.kubeconfig_path
+                for side in sides:
+                    result[side] = run_suite(
+                        side, kubeconfigs[side], tools, args.focus, args.skip, args.procs,
+                        work / side,
+                    )  # fmt: skip
+    else:
+        docker = ensure_docker(start=True, cache_dir=cache, progress=log)
+        node = load_script(ROOT / "images/kind-node/build.py", "pytest_vcluster_kind_node_build")
+        node_image = str(node.NodeImageBuilder(k8s, cache, docker=docker, progress=log).build().tag)
+        cp = load_script(ROOT / "images/control-plane/build.py", "pytest_vcluster_cp_image_build")
+        sy = load_script(ROOT / "images/syncer/build.py", "pytest_vcluster_syncer_image_build")
+        images = {
+            "controlPlane": cp.ControlPlaneImage(k8s, cache, docker=docker).build()[0],
+            "syncer": sy.SyncerImage(cache, docker=docker).build()[0],
+        }
+        busybox = sorted((cache / "kind-node").glob("rootfs-*/bin/busybox"))[-1]
+        test_images = build_images(docker, cache, tools["agnhost"], busybox)
+        resolver = BinaryResolver(k8s, cache, download_base="off")
+        kind, kubectl = resolver.resolve("kind").path, resolver.resolve("kubectl").path
+        host = KindHost(k8s, kind, kubectl, cache, name=HOST, image=node_image, timeout=600)
+        host.start()
+        try:
+            log(f"loading {len(test_images)} test images into the kind host")
+            host.load_images(test_images)
+            result["test_images"] = {
+                ref: hashlib.sha256(ref.encode()).hexdigest()[:8] for ref in test_images
+            }
+            vc = VCluster(host.info(), "conformance", images=images, timeout=240, progress=log)
+            vc.create()
+            try:
+                kubeconfigs = {"host": host.kubeconfig_path, "vcluster": vc.kubeconfig_path}
+                for side in sides:
+                    result[side] = run_suite(
+                        side, kubeconfigs[side], tools, args.focus, args.skip, args.procs,
+                        work / side,
+                    )  # fmt: skip
+            finally:
+                vc.delete()
+        finally:
+            if not args.keep_host:
+                host.delete()
+    if "host" in result and "vcluster" in result:
+        host_passed = set(result["host"]["passed"])
+        vc_passed = set(result["vcluster"]["passed"])
+        result["vcluster_only_failures"] = sorted(host_passed - vc_passed)
+        result["host_only_failures"] = sorted(vc_passed - host_passed)
+        result["goal_host_passes_subset_of_vcluster"] = host_passed <= vc_passed
+        result["goal_host_covers_150"] = len(host_passed) >= 150
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    log(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
