@@ -215,6 +215,8 @@ def keep_service_ips(desired: JSON, actual: JSON) -> None:
     for key in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "healthCheckNodePort"):
         if key in have:
             spec[key] = have[key]
+    if spec.get("type") not in ("NodePort", "LoadBalancer"):
+        return  # a ClusterIP Service has no node ports (the host refuses them)
     node_ports = {
         (p.get("port"), p.get("protocol", "TCP")): p.get("nodePort")
         for p in have.get("ports") or []

@@ -22,6 +22,25 @@ _SYSTEM = {("default", "kubernetes")}
 _SERVER_FIELDS = ("uid", "resourceVersion", "creationTimestamp", "managedFields", "generation")
 
 
+def host_node_ports(vsvc: JSON, hsvc: JSON) -> list[JSON] | None:
+    """The virtual Service's ports with the host copy's node ports, when they differ."""
+    spec, host = vsvc.get("spec") or {}, hsvc.get("spec") or {}
+    if spec.get("type") not in ("NodePort", "LoadBalancer") or host.get("type") != spec.get("type"):
+        return None
+    allocated = {
+        (p.get("port"), p.get("protocol", "TCP")): p.get("nodePort")
+        for p in host.get("ports") or []
+    }
+    ports = [dict(p) for p in spec.get("ports") or []]
+    changed = False
+    for port in ports:
+        np = allocated.get((port.get("port"), port.get("protocol", "TCP")))
+        if np and port.get("nodePort") != np:
+            port["nodePort"] = np
+            changed = True
+    return ports if changed else None
+
+
 class ServiceIPs:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -41,6 +60,29 @@ class ServiceIPs:
         return svc is not None and not (svc.get("spec") or {}).get("selector")
 
     def align(self, vsvc: JSON, hsvc: JSON) -> None:
+        self._align_ip(vsvc, hsvc)
+        self._align_node_ports(vsvc, hsvc)
+
+    def _align_node_ports(self, vsvc: JSON, hsvc: JSON) -> None:
+        """The virtual Service shows the host's node ports (those are the ones that answer)."""
+        ports = host_node_ports(vsvc, hsvc)
+        if ports is None:
+            return
+        meta = vsvc["metadata"]
+        path = f"/api/v1/namespaces/{meta['namespace']}/services/{meta['name']}"
+        try:
+            self.engine.virtual.merge_patch(
+                path, {"metadata": {"resourceVersion": meta.get("resourceVersion")},
+                       "spec": {"ports": ports}}
+            )  # fmt: skip
+        except ApiError as exc:
+            if exc.status not in (404, 409, 422):  # gone, changed since, or port taken
+                raise
+            log.info(
+                "service %s/%s: node ports not copied: %s", meta["namespace"], meta["name"], exc
+            )
+
+    def _align_ip(self, vsvc: JSON, hsvc: JSON) -> None:
         want = (hsvc.get("spec") or {}).get("clusterIP")
         have = (vsvc.get("spec") or {}).get("clusterIP")
         if not want or want == "None" or want == have:

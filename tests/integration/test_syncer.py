@@ -588,3 +588,41 @@ def test_pod_with_node_name_runs_on_that_node(
     events = vcore.list_namespaced_event("team-a", field_selector="involvedObject.name=lost").items
     assert any(e.reason == "NodeNotFound" for e in events)
     assert vcore.read_namespaced_pod("lost", "team-a").metadata.deletion_timestamp is None
+
+
+def test_service_selector_port_and_type_changes_reach_the_host(
+    vc: LocalVCluster, vcore: client.CoreV1Api, hcore: client.CoreV1Api
+) -> None:
+    vcore.create_namespaced_service(
+        "team-a",
+        {
+            "metadata": {"name": "changing"},
+            "spec": {"selector": {"app": "a"}, "ports": [{"port": 80}]},
+        },
+    )
+    hname = host_name("changing", "team-a", "sync")
+    wait_for(lambda: hcore.read_namespaced_service(hname, vc.host_namespace), what="host copy")
+    svc = vcore.read_namespaced_service("changing", "team-a")
+    svc.spec.selector = {"app": "b"}
+    svc.spec.type = "NodePort"
+    svc.spec.ports = [client.V1ServicePort(port=81, target_port=8081)]
+    vcore.replace_namespaced_service("changing", "team-a", svc)
+
+    def followed() -> client.V1Service | None:
+        h = hcore.read_namespaced_service(hname, vc.host_namespace)
+        ports = [(p.port, p.target_port) for p in h.spec.ports]
+        ok = h.spec.type == "NodePort" and ports == [(81, 8081)]
+        ok = ok and h.spec.selector.get("vc.pytest-vcluster.io/app") == "b"
+        return h if ok else None
+
+    h = wait_for(followed, what="host Service following the edit")
+    assert "vc.pytest-vcluster.io/namespace" in h.spec.selector
+    # The node port is the host's, and the virtual Service shows it.
+    node_port = h.spec.ports[0].node_port
+    assert node_port
+    wait_for(
+        lambda: (
+            vcore.read_namespaced_service("changing", "team-a").spec.ports[0].node_port == node_port
+        ),
+        what="virtual node port == host node port",
+    )

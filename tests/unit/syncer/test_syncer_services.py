@@ -287,3 +287,27 @@ def test_pvc(spec: dict[str, Any], expected: dict[str, Any]) -> None:
     assert host["spec"] == expected
     assert "status" not in host
     assert host["metadata"]["name"] == ref("data")
+
+
+def test_virtual_service_shows_the_hosts_node_ports() -> None:
+    from syncer.resources.services import host_node_ports
+
+    virtual = {"spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 30001}]}}
+    host = {
+        "spec": {"type": "NodePort", "ports": [{"port": 80, "protocol": "TCP", "nodePort": 31234}]}
+    }
+    assert host_node_ports(virtual, host) == [{"port": 80, "nodePort": 31234}]
+    assert host_node_ports(host, host) is None
+    cluster_ip = {"spec": {"type": "ClusterIP", "ports": [{"port": 80}]}}
+    assert host_node_ports(cluster_ip, host) is None
+
+
+def test_a_cluster_ip_service_keeps_no_host_node_ports() -> None:
+    from syncer.resources.generic import keep_service_ips
+
+    desired = {"spec": {"type": "ClusterIP", "ports": [{"port": 80}]}}
+    keep_service_ips(
+        desired, {"spec": {"clusterIP": "10.96.0.9", "ports": [{"port": 80, "nodePort": 31000}]}}
+    )
+    assert desired["spec"]["ports"] == [{"port": 80}]
+    assert desired["spec"]["clusterIP"] == "10.96.0.9"
