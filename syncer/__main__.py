@@ -6,12 +6,13 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 
 from . import bootstrap
 from .app import build
 from .core.metrics import serve
-from .kube import Kube
+from .kube import ApiError, Kube
 from .kubelet.server import KubeletConfig, KubeletServer
 from .settings import parse
 
@@ -46,7 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         endpoint = (ip, kubelet.start())
         print(f"syncer: kubelet API on {ip}:{endpoint[1]}", flush=True)
-    engine = build(settings, virtual, host, kubelet_endpoint=endpoint)
+    engine = build(
+        settings, virtual, host, kubelet_endpoint=endpoint, kubelet_version=_version(host)
+    )
     engine.metrics.kubelet = kubelet
     engine.resolve_owner()
     server = serve(settings.health_address, engine.alive, engine.ready.is_set, engine.metrics)
@@ -65,6 +68,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         kubelet.stop()
     server.shutdown()
     return 0
+
+
+def _version(host: Kube) -> str:
+    """The host's Kubernetes version, shown as the fake nodes' kubelet version."""
+    for _ in range(50):
+        try:
+            return str(host.get("/version")["gitVersion"])
+        except (ApiError, OSError, KeyError, TypeError):
+            time.sleep(0.2)
+    return "fake"
 
 
 if __name__ == "__main__":

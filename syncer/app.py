@@ -21,6 +21,7 @@ def build(
     host: Kube,
     *,
     kubelet_endpoint: tuple[str, int] | None = None,
+    kubelet_version: str = "fake",
 ) -> Engine:
     """``kubelet_endpoint``: where the fake nodes' kubelet API is served (their address)."""
     engine = Engine(settings, virtual, host)
@@ -107,7 +108,7 @@ def build(
             )
         )
     if "nodes" in enabled and "pods" in enabled:
-        engine.add(Nodes(kubelet_endpoint))
+        engine.add(Nodes(kubelet_endpoint, kubelet_version))
     if "events" in enabled:
         engine.add(Events())
     return engine

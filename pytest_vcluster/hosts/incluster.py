@@ -18,8 +18,9 @@ the syncer's health port → kube-apiserver ``/readyz`` and syncer ``/readyz`` p
 every 0.1 s (not waiting for the kubelet's Ready condition) → ``default`` ServiceAccount → the
 vcluster's DNS Service (CoreDNS, created by the syncer) has its final ClusterIP.
 
-The port-forward is supervised: when it drops (the pod restarted, a network hiccup) it is
-started again on the same local ports.
+The port-forward (``pytest_vcluster.portforward``) opens one tunnel per local connection:
+a broken stream or a restarted pod ends only the connections it carried, and the next
+connection opens a new tunnel on the same local port.
 
 Teardown deletes the namespace (the Helm release record is a Secret in it) and force-deletes
 its pods (synced pods may ignore SIGTERM for their whole grace period), then waits until the
@@ -49,6 +50,8 @@ from .. import kubeconfig
 from ..docker import containerd_ref
 from ..errors import HostStartError, ReadinessTimeoutError, VClusterError
 from ..naming import default_cache_dir, host_namespace_for, validate_name
+from ..portforward import HostEndpoint, PortForward, PortForwardError
+from ..portforward import stats as port_forward_stats
 from ..procs import Child, ProcessGroup, proc_starttime
 from ..rest import Credentials, RestClient
 from ..servicecidr import cidrs_from_servicecidrs
@@ -220,7 +223,7 @@ class InClusterVCluster:
         self.timeout = timeout
         self.workdir = Path(host.workdir) / "vclusters" / name
         self.procs = ProcessGroup(die_with_parent=not detachable)
-        self.port_forward: Child | None = None
+        self._forwards: list[PortForward] = []
         self.local_port = 0
         self.ready_seconds = 0.0
         self.teardown_seconds = 0.0
@@ -232,10 +235,7 @@ class InClusterVCluster:
         self._t0 = 0.0
         self._kubeconfig: dict[str, Any] = {}
         self.health_port = 0
-        self.port_forward_restarts = 0
         self.dns_ip = ""
-        self._pf_stop = threading.Event()
-        self._pf_thread: threading.Thread | None = None
         self._pod_watch: Child | None = None
         self._pod_stream: _JsonStream | None = None
         self._pod: dict[str, Any] | None = None
@@ -608,61 +608,54 @@ class InClusterVCluster:
         self._kubeconfig = yaml.safe_load(base64.b64decode(proc.stdout))
 
     # -- port-forward ---------------------------------------------------------------------------
-    def _port_forward_argv(self, api_port: int = 0, health_port: int = 0) -> list[str]:
-        return [
-            str(self._tool("kubectl")), "--kubeconfig", self.host.kubeconfig,
-            "port-forward", "-n", self.host_namespace, f"pod/{self.pod_name}",
-            f"{api_port or ''}:6443", f"{health_port or ''}:8081", "--address", "127.0.0.1",
-        ]  # fmt: skip
-
     def _start_port_forward(self, deadline: float) -> None:
-        log = self.workdir / "port-forward.log"
-        self.port_forward = self.procs.start("port-forward", self._port_forward_argv(), log)
-        while time.monotonic() < deadline:
-            text = log.read_text()
-            api = re.search(r"Forwarding from 127\.0\.0\.1:(\d+) -> 6443", text)
-            health = re.search(r"Forwarding from 127\.0\.0\.1:(\d+) -> 8081", text)
-            if api and health:
-                self.local_port, self.health_port = int(api.group(1)), int(health.group(1))
+        """The API server's and the syncer's health port on 127.0.0.1, one tunnel per
+        connection (``pytest_vcluster.portforward``: a broken stream ends only itself)."""
+        endpoint = HostEndpoint.from_kubeconfig(self.host.kubeconfig)
+        self._forwards = [
+            PortForward(endpoint, self.host_namespace, self.pod_name, 6443),
+            PortForward(endpoint, self.host_namespace, self.pod_name, 8081),
+        ]
+        self.local_port = self._forwards[0].start()
+        self.health_port = self._forwards[1].start()
+        while True:  # the first tunnel says whether the host lets us forward at all
+            try:
+                self._forwards[0].check(timeout=max(1.0, deadline - time.monotonic()))
                 break
-            if not self.port_forward.alive():
-                raise InClusterError(f"kubectl port-forward exited: {text[-1000:]}")
-            time.sleep(0.05)
-        else:
-            raise ReadinessTimeoutError(f"kubectl port-forward did not start: {log.read_text()}")
+            except PortForwardError as exc:
+                if time.monotonic() > deadline or " 403" in str(exc):
+                    raise InClusterError(str(exc)) from None
+            except (OSError, TimeoutError) as exc:
+                if time.monotonic() > deadline:
+                    raise ReadinessTimeoutError(
+                        f"port-forward to the vcluster pod: {exc}"
+                    ) from None
+            time.sleep(0.1)
         cfg = copy.deepcopy(self._kubeconfig)
         for cluster in cfg.get("clusters") or []:
             cluster["cluster"]["server"] = self.server
         kubeconfig.write(self.kubeconfig_path, cfg)
-        self._pf_stop.clear()
-        self._pf_thread = threading.Thread(
-            target=self._supervise_port_forward, name=f"port-forward-{self.name}", daemon=True
-        )
-        self._pf_thread.start()
 
-    def _supervise_port_forward(self) -> None:
-        """Restart ``kubectl port-forward`` on the same local ports whenever it exits."""
-        log = self.workdir / "port-forward.log"
-        delay = 0.1
-        while not self._pf_stop.wait(delay):
-            child = self.port_forward
-            if child is None or child.alive():
-                delay = 0.2
-                continue
-            with contextlib.suppress(OSError):
-                with log.open("a") as fh:
-                    fh.write(f"--- port-forward exited ({child.returncode}); reconnecting\n")
-                self.procs.forget(child)
-                argv = self._port_forward_argv(self.local_port, self.health_port)
-                self.port_forward = self.procs.start("port-forward", argv, log)
-                self.port_forward_restarts += 1
-            delay = 0.5  # give it time to bind before judging it again
+    @property
+    def port_forward_stats(self) -> dict[str, Any]:
+        return port_forward_stats(self._forwards)
 
     def _stop_port_forward(self) -> None:
-        self._pf_stop.set()
-        if self._pf_thread is not None:
-            self._pf_thread.join(timeout=2)
-            self._pf_thread = None
+        for forward in self._forwards:
+            forward.stop()
+        self._forwards = []
+
+    def _detached_port_forward(self) -> None:
+        """A kept vcluster outlives this process: ``kubectl port-forward`` takes over its
+        ports (for a person's commands after the run, where one tunnel is fine)."""
+        ports = (self.local_port, self.health_port)
+        self._stop_port_forward()
+        argv = [
+            str(self._tool("kubectl")), "--kubeconfig", self.host.kubeconfig,
+            "port-forward", "-n", self.host_namespace, f"pod/{self.pod_name}",
+            f"{ports[0]}:6443", f"{ports[1]}:8081", "--address", "127.0.0.1",
+        ]  # fmt: skip
+        self.procs.start("port-forward", argv, self.workdir / "port-forward.log")
 
     @property
     def server(self) -> str:
@@ -923,7 +916,7 @@ class InClusterVCluster:
 
     def detach(self) -> dict[str, Any]:
         """Keep running after this process ends (the port-forward too); a record for ``reap``."""
-        self._pf_stop.set()  # the port-forward keeps running, unsupervised
+        self._detached_port_forward()
         self._stop_pod_watch()
         children = self.procs.detach()
         self._installed = self._namespace_created = False  # no longer ours to delete

@@ -73,6 +73,11 @@ class Metrics:
                 ),
                 "# TYPE syncer_kubelet_open_connections gauge",
                 f"syncer_kubelet_open_connections {self.kubelet.open_connections}",
+                "# TYPE syncer_kubelet_open_calls gauge",
+                *(
+                    f'syncer_kubelet_open_calls{{verb="{v}"}} {n}'
+                    for v, n in sorted(self.kubelet.open_calls.items())
+                ),
             ]
         return "\n".join(lines) + "\n"
 

@@ -125,6 +125,18 @@ def response(status: int, message: str, *, json_status: bool) -> bytes:
     return head.encode() + body
 
 
+def echo_response(head: bytes, body: str) -> bytes:
+    """The host's error response again: its status line and content type, a new body."""
+    lines = head.decode("latin-1").split("\r\n")
+    kind = next(
+        (ln.split(":", 1)[1].strip() for ln in lines[1:] if ln.lower().startswith("content-type:")),
+        "text/plain; charset=utf-8",
+    )
+    data = body.encode()
+    out = f"{lines[0]}\r\nContent-Type: {kind}\r\nContent-Length: {len(data)}\r\n"
+    return (out + "Connection: close\r\n\r\n").encode("latin-1") + data
+
+
 def host_request(
     method: str,
     r: Route,
@@ -197,6 +209,7 @@ class KubeletServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
         self.open_connections = 0  # calls in progress (metrics; leak checks)
+        self.open_calls: dict[str, int] = {}  # of those, by verb once routed
         self.calls: dict[str, int] = {}
 
     # -- lifecycle
@@ -316,6 +329,21 @@ class KubeletServer:
             await writer.drain()
             return
         self.calls[r.verb] = self.calls.get(r.verb, 0) + 1
+        self.open_calls[r.verb] = self.open_calls.get(r.verb, 0) + 1
+        try:
+            await self._forward(r, method, headers, reader, writer, closers)
+        finally:
+            self.open_calls[r.verb] -= 1
+
+    async def _forward(
+        self,
+        r: Route,
+        method: str,
+        headers: list[tuple[str, str]],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        closers: list[asyncio.StreamWriter],
+    ) -> None:
         if self.config.simulated:
             message = SIMULATED.format(namespace=r.namespace, pod=r.pod)
             writer.write(response(400, message, json_status=r.streaming))
@@ -338,8 +366,15 @@ class KubeletServer:
             status = int(resp_head.split(b" ", 2)[1])
             if status >= 400:
                 body = await _read_body(host_reader, resp_head[:-4], _ERROR_BODY_LIMIT)
-                message = virtual_message(host_error_message(body), r)
-                writer.write(response(status, message, json_status=r.streaming))
+                if r.streaming:
+                    # The host echoes the kubelet's refusal of an upgrade as it came; so do we
+                    # (names turned back), and clients print what a real cluster makes them.
+                    writer.write(
+                        echo_response(resp_head, virtual_message(body.decode(errors="replace"), r))
+                    )
+                else:  # a log: the API server wraps the kubelet's text into its own Status
+                    message = virtual_message(host_error_message(body), r)
+                    writer.write(response(status, message, json_status=False))
                 await writer.drain()
                 return
             writer.write(resp_head)

@@ -15,6 +15,7 @@ from ..core.controller import Engine
 from ..kube import JSON, ApiError
 
 FAKE_NODE_LABEL = "vc.pytest-vcluster.io/fake-node"
+DECLARED_FEATURES = ("ExtendWebSocketsToKubelet",)
 
 
 def fake_node(name: str, vcluster: str) -> JSON:
@@ -33,8 +34,10 @@ def fake_node(name: str, vcluster: str) -> JSON:
     }
 
 
-def fake_node_status(kubelet: tuple[str, int] | None = None) -> JSON:
-    """Always Ready; with ``kubelet`` (IP, port) the node's kubelet API is the syncer's."""
+def fake_node_status(kubelet: tuple[str, int] | None = None, version: str = "fake") -> JSON:
+    """Always Ready; with ``kubelet`` (IP, port) the node's kubelet API is the syncer's.
+    ``version``: the kubelet version shown (the host's: the API server decides by it whether
+    a kubelet speaks WebSocket streams itself or needs them translated to SPDY)."""
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     status: JSON = {
         "conditions": [
@@ -52,8 +55,8 @@ def fake_node_status(kubelet: tuple[str, int] | None = None) -> JSON:
         "nodeInfo": {
             "architecture": "amd64",
             "operatingSystem": "linux",
-            "kubeletVersion": "fake",
-            "kubeProxyVersion": "fake",
+            "kubeletVersion": version,
+            "kubeProxyVersion": version,
             "containerRuntimeVersion": "fake",
             "bootID": "",
             "kernelVersion": "",
@@ -66,7 +69,18 @@ def fake_node_status(kubelet: tuple[str, int] | None = None) -> JSON:
         # Only an InternalIP: the API server's default address order tries Hostname first.
         status["addresses"] = [{"type": "InternalIP", "address": kubelet[0]}]
         status["daemonEndpoints"] = {"kubeletEndpoint": {"Port": kubelet[1]}}
+        # The syncer passes WebSocket streams through to the host API server, which translates
+        # them for its kubelet if it must: so the virtual API server need not (it would, to
+        # SPDY, for a node that does not declare this), and both answer alike.
+        status["declaredFeatures"] = list(DECLARED_FEATURES)
     return status
+
+
+def shown(node: JSON) -> tuple[tuple[str, int] | None, str, tuple[str, ...]]:
+    """(kubelet endpoint, kubelet version, declared features) a fake node's status shows."""
+    status = node.get("status") or {}
+    version = (status.get("nodeInfo") or {}).get("kubeletVersion", "")
+    return advertised(node), str(version), tuple(status.get("declaredFeatures") or ())
 
 
 def advertised(node: JSON) -> tuple[str, int] | None:
@@ -82,8 +96,9 @@ def advertised(node: JSON) -> tuple[str, int] | None:
 class Nodes:
     name = "nodes"
 
-    def __init__(self, kubelet: tuple[str, int] | None = None) -> None:
+    def __init__(self, kubelet: tuple[str, int] | None = None, version: str = "fake") -> None:
         self.kubelet = kubelet  # (IP, port) of the syncer's kubelet API, advertised by nodes
+        self.version = version  # kubelet version the nodes show (the host's)
         # Host node of each synced host pod, and how many pods each node runs: kept by the host
         # pod handler so a reconcile does not scan every pod (that was O(pods) per event).
         self._node_of: dict[tuple[str, str], str] = {}
@@ -134,9 +149,13 @@ class Nodes:
                 raise
         self._patch_status(name)
 
+    def _wanted(self) -> tuple[tuple[str, int] | None, str, tuple[str, ...]]:
+        return self.kubelet, self.version, DECLARED_FEATURES if self.kubelet else ()
+
     def _patch_status(self, name: str) -> None:
         self.engine.virtual.merge_patch(
-            f"/api/v1/nodes/{name}/status", {"status": fake_node_status(self.kubelet)}
+            f"/api/v1/nodes/{name}/status",
+            {"status": fake_node_status(self.kubelet, self.version)},
         )
 
     def reconcile(self, namespace: str, name: str) -> None:
@@ -149,7 +168,7 @@ class Nodes:
         used = self.pods_on(name) > 0
         if used and vnode is None:
             self._create(name)
-        elif used and vnode is not None and advertised(vnode) != self.kubelet:
+        elif used and vnode is not None and shown(vnode) != self._wanted():
             self._patch_status(name)  # a restarted syncer may serve on another port
         elif not used and vnode is not None:
             self.engine.virtual.delete(f"/api/v1/nodes/{name}", uid=vnode["metadata"].get("uid"))

@@ -389,30 +389,55 @@ def test_helm_test_hook_persistence_and_nothing_left(
     assert "e2e-pvc" not in left
 
 
-def test_port_forward_reconnects_when_dropped(
-    kind_host: KindHost, vcluster_images: dict[str, str]
+def test_port_forward_carries_each_connection_alone(
+    kind_host: KindHost, vcluster_images: dict[str, str], app_image: str
 ) -> None:
-    """Killing ``kubectl port-forward`` under a live vcluster: the same local port answers again
-    within seconds (the supervisor restarts it), so the kubeconfig stays valid."""
-    with VCluster(kind_host.info(), "e2e-pf", images=vcluster_images, timeout=180) as vc:
-        from kubernetes import client
+    """The plugin's port-forward opens one tunnel per connection: execs that close their
+    connection abruptly (with ``kubectl port-forward`` each could end every connection: "lost
+    connection to pod") leave a watch opened before them running, on the same local port."""
+    import select
+    import subprocess
 
-        impl = vc._impl
-        port = impl.local_port  # type: ignore[union-attr]
-        impl.port_forward.kill()  # type: ignore[union-attr]
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                status, _ = impl.rest().get("/readyz")  # type: ignore[union-attr]
-            except OSError:
-                status = 0
-            if status == 200 and impl.port_forward_restarts >= 1:  # type: ignore[union-attr]
-                break
-            assert time.monotonic() < deadline, "the port-forward did not come back"
-            time.sleep(0.2)
-        assert impl.local_port == port  # type: ignore[union-attr]
-        core = client.CoreV1Api(vc.api_client)
-        assert core.read_namespaced_service_account("default", "default")
+    kind_host.load_images([app_image])
+    with VCluster(kind_host.info(), "e2e-pf", images=vcluster_images, timeout=180) as vc:
+        vc.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "sh"},
+                "spec": {
+                    "terminationGracePeriodSeconds": 0,
+                    "containers": [{"name": "c", "image": app_image, "imagePullPolicy": "Never",
+                                    "command": ["sleep", "3600"]}],
+                },
+            }
+        )  # fmt: skip
+        vc.wait_for("Pod", "sh", "Ready", timeout=120)
+        port = vc._impl.local_port  # type: ignore[union-attr]
+        watch = subprocess.Popen(
+            [str(vc.tool("kubectl")), f"--kubeconfig={vc.kubeconfig_path}", "get", "pods",
+             "-w", "-o", "name"],
+            stdout=subprocess.PIPE, text=True, bufsize=1,
+        )  # fmt: skip
+        try:
+            assert watch.stdout is not None
+            assert watch.stdout.readline().strip() == "pod/sh"
+            for _ in range(10):
+                vc.kubectl("exec", "sh", "--", "true")
+                vc.kubectl("exec", "-i", "sh", "--", "cat", input="x" * 100_000)
+            assert watch.poll() is None, "the watch ended"
+            vc.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}})
+            vc.kubectl("delete", "pod", "sh", "--wait=false")
+            ready, _, _ = select.select([watch.stdout], [], [], 30)
+            assert ready, "the watch saw nothing after the execs"
+            assert watch.stdout.readline().strip() == "pod/sh"
+        finally:
+            watch.kill()
+            watch.wait()
+        assert vc._impl.local_port == port  # type: ignore[union-attr]
+        stats = vc._impl.port_forward_stats  # type: ignore[union-attr]
+        assert stats["failures"] == 0, stats
+        assert stats["connections"] >= 20, stats
 
 
 def test_vcluster_of_another_kubernetes_version(

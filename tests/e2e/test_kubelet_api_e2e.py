@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import select
 import subprocess
 import time
 import urllib.request
@@ -90,6 +89,9 @@ def vc(kind_host: KindHost, vcluster_images: dict[str, str], app_image: str) -> 
             vc.wait_for("Pod", pod, "Ready", timeout=120)
         yield vc
     finally:
+        log = getattr(vc._impl, "workdir", Path("/nonexistent")) / "port-forward.log"
+        if log.exists():  # shown with -s: restarts of the plugin's port-forward, and why
+            print("port-forward.log (tail):\n" + log.read_text()[-3000:])
         vc.delete()
 
 
@@ -106,10 +108,42 @@ def _kubectl(vc: VCluster) -> list[str]:
     return [str(vc.tool("kubectl")), f"--kubeconfig={vc.kubeconfig_path}"]
 
 
+class Lines:
+    """A subprocess's stdout read line by line on a thread (select() cannot see what the
+    text wrapper has buffered already)."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        import queue
+        import threading
+
+        self.queue: queue.Queue[str] = queue.Queue()
+        assert proc.stdout is not None
+        stdout = proc.stdout
+
+        def pump() -> None:
+            for line in stdout:
+                self.queue.put(line)
+            self.queue.put("")
+
+        threading.Thread(target=pump, daemon=True).start()
+
+    def next(self, timeout: float) -> str:
+        import queue
+
+        try:
+            return self.queue.get(timeout=timeout)
+        except queue.Empty:
+            return ""
+
+
+_lines: dict[int, Lines] = {}
+
+
 def _readline(proc: subprocess.Popen[str], timeout: float) -> str:
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    return proc.stdout.readline() if ready else ""
+    """The next line of ``proc``'s stdout, "" after ``timeout`` or at its end."""
+    if proc.pid not in _lines:
+        _lines[proc.pid] = Lines(proc)
+    return _lines[proc.pid].next(timeout)
 
 
 def _host_metric(kind_host: KindHost, vc: VCluster, name: str) -> float:
@@ -240,7 +274,7 @@ def test_exec_errors_match_the_host(vc: VCluster, kind_host: KindHost, app_image
             ("port-forward", "stuck", ":80"),
         ):
             got = vc.kubectl(*args, check=False, timeout=60)
-            ref = kind_host.kubectl_run(*args, "-n", ns, check=False)
+            ref = kind_host.kubectl_run("-n", ns, *args, check=False)
             assert got.returncode == ref.returncode != 0, (got, ref)
             assert got.stderr.strip() == ref.stderr.strip(), (got.stderr, ref.stderr)
     finally:
@@ -327,26 +361,24 @@ def test_port_forward_service(vc: VCluster) -> None:
 
 
 def test_python_client_portforward(core: client.CoreV1Api) -> None:
-    pf = portforward(
-        core.connect_get_namespaced_pod_portforward, "web", "default", ports="8080,8081"
-    )
-    try:
-        for port, body in ((8080, b"port-a"), (8081, b"port-b")):
+    """The client's WebSocket port-forward (v4.channel.k8s.io, passed through by both API
+    servers to the kubelet). One forward per connection: its websocket ends with the first."""
+    for port, body in ((8080, b"port-a"), (8081, b"port-b")):
+        pf = portforward(
+            core.connect_get_namespaced_pod_portforward, "web", "default", ports=str(port)
+        )
+        try:
             sock = pf.socket(port)
             sock.setblocking(True)
             sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
             data = b""
-            while True:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
+            while chunk := sock.recv(4096):
                 data += chunk
             assert data.startswith(b"HTTP/1.")
             assert data.rstrip().endswith(body)
-            sock.close()
             assert pf.error(port) is None
-    finally:
-        pf.close()
+        finally:
+            pf.close()
 
 
 # -- cp -------------------------------------------------------------------------------------------
@@ -382,13 +414,33 @@ def test_user_without_exec_rights_gets_403(vc: VCluster, core: client.CoreV1Api)
     token = core.create_namespaced_service_account_token(
         "reader", "default", {"spec": {"expirationSeconds": 600}}
     ).status.token
-    proc = vc.kubectl("--token", token, "exec", "shell", "--", "true", check=False)
-    assert proc.returncode != 0
-    assert "Forbidden" in proc.stderr or "forbidden" in proc.stderr, proc.stderr
-    assert 'cannot create resource "pods/exec"' in proc.stderr
+    # A kubeconfig of that user alone (with the admin's client certificate beside a token,
+    # the API server would authenticate the certificate).
     cfg = client.Configuration()
     cfg.host = vc.api_client.configuration.host
     cfg.ssl_ca_cert = vc.api_client.configuration.ssl_ca_cert
+    reader_kubeconfig = Path(vc.kubeconfig_path).with_name("reader.kubeconfig")
+    reader_kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "vc", "cluster": {"server": cfg.host,
+                              "certificate-authority": cfg.ssl_ca_cert}}],
+                "users": [{"name": "reader", "user": {"token": token}}],
+                "contexts": [{"name": "reader", "context": {"cluster": "vc", "user": "reader"}}],
+                "current-context": "reader",
+            }
+        )
+    )  # fmt: skip
+    kubectl = [str(vc.tool("kubectl")), f"--kubeconfig={reader_kubeconfig}"]
+    assert subprocess.run([*kubectl, "get", "pod", "shell"], capture_output=True).returncode == 0
+    proc = subprocess.run(
+        [*kubectl, "exec", "shell", "--", "true"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode != 0
+    assert "Forbidden" in proc.stderr or "forbidden" in proc.stderr, proc.stderr
+    assert 'cannot create resource "pods/exec"' in proc.stderr
     cfg.api_key = {"authorization": f"Bearer {token}"}
     reader = client.CoreV1Api(client.ApiClient(cfg))
     with pytest.raises(ApiException) as err:
@@ -397,7 +449,17 @@ def test_user_without_exec_rights_gets_403(vc: VCluster, core: client.CoreV1Api)
 
 
 def test_no_kubelet_connection_is_left_open(vc: VCluster, kind_host: KindHost) -> None:
-    _wait(lambda: _host_metric(kind_host, vc, "syncer_kubelet_open_connections") == 0, 20)
+    def closed() -> bool:
+        return _host_metric(kind_host, vc, "syncer_kubelet_open_connections") == 0
+
+    try:
+        _wait(closed, 20)
+    except AssertionError:
+        path = f"/api/v1/namespaces/{vc.host_namespace}/pods/{NAME}-0:8081/proxy/metrics"
+        metrics = kind_host.kubectl_run("get", "--raw", path).stdout
+        raise AssertionError(
+            "open: " + " ".join(ln for ln in metrics.splitlines() if "open" in ln)
+        ) from None
 
 
 # -- the syncer restarted under an open stream ----------------------------------------------------

@@ -92,6 +92,13 @@ class _Handler(socketserver.StreamRequestHandler):
                 + f"Content-Length: {len(body)}\r\n\r\n".encode()
                 + body
             )
+        elif "/pods/notrunning" in target:  # a kubelet's refusal, echoed by the host
+            body = b'container not found ("c")'
+            w.write(
+                b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
         elif headers.get("upgrade"):  # an echo tunnel, as a stream protocol would be
             w.write(
                 b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
@@ -253,6 +260,24 @@ def test_host_errors_come_back_with_virtual_names(certs: Certs, kubelet: Kubelet
     assert reply.endswith(b'container "c" in pod "waiting" is waiting to start: ContainerCreating')
 
 
+def test_a_refused_upgrade_is_echoed_as_the_kubelet_sent_it(
+    certs: Certs, kubelet: KubeletServer
+) -> None:
+    """Clients word a refused upgrade by its body: a kubelet's text stays text."""
+    sock = _connect(certs, kubelet.port)
+    _request(
+        sock,
+        "/exec/default/notrunning/c?command=true&output=1",
+        "Connection: Upgrade",
+        "Upgrade: SPDY/3.1",
+        method="POST",
+    )
+    reply = _read_until(sock, b'("c")')
+    assert reply.startswith(b"HTTP/1.1 404 Not Found\r\n")
+    assert b"Content-Type: text/plain; charset=utf-8\r\n" in reply
+    assert reply.endswith(b'\r\n\r\ncontainer not found ("c")')
+
+
 def test_upgraded_stream_is_piped_both_ways_byte_exact(
     certs: Certs, kubelet: KubeletServer, host: tuple[Kube, HostScript]
 ) -> None:
@@ -289,7 +314,7 @@ def test_upgraded_stream_is_piped_both_ways_byte_exact(
     assert headers["upgrade"] == "SPDY/3.1"
     assert headers["connection"] == "Upgrade"
     sock.close()  # the caller goes away: the host side is closed too
-    assert script.closed.wait(5)
+    assert script.closed.wait(10)
     assert _wait(lambda: kubelet.open_connections == 0)
 
 
