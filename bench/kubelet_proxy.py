@@ -180,6 +180,7 @@ def main() -> int:
     ap.add_argument("--downloads", type=int, default=5)
     ap.add_argument("--mib", type=int, default=64)
     ap.add_argument("--leak-execs", type=int, default=1000)
+    ap.add_argument("--cluster", default=HOST, help="kind cluster to use (kept if it exists)")
     ap.add_argument("--out", type=Path, default=RESULTS / "kubelet_proxy.json")
     args = ap.parse_args()
     os.environ.setdefault("PYTEST_VCLUSTER_DOWNLOAD_URL", "off")
@@ -196,7 +197,7 @@ def main() -> int:
     }
     resolver = BinaryResolver(k8s, cache, download_base="off")
     kind, kubectl = resolver.resolve("kind").path, resolver.resolve("kubectl").path
-    host = KindHost(k8s, kind, kubectl, cache, name=HOST, image=node_image, timeout=600)
+    host = KindHost(k8s, kind, kubectl, cache, name=args.cluster, image=node_image, timeout=600)
     existed = host.exists()
     host.start()
     busybox = sorted((cache / "kind-node").glob("rootfs-*/bin/busybox"))[-1]
