@@ -21,6 +21,7 @@ import os
 import ssl
 import struct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ from .errors import VClusterError
 
 log = logging.getLogger(__name__)
 PROTOCOL = "v4.channel.k8s.io"
+SPARE_SECONDS = 20.0
 _CHUNK = 256 * 1024
 
 
@@ -130,6 +132,8 @@ class PortForward:
         pod: str,
         remote_port: int,
         local_port: int = 0,
+        *,
+        spare: bool = True,
     ) -> None:
         self.endpoint = endpoint
         self.namespace = namespace
@@ -144,6 +148,13 @@ class PortForward:
         self._thread: threading.Thread | None = None
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # One tunnel opened ahead of the next connection (its set-up is most of a new
+        # connection's cost); dropped when older than SPARE_SECONDS, before the API server's
+        # handshake timeout would close it.
+        self.spare = spare
+        self._spare: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] | None = None
+        self._spare_at = 0.0
+        self.spares_used = 0
 
     def start(self) -> int:
         started = threading.Event()
@@ -163,6 +174,8 @@ class PortForward:
                 loop.close()
                 return
             started.set()
+            if self.spare:
+                loop.call_soon(self._refill)
             try:
                 loop.run_forever()
             finally:
@@ -186,6 +199,7 @@ class PortForward:
         async def shutdown() -> None:
             if self._server is not None:
                 self._server.close()
+            self._drop_spare()
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -259,11 +273,46 @@ class PortForward:
             raise
         return reader, writer
 
+    # -- the spare tunnel
+    def _refill(self) -> None:
+        if self.spare and (self._server is None or self._server.is_serving()):
+            self._spare = asyncio.ensure_future(self._tunnel())
+            self._spare.add_done_callback(lambda f: f.cancelled() or f.exception())
+            self._spare_at = time.monotonic()
+
+    def _drop_spare(self) -> None:
+        spare, self._spare = self._spare, None
+        if spare is None:
+            return
+        if spare.done() and not spare.cancelled() and spare.exception() is None:
+            spare.result()[1].close()
+        else:
+            spare.cancel()
+
+    def _take_spare(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """The spare tunnel if it is ready and still quiet (anything it said before our first
+        byte is an error frame or its end), then a new spare is opened."""
+        spare = self._spare
+        if spare is None or not spare.done():
+            return None  # still opening: a new tunnel is no slower than waiting for it
+        self._spare = None
+        fresh = time.monotonic() - self._spare_at < SPARE_SECONDS
+        ok = not spare.cancelled() and spare.exception() is None
+        self._refill()
+        if not ok:
+            return None
+        reader, writer = spare.result()
+        if not fresh or reader.at_eof() or len(getattr(reader, "_buffer", b"")):
+            writer.close()
+            return None
+        self.spares_used += 1
+        return reader, writer
+
     async def _serve(self, local_r: asyncio.StreamReader, local_w: asyncio.StreamWriter) -> None:
         writers = [local_w]
         try:
             try:
-                remote_r, remote_w = await self._tunnel()
+                remote_r, remote_w = self._take_spare() or await self._tunnel()
             except (OSError, PortForwardError, asyncio.IncompleteReadError, TimeoutError) as exc:
                 self.failures += 1
                 self.last_error = str(exc)

@@ -40,6 +40,7 @@ def test_frames_round_trip_masked_and_not() -> None:
 class Script:
     tunnels: int = 0
     refuse: bool = False
+    fail_early: bool = False  # the error channel speaks right after the port frames
     requests: list[str] = field(default_factory=list)
     writers: list[asyncio.StreamWriter] = field(default_factory=list)
     loop: asyncio.AbstractEventLoop | None = None
@@ -63,6 +64,8 @@ async def _pod(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, scrip
         b"Sec-WebSocket-Protocol: v4.channel.k8s.io\r\n\r\n"
     )
     writer.write(frame(2, b"\x00\x51\x19", None) + frame(2, b"\x01\x51\x19", None))  # port 6481
+    if script.fail_early:
+        writer.write(frame(2, b"\x01connect: connection refused", None))
     await writer.drain()
     try:
         while True:
@@ -103,12 +106,21 @@ def host() -> Iterator[tuple[HostEndpoint, Script]]:
     ep = HostEndpoint("127.0.0.1", int(box["port"]), None, lambda: {"Authorization": "Bearer t"})  # type: ignore[call-overload]
     yield ep, script
     assert script.loop is not None
+
+    async def shutdown() -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run_coroutine_threadsafe(shutdown(), script.loop).result(5)
     script.loop.call_soon_threadsafe(script.loop.stop)
+    t.join(5)
 
 
 @pytest.fixture
 def forward(host: tuple[HostEndpoint, Script]) -> Iterator[PortForward]:
-    pf = PortForward(host[0], "vcluster-a", "a-0", 6481)
+    pf = PortForward(host[0], "vcluster-a", "a-0", 6481, spare=False)
     pf.start()
     yield pf
     pf.stop()
@@ -174,7 +186,7 @@ def test_the_error_channel_ends_only_that_connection(forward: PortForward) -> No
 
 def test_a_refusal_is_one_clear_error(host: tuple[HostEndpoint, Script]) -> None:
     host[1].refuse = True
-    pf = PortForward(host[0], "vcluster-a", "a-0", 6481)
+    pf = PortForward(host[0], "vcluster-a", "a-0", 6481, spare=False)
     pf.start()
     try:
         with pytest.raises(PortForwardError, match=r"the host answered 403: .*no portforward"):
@@ -186,8 +198,49 @@ def test_a_refusal_is_one_clear_error(host: tuple[HostEndpoint, Script]) -> None
         pf.stop()
 
 
-def test_stop_closes_open_connections(host: tuple[HostEndpoint, Script]) -> None:
+def _until(cond, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return bool(cond())
+
+
+def test_a_spare_tunnel_is_ready_for_the_next_connection(
+    host: tuple[HostEndpoint, Script],
+) -> None:
+    script = host[1]
     pf = PortForward(host[0], "vcluster-a", "a-0", 6481)
+    pf.start()
+    try:
+        assert _until(lambda: script.tunnels == 1)  # opened before any connection
+        with _connect(pf) as sock:
+            assert _echo(sock, b"x") == b"x"
+        assert pf.spares_used == 1
+        assert _until(lambda: script.tunnels == 2)  # and the next one is opened at once
+    finally:
+        pf.stop()
+
+
+def test_a_spare_that_failed_before_use_is_not_handed_out(
+    host: tuple[HostEndpoint, Script],
+) -> None:
+    script = host[1]
+    script.fail_early = True
+    pf = PortForward(host[0], "vcluster-a", "a-0", 6481)
+    pf.start()
+    try:
+        assert _until(lambda: script.tunnels == 1)
+        time.sleep(0.1)  # its error frame has arrived
+        script.fail_early = False
+        with _connect(pf) as sock:
+            assert _echo(sock, b"y") == b"y"  # a new tunnel, not the failed spare
+        assert pf.spares_used == 0
+    finally:
+        pf.stop()
+
+
+def test_stop_closes_open_connections(host: tuple[HostEndpoint, Script]) -> None:
+    pf = PortForward(host[0], "vcluster-a", "a-0", 6481, spare=False)
     pf.start()
     sock = _connect(pf)
     assert _echo(sock, b"x") == b"x"
