@@ -20,12 +20,13 @@ import logging
 import os
 import ssl
 import struct
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
+
+from syncer.core.aioloop import LoopServer
 
 from .errors import VClusterError
 
@@ -144,10 +145,14 @@ class PortForward:
         self.failures = 0  # tunnels that could not be opened
         self.last_error = ""
         self.open_tunnels = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._server: asyncio.AbstractServer | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop_server = LoopServer(
+            self._serve,
+            "127.0.0.1",
+            local_port,
+            name=f"port-forward-{pod}-{remote_port}",
+            on_start=self._refill,
+            on_stop=self._drop_spare,
+        )
         # One tunnel opened ahead of the next connection (its set-up is most of a new
         # connection's cost); dropped when older than SPARE_SECONDS, before the API server's
         # handshake timeout would close it.
@@ -157,62 +162,20 @@ class PortForward:
         self.spares_used = 0
 
     def start(self) -> int:
-        started = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            try:
-                self._server = loop.run_until_complete(
-                    asyncio.start_server(self._accept, "127.0.0.1", self.local_port)
-                )
-                self.local_port = self._server.sockets[0].getsockname()[1]
-            except BaseException as exc:
-                failure.append(exc)
-                started.set()
-                loop.close()
-                return
-            started.set()
-            if self.spare:
-                loop.call_soon(self._refill)
-            try:
-                loop.run_forever()
-            finally:
-                loop.close()
-
-        name = f"port-forward-{self.pod}-{self.remote_port}"
-        self._thread = threading.Thread(target=run, name=name, daemon=True)
-        self._thread.start()
-        started.wait()
-        if failure:
+        try:
+            self.local_port = self._loop_server.start()
+        except OSError as exc:
             raise PortForwardError(
-                f"cannot listen on 127.0.0.1:{self.local_port} for {self.pod}: {failure[0]}"
-            )
+                f"cannot listen on 127.0.0.1:{self.local_port} for {self.pod}: {exc}"
+            ) from None
         return self.local_port
 
     def stop(self) -> None:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-
-        async def shutdown() -> None:
-            if self._server is not None:
-                self._server.close()
-            self._drop_spare()
-            for task in list(self._tasks):
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            loop.stop()
-
-        with contextlib.suppress(RuntimeError):
-            asyncio.run_coroutine_threadsafe(shutdown(), loop)
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._loop_server.stop()
 
     def check(self, timeout: float = 10.0) -> None:
         """Open one tunnel and close it: raises PortForwardError with the host's answer."""
-        loop = self._loop
+        loop = self._loop_server.loop
         if loop is None:
             raise PortForwardError("port-forward not started")
         future = asyncio.run_coroutine_threadsafe(self._probe(), loop)
@@ -223,11 +186,6 @@ class PortForward:
         writer.close()
 
     # -- one local connection
-    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.ensure_future(self._serve(reader, writer))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def _tunnel(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         ep = self.endpoint
         loop = asyncio.get_running_loop()
@@ -275,7 +233,7 @@ class PortForward:
 
     # -- the spare tunnel
     def _refill(self) -> None:
-        if self.spare and (self._server is None or self._server.is_serving()):
+        if self.spare and self._loop_server.serving:
             self._spare = asyncio.ensure_future(self._tunnel())
             self._spare.add_done_callback(lambda f: f.cancelled() or f.exception())
             self._spare_at = time.monotonic()

@@ -23,12 +23,12 @@ import hashlib
 import json
 import logging
 import ssl
-import threading
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
+from ..core.aioloop import LoopServer
 from ..kube import Kube
 from .routes import Route, RouteError, route, virtual_message
 
@@ -203,10 +203,15 @@ class KubeletServer:
         )
         self._ctx.load_cert_chain(config.cert_file, config.key_file)
         self._ctx.verify_mode = ssl.CERT_REQUIRED
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: asyncio.AbstractServer | None = None
-        self._thread: threading.Thread | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop_server = LoopServer(
+            self._serve,
+            config.listen_host,
+            config.listen_port,
+            name="kubelet-server",
+            ssl_context=self._ctx,
+            ssl_handshake_timeout=10,
+            limit=_HEAD_LIMIT,
+        )
         self.port = 0
         self.open_connections = 0  # calls in progress (metrics; leak checks)
         self.open_calls: dict[str, int] = {}  # of those, by verb once routed
@@ -214,65 +219,11 @@ class KubeletServer:
 
     # -- lifecycle
     def start(self) -> int:
-        started = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            try:
-                self._server = loop.run_until_complete(
-                    asyncio.start_server(
-                        self._accept,
-                        self.config.listen_host,
-                        self.config.listen_port,
-                        ssl=self._ctx,
-                        ssl_handshake_timeout=10,
-                        limit=_HEAD_LIMIT,
-                    )
-                )
-                self.port = self._server.sockets[0].getsockname()[1]
-            except BaseException as exc:
-                failure.append(exc)
-                started.set()
-                loop.close()
-                return
-            started.set()
-            try:
-                loop.run_forever()
-            finally:
-                loop.close()
-
-        self._thread = threading.Thread(target=run, name="kubelet-server", daemon=True)
-        self._thread.start()
-        started.wait()
-        if failure:
-            raise failure[0]
+        self.port = self._loop_server.start()
         return self.port
 
     def stop(self) -> None:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-
-        async def shutdown() -> None:
-            if self._server is not None:
-                self._server.close()
-            for task in list(self._tasks):
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            loop.stop()
-
-        with contextlib.suppress(RuntimeError):
-            asyncio.run_coroutine_threadsafe(shutdown(), loop)
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    # -- one call
-    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.ensure_future(self._serve(reader, writer))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._loop_server.stop()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.open_connections += 1
