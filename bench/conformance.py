@@ -34,12 +34,10 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 
 from conformance_build import ConformanceBuild
 from conformance_images import build_images
+from kindsetup import KindSetup
 
 from pytest_vcluster.binaries import LOCAL_HOST_TOOLS, BinaryResolver, default_cache_dir
-from pytest_vcluster.docker import ensure_docker
-from pytest_vcluster.hosts.kind import KindHost
 from pytest_vcluster.hosts.local import LocalHost
-from pytest_vcluster.scripts import load_script
 from pytest_vcluster.vcluster import VCluster
 from pytest_vcluster.versions import parse_k8s_version
 
@@ -172,20 +170,11 @@ def main() -> int:
                         work / side,
                     )  # fmt: skip
     else:
-        docker = ensure_docker(start=True, cache_dir=cache, progress=log)
-        node = load_script(ROOT / "images/kind-node/build.py", "pytest_vcluster_kind_node_build")
-        node_image = str(node.NodeImageBuilder(k8s, cache, docker=docker, progress=log).build().tag)
-        cp = load_script(ROOT / "images/control-plane/build.py", "pytest_vcluster_cp_image_build")
-        sy = load_script(ROOT / "images/syncer/build.py", "pytest_vcluster_syncer_image_build")
-        images = {
-            "controlPlane": cp.ControlPlaneImage(k8s, cache, docker=docker).build()[0],
-            "syncer": sy.SyncerImage(cache, docker=docker).build()[0],
-        }
+        kind = KindSetup.prepare(k8s, cache)
+        docker, images = kind.docker, kind.images
         busybox = sorted((cache / "kind-node").glob("rootfs-*/bin/busybox"))[-1]
         test_images = build_images(docker, cache, tools["agnhost"], busybox)
-        resolver = BinaryResolver(k8s, cache, download_base="off")
-        kind, kubectl = resolver.resolve("kind").path, resolver.resolve("kubectl").path
-        host = KindHost(k8s, kind, kubectl, cache, name=HOST, image=node_image, timeout=600)
+        host = kind.host(HOST)
         host.start()
         try:
             log(f"loading {len(test_images)} test images into the kind host")

@@ -28,19 +28,19 @@ import platform
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 # bench/syncer.py would shadow the syncer package (imported by pytest_vcluster) when this
 # script's directory is sys.path[0].
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.append(str(Path(__file__).resolve().parent))
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from pytest_vcluster.binaries import BinaryResolver, default_cache_dir
-from pytest_vcluster.docker import ensure_docker
+from kindsetup import KindSetup
+
+from pytest_vcluster.binaries import default_cache_dir
 from pytest_vcluster.hosts.incluster import InClusterVCluster
 from pytest_vcluster.hosts.kind import KindHost
-from pytest_vcluster.scripts import load_script
 from pytest_vcluster.vcluster import VCluster
 from pytest_vcluster.versions import parse_k8s_version
 
@@ -52,10 +52,6 @@ SECOND = "pytest-vcluster-bench-2"
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def load(path: Path, name: str) -> ModuleType:
-    return load_script(path, name)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -131,20 +127,8 @@ def main() -> int:
     os.environ.setdefault("PYTEST_VCLUSTER_DOWNLOAD_URL", "off")
     k8s = parse_k8s_version(args.k8s_version)
     cache = default_cache_dir()
-    docker = ensure_docker(start=True, cache_dir=cache, progress=log)
-    node = load(ROOT / "images/kind-node/build.py", "pytest_vcluster_kind_node_build")
-    node_image = str(node.NodeImageBuilder(k8s, cache, docker=docker, progress=log).build().tag)
-    cp = load(ROOT / "images/control-plane/build.py", "pytest_vcluster_cp_image_build")
-    sy = load(ROOT / "images/syncer/build.py", "pytest_vcluster_syncer_image_build")
-    images = {
-        "controlPlane": cp.ControlPlaneImage(k8s, cache, docker=docker).build()[0],
-        "syncer": sy.SyncerImage(cache, docker=docker).build()[0],
-    }
-    resolver = BinaryResolver(k8s, cache, download_base="off")
-    kind, kubectl = resolver.resolve("kind").path, resolver.resolve("kubectl").path
-
-    def kind_host(name: str) -> KindHost:
-        return KindHost(k8s, kind, kubectl, cache, name=name, image=node_image, timeout=600)
+    setup = KindSetup.prepare(k8s, cache)
+    images, node_image, kind_host = setup.images, setup.node_image, setup.host
 
     result: dict[str, Any] = {
         "benchmark": "incluster",

@@ -36,15 +36,15 @@ from typing import Any
 
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # bench/syncer.py shadows syncer
+    sys.path.append(str(Path(__file__).resolve().parent))
 
+from kindsetup import KindSetup
 from kubernetes import client
 from kubernetes.config import new_client_from_config
 from kubernetes.stream import stream
 
-from pytest_vcluster.binaries import BinaryResolver, default_cache_dir
-from pytest_vcluster.docker import ensure_docker
+from pytest_vcluster.binaries import default_cache_dir
 from pytest_vcluster.hosts.kind import KindHost
-from pytest_vcluster.scripts import load_script
 from pytest_vcluster.vcluster import VCluster
 from pytest_vcluster.versions import parse_k8s_version
 
@@ -186,18 +186,9 @@ def main() -> int:
     os.environ.setdefault("PYTEST_VCLUSTER_DOWNLOAD_URL", "off")
     k8s = parse_k8s_version(None)
     cache = default_cache_dir()
-    docker = ensure_docker(start=True, cache_dir=cache, progress=log)
-    node = load_script(ROOT / "images/kind-node/build.py", "pytest_vcluster_kind_node_build")
-    node_image = str(node.NodeImageBuilder(k8s, cache, docker=docker, progress=log).build().tag)
-    cp = load_script(ROOT / "images/control-plane/build.py", "pytest_vcluster_cp_image_build")
-    sy = load_script(ROOT / "images/syncer/build.py", "pytest_vcluster_syncer_image_build")
-    images = {
-        "controlPlane": cp.ControlPlaneImage(k8s, cache, docker=docker).build()[0],
-        "syncer": sy.SyncerImage(cache, docker=docker).build()[0],
-    }
-    resolver = BinaryResolver(k8s, cache, download_base="off")
-    kind, kubectl = resolver.resolve("kind").path, resolver.resolve("kubectl").path
-    host = KindHost(k8s, kind, kubectl, cache, name=args.cluster, image=node_image, timeout=600)
+    kind = KindSetup.prepare(k8s, cache)
+    images, kubectl = kind.images, kind.kubectl
+    host = kind.host(args.cluster)
     existed = host.exists()
     host.start()
     busybox = sorted((cache / "kind-node").glob("rootfs-*/bin/busybox"))[-1]

@@ -1,0 +1,59 @@
+"""What every kind benchmark starts from: Docker, the offline node image, the control-plane and
+syncer images and the kind/kubectl binaries, built or found in the cache."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from pytest_vcluster.binaries import BinaryResolver
+from pytest_vcluster.docker import Docker, ensure_docker
+from pytest_vcluster.hosts.kind import KindHost
+from pytest_vcluster.scripts import load_script
+from pytest_vcluster.versions import K8sVersion
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class KindSetup:
+    k8s: K8sVersion
+    cache: Path
+    docker: Docker
+    node_image: str
+    images: dict[str, str]  # chart keys: controlPlane, syncer
+    kind: Path
+    kubectl: Path
+
+    @classmethod
+    def prepare(cls, k8s: K8sVersion, cache: Path) -> KindSetup:
+        docker = ensure_docker(start=True, cache_dir=cache, progress=log)
+        node = load_script(ROOT / "images/kind-node/build.py", "pytest_vcluster_kind_node_build")
+        node_image = str(node.NodeImageBuilder(k8s, cache, docker=docker, progress=log).build().tag)
+        cp = load_script(ROOT / "images/control-plane/build.py", "pytest_vcluster_cp_image_build")
+        sy = load_script(ROOT / "images/syncer/build.py", "pytest_vcluster_syncer_image_build")
+        images = {
+            "controlPlane": cp.ControlPlaneImage(k8s, cache, docker=docker).build()[0],
+            "syncer": sy.SyncerImage(cache, docker=docker).build()[0],
+        }
+        resolver = BinaryResolver(k8s, cache, download_base="off")
+        return cls(
+            k8s,
+            cache,
+            docker,
+            node_image,
+            images,
+            resolver.resolve("kind").path,
+            resolver.resolve("kubectl").path,
+        )
+
+    def host(self, name: str) -> KindHost:
+        return KindHost(
+            self.k8s, self.kind, self.kubectl, self.cache, name=name, image=self.node_image,
+            timeout=600,
+        )  # fmt: skip
