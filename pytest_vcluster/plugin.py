@@ -80,7 +80,7 @@ def binaries_line(s: Settings) -> str:
 def _progress(config: pytest.Config) -> Any:
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     capman = config.pluginmanager.get_plugin("capturemanager")
-    verbose = config.get_verbosity() > 0
+    verbose = int(config.getoption("verbose")) > 0  # get_verbosity() is pytest >= 8 only
 
     def emit(msg: str) -> None:
         # Builds take minutes: always say so; readiness steps only under -v.
