@@ -314,6 +314,20 @@ def test_attach_with_stdin(vc: VCluster) -> None:
         proc.wait()
 
 
+def test_kubectl_debug_runs_an_ephemeral_container(vc: VCluster, app_image: str) -> None:
+    """``kubectl debug``: the ephemeral container reaches the host pod, runs, and its log and
+    status come back."""
+    vc.kubectl(
+        "debug", "shell", f"--image={app_image}", "--image-pull-policy=Never",
+        "--container=dbg", "--", "sh", "-c", "echo debug-ok; sleep 3600",
+    )  # fmt: skip
+    _wait(lambda: "debug-ok" in vc.kubectl("logs", "shell", "-c", "dbg", check=False).stdout, 90)
+    pod = json.loads(vc.kubectl("get", "pod", "shell", "-o", "json").stdout)
+    statuses = pod["status"].get("ephemeralContainerStatuses") or []
+    assert [s["name"] for s in statuses] == ["dbg"]
+    assert "running" in statuses[0]["state"]
+
+
 # -- port-forward ---------------------------------------------------------------------------------
 def _forward(vc: VCluster, target: str, *ports: str) -> tuple[subprocess.Popen[str], list[int]]:
     proc = subprocess.Popen(
