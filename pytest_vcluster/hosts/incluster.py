@@ -943,6 +943,8 @@ class InClusterVCluster:
                 out[f"{container} log (tail)"] = self.kubectl(
                     "logs", "-n", ns, self.pod_name, "-c", container, "--tail=60"
                 ).stdout
+            if self._forwards:
+                out["port-forward"] = json.dumps(self.port_forward_stats)
             if self.local_port:
                 out["virtual pods"] = self._virtual("get", "pods", "-A", "-o", "wide")
                 out["virtual events"] = self._virtual("get", "events", "-A")[-6000:]
