@@ -63,6 +63,7 @@ def summarize(report_file: Path, seconds: float) -> dict[str, Any]:
     failed: list[str] = []
     skipped = 0
     failures: dict[str, str] = {}
+    interrupted: list[str] = []
     for suite in suites:
         for spec in suite.get("SpecReports") or []:
             if spec.get("LeafNodeType") != "It":
@@ -72,6 +73,10 @@ def summarize(report_file: Path, seconds: float) -> dict[str, Any]:
                 passed.append(name)
             elif state in ("skipped", "pending"):
                 skipped += 1
+            elif state in ("interrupted", "aborted") or (
+                state == "timedout" and "suite timeout" in str(spec.get("Failure") or "")
+            ):
+                interrupted.append(name)  # cut by the time box, not failed
             else:
                 failed.append(name)
                 failures[name] = ((spec.get("Failure") or {}).get("Message") or state)[:600]
@@ -79,6 +84,7 @@ def summarize(report_file: Path, seconds: float) -> dict[str, Any]:
         "passed": sorted(passed),
         "failed": sorted(failed),
         "skipped": skipped,
+        "not_finished": sorted(interrupted),
         "seconds": round(seconds, 1),
         "failure_messages": failures,
     }
@@ -88,9 +94,7 @@ def run_suite(
     side: str,
     kubeconfig: Path,
     tools: dict[str, Path],
-    focus: str,
-    skip: str,
-    procs: int,
+    args: argparse.Namespace,
     out: Path,
 ) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
@@ -98,12 +102,13 @@ def run_suite(
     report.unlink(missing_ok=True)
     cmd = [
         str(tools["ginkgo"]),
-        f"--procs={procs}",
-        "--timeout=4h",
+        f"--procs={args.procs}",
+        f"--timeout={args.timeout}",
+        f"--seed={args.seed}",  # the same order on both sides
         "--no-color",
         "--silence-skips",
-        f"--focus={focus}",
-        f"--skip={skip}",
+        f"--focus={args.focus}",
+        f"--skip={args.skip}",
         f"--json-report={report}",
         str(tools["e2e.test"]),
         "--",
@@ -135,6 +140,10 @@ def main() -> int:
     ap.add_argument("--focus", default=r"\[Conformance\]")
     ap.add_argument("--skip", default=SKIP)
     ap.add_argument("--procs", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=1, help="ginkgo's spec order, both sides")
+    ap.add_argument(
+        "--timeout", default="4h", help="per side (ginkgo --timeout); unfinished specs count apart"
+    )
     ap.add_argument("--sides", default="host,vcluster")
     ap.add_argument("--local", action="store_true", help="local vcluster on the local host")
     ap.add_argument("--keep-host", action="store_true", help="leave the kind host running")
@@ -155,6 +164,8 @@ def main() -> int:
         "focus": args.focus,
         "skip": args.skip,
         "procs": args.procs,
+        "seed": args.seed,
+        "timeout_per_side": args.timeout,
     }
     sides = [s.strip() for s in args.sides.split(",") if s.strip()]
     if args.local:
@@ -165,10 +176,7 @@ def main() -> int:
             with VCluster(host.info(), "conformance", timeout=120) as vc:
                 kubeconfigs["vcluster"] = vc.kubeconfig_path
                 for side in sides:
-                    result[side] = run_suite(
-                        side, kubeconfigs[side], tools, args.focus, args.skip, args.procs,
-                        work / side,
-                    )  # fmt: skip
+                    result[side] = run_suite(side, kubeconfigs[side], tools, args, work / side)
     else:
         kind = KindSetup.prepare(k8s, cache)
         docker, images = kind.docker, kind.images
@@ -187,18 +195,19 @@ def main() -> int:
             try:
                 kubeconfigs = {"host": host.kubeconfig_path, "vcluster": vc.kubeconfig_path}
                 for side in sides:
-                    result[side] = run_suite(
-                        side, kubeconfigs[side], tools, args.focus, args.skip, args.procs,
-                        work / side,
-                    )  # fmt: skip
+                    result[side] = run_suite(side, kubeconfigs[side], tools, args, work / side)
             finally:
                 vc.delete()
         finally:
             if not args.keep_host:
                 host.delete()
     if "host" in result and "vcluster" in result:
-        host_passed = set(result["host"]["passed"])
-        vc_passed = set(result["vcluster"]["passed"])
+        # Compared where both sides ran a spec to its end (a time box may cut either).
+        ran = lambda r: set(r["passed"]) | set(r["failed"])  # noqa: E731
+        both = ran(result["host"]) & ran(result["vcluster"])
+        host_passed = set(result["host"]["passed"]) & both
+        vc_passed = set(result["vcluster"]["passed"]) & both
+        result["compared_specs"] = len(both)
         result["vcluster_only_failures"] = sorted(host_passed - vc_passed)
         result["host_only_failures"] = sorted(vc_passed - host_passed)
         result["goal_host_passes_subset_of_vcluster"] = host_passed <= vc_passed

@@ -148,6 +148,13 @@ class Nodes:
             if exc.status != 409:
                 raise
         self._patch_status(name)
+        self._untaint(name)
+
+    def _untaint(self, name: str) -> None:
+        """The API server taints every new node not-ready (TaintNodesByCondition); on a real
+        cluster the node-lifecycle controller lifts it once the node is Ready, but a vcluster runs
+        without that controller and its fake nodes are always Ready: lift it here."""
+        self.engine.virtual.merge_patch(f"/api/v1/nodes/{name}", {"spec": {"taints": None}})
 
     def _wanted(self) -> tuple[tuple[str, int] | None, str, tuple[str, ...]]:
         return self.kubelet, self.version, DECLARED_FEATURES if self.kubelet else ()
@@ -168,7 +175,10 @@ class Nodes:
         used = self.pods_on(name) > 0
         if used and vnode is None:
             self._create(name)
-        elif used and vnode is not None and shown(vnode) != self._wanted():
-            self._patch_status(name)  # a restarted syncer may serve on another port
+        elif used and vnode is not None:
+            if shown(vnode) != self._wanted():
+                self._patch_status(name)  # a restarted syncer may serve on another port
+            if (vnode.get("spec") or {}).get("taints"):
+                self._untaint(name)
         elif not used and vnode is not None:
             self.engine.virtual.delete(f"/api/v1/nodes/{name}", uid=vnode["metadata"].get("uid"))
