@@ -92,6 +92,13 @@ def test_fake_node_advertises_the_syncers_kubelet(
     node = client.CoreV1Api(api).read_node(running_pod.spec.node_name)
     assert [(a.type, a.address) for a in node.status.addresses] == [("InternalIP", "127.0.0.1")]
     assert node.status.daemon_endpoints.kubelet_endpoint.port == _kubelet_port(vc)
+    assert node.status.node_info.kubelet_version.startswith("v1.")  # the host's
+    # Schedulable as a Ready node is: no not-ready taint left from its creation.
+    deadline = time.monotonic() + 10
+    while node.spec.taints and time.monotonic() < deadline:
+        time.sleep(0.2)
+        node = client.CoreV1Api(api).read_node(running_pod.spec.node_name)
+    assert not node.spec.taints
 
 
 def test_logs_on_the_simulated_host_are_one_clear_error(
