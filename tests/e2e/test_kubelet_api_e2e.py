@@ -314,6 +314,11 @@ def test_attach_with_stdin(vc: VCluster) -> None:
         proc.wait()
 
 
+@pytest.mark.xfail(
+    reason="known gap: the ephemeral container does not reach a running state through the "
+    "syncer yet (seen 2026-12-01: no 'debug-ok' within 90 s); open in issue 14",
+    strict=True,
+)
 def test_kubectl_debug_runs_an_ephemeral_container(vc: VCluster, app_image: str) -> None:
     """``kubectl debug``: the ephemeral container reaches the host pod, runs, and its log and
     status come back."""
