@@ -34,7 +34,7 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
 
 from conformance_build import ConformanceBuild
 from conformance_images import build_images
-from kindsetup import KindSetup
+from kindsetup import KindSetup, log
 
 from pytest_vcluster.binaries import LOCAL_HOST_TOOLS, BinaryResolver, default_cache_dir
 from pytest_vcluster.hosts.local import LocalHost
@@ -45,10 +45,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
 HOST = "pytest-vcluster-conformance"
 SKIP = r"\[Serial\]|\[Disruptive\]|\[Flaky\]|\[Feature:"
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def spec_name(report: dict[str, Any]) -> str:

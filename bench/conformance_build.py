@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import re
 import shutil
-import sys
 from pathlib import Path
+
+from kindsetup import log
 
 from pytest_vcluster.gobuild import GoBuilder, render_tools_go, staging_replaces
 from pytest_vcluster.versions import K8sVersion
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def _imports(go_file: str) -> list[str]:

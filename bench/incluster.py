@@ -36,7 +36,7 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path.append(str(Path(__file__).resolve().parent))
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from kindsetup import KindSetup
+from kindsetup import KindSetup, log
 
 from pytest_vcluster.binaries import default_cache_dir
 from pytest_vcluster.hosts.incluster import InClusterVCluster
@@ -48,10 +48,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
 HOST = "pytest-vcluster-bench"
 SECOND = "pytest-vcluster-bench-2"
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def pct(values: list[float], q: float) -> float:

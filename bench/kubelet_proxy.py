@@ -38,7 +38,7 @@ if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # bench/syncer.py shadows syncer
     sys.path.append(str(Path(__file__).resolve().parent))
 
-from kindsetup import KindSetup
+from kindsetup import KindSetup, log
 from kubernetes import client
 from kubernetes.config import new_client_from_config
 from kubernetes.stream import stream
@@ -52,10 +52,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
 HOST = "pytest-vcluster-bench"
 NAME = "kbench"
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def ms(values: list[float]) -> dict[str, float]:
