@@ -164,7 +164,7 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
         if not sep or not port.isdigit() or not host or host in ("0.0.0.0", "::", "[::]"):
             p.error(
                 f"--kubelet-address={a.kubelet_address}: expected IP:PORT with the IP the "
-                "API server reaches (it is advertised as the fake nodes' InternalIP)"
+                "API server reaches (advertised as the fake nodes' Hostname address)"
             )
     enabled = {k for k, on in RESOURCES.items() if on}.union(*a.enable_sync_resources)
     disabled = set().union(*a.disable_sync_resources)

@@ -225,7 +225,7 @@ class ControlPlane:
             f"--kubelet-client-certificate={d / 'kubelet-client.crt'}",
             f"--kubelet-client-key={d / 'kubelet-client.key'}",
             f"--kubelet-certificate-authority={d / 'ca.crt'}",
-            "--kubelet-preferred-address-types=InternalIP",
+            "--kubelet-preferred-address-types=Hostname",
         ]
 
     def controller_manager_args(self) -> list[str]:

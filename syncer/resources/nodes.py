@@ -1,8 +1,14 @@
 """Fake virtual nodes: one per host node that runs a synced pod, removed when none does.
 
 The syncer holds only a namespaced Role on the host, so it cannot read host nodes: a fake node
-is named after the host pod's ``spec.nodeName`` and always Ready. The virtual
-controller-manager runs without the node-lifecycle controller, so no heartbeats are needed.
+is named after the host pod's ``spec.nodeName``, shows the host node's IP (from its pods'
+``status.hostIP``) as InternalIP and is always Ready. The virtual controller-manager runs without
+the node-lifecycle controller, so no heartbeats are needed.
+
+Two addresses, two audiences: the InternalIP is the host node's, so a test that reaches a
+NodePort or hostPort "on the node" reaches the real one; the kubelet API is the syncer's,
+advertised as the node's ``Hostname`` address, which the virtual API server is told to prefer
+(``--kubelet-preferred-address-types=Hostname``).
 """
 
 from __future__ import annotations
@@ -34,10 +40,13 @@ def fake_node(name: str, vcluster: str) -> JSON:
     }
 
 
-def fake_node_status(kubelet: tuple[str, int] | None = None, version: str = "fake") -> JSON:
+def fake_node_status(
+    kubelet: tuple[str, int] | None = None, version: str = "fake", node_ip: str = ""
+) -> JSON:
     """Always Ready; with ``kubelet`` (IP, port) the node's kubelet API is the syncer's.
     ``version``: the kubelet version shown (the host's: the API server decides by it whether
-    a kubelet speaks WebSocket streams itself or needs them translated to SPDY)."""
+    a kubelet speaks WebSocket streams itself or needs them translated to SPDY).
+    ``node_ip``: the host node's IP, shown as InternalIP ("" while no pod on it reported it)."""
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     status: JSON = {
         "conditions": [
@@ -65,32 +74,42 @@ def fake_node_status(kubelet: tuple[str, int] | None = None, version: str = "fak
             "systemUUID": "",
         },
     }
+    addresses = [{"type": "InternalIP", "address": node_ip}] if node_ip else []
     if kubelet is not None:
-        # Only an InternalIP: the API server's default address order tries Hostname first.
-        status["addresses"] = [{"type": "InternalIP", "address": kubelet[0]}]
+        addresses.append({"type": "Hostname", "address": kubelet[0]})
         status["daemonEndpoints"] = {"kubeletEndpoint": {"Port": kubelet[1]}}
         # The syncer passes WebSocket streams through to the host API server, which translates
         # them for its kubelet if it must: so the virtual API server need not (it would, to
         # SPDY, for a node that does not declare this), and both answer alike.
         status["declaredFeatures"] = list(DECLARED_FEATURES)
+    status["addresses"] = addresses
     return status
 
 
-def shown(node: JSON) -> tuple[tuple[str, int] | None, str, tuple[str, ...]]:
-    """(kubelet endpoint, kubelet version, declared features) a fake node's status shows."""
+Shown = tuple[tuple[str, int] | None, str, tuple[str, ...], str]
+
+
+def shown(node: JSON) -> Shown:
+    """(kubelet endpoint, kubelet version, declared features, InternalIP) a fake node shows."""
     status = node.get("status") or {}
     version = (status.get("nodeInfo") or {}).get("kubeletVersion", "")
-    return advertised(node), str(version), tuple(status.get("declaredFeatures") or ())
+    features = tuple(status.get("declaredFeatures") or ())
+    return advertised(node), str(version), features, _address(status, "InternalIP")
+
+
+def _address(status: JSON, kind: str) -> str:
+    found = [a.get("address") for a in status.get("addresses") or [] if a.get("type") == kind]
+    return str(found[0]) if found else ""
 
 
 def advertised(node: JSON) -> tuple[str, int] | None:
     """The kubelet endpoint a node's status advertises (None: none)."""
     status = node.get("status") or {}
     port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
-    ips = [a.get("address") for a in status.get("addresses") or [] if a.get("type") == "InternalIP"]
-    if not port or not ips:
+    host = _address(status, "Hostname")
+    if not port or not host:
         return None
-    return str(ips[0]), int(port)
+    return host, int(port)
 
 
 class Nodes:
@@ -103,6 +122,7 @@ class Nodes:
         # pod handler so a reconcile does not scan every pod (that was O(pods) per event).
         self._node_of: dict[tuple[str, str], str] = {}
         self._pods_on: dict[str, int] = {}
+        self._ip_of: dict[str, str] = {}  # host node -> its IP, as its pods report it
         self._lock = threading.Lock()
 
     def setup(self, engine: Engine) -> None:
@@ -120,9 +140,15 @@ class Nodes:
         meta = pod.get("metadata") or {}
         key = (meta.get("namespace", ""), meta.get("name", ""))
         node = "" if kind == "DELETED" else (pod.get("spec") or {}).get("nodeName") or ""
+        ip = (pod.get("status") or {}).get("hostIP") or ""
         with self._lock:
+            new_ip = bool(node and ip and self._ip_of.get(node) != ip)
+            if new_ip:
+                self._ip_of[node] = ip
             old = self._node_of.get(key, "")
             if old == node:
+                if new_ip:
+                    self.engine.enqueue("nodes", "", node)
                 return
             if old:
                 self._pods_on[old] -= 1
@@ -133,6 +159,8 @@ class Nodes:
                 self._node_of[key] = node
                 self._pods_on[node] = self._pods_on.get(node, 0) + 1
             changed = [n for n in (old, node) if n and self._pods_on.get(n, 0) <= 1]
+            if new_ip and node not in changed:
+                changed.append(node)
         for n in changed:  # only a node's first pod or its last one can change its fate
             self.engine.enqueue("nodes", "", n)
 
@@ -156,14 +184,17 @@ class Nodes:
         without that controller and its fake nodes are always Ready: lift it here."""
         self.engine.virtual.merge_patch(f"/api/v1/nodes/{name}", {"spec": {"taints": None}})
 
-    def _wanted(self) -> tuple[tuple[str, int] | None, str, tuple[str, ...]]:
-        return self.kubelet, self.version, DECLARED_FEATURES if self.kubelet else ()
+    def node_ip(self, node: str) -> str:
+        with self._lock:
+            return self._ip_of.get(node, "")
+
+    def _wanted(self, name: str) -> Shown:
+        features = DECLARED_FEATURES if self.kubelet else ()
+        return self.kubelet, self.version, features, self.node_ip(name)
 
     def _patch_status(self, name: str) -> None:
-        self.engine.virtual.merge_patch(
-            f"/api/v1/nodes/{name}/status",
-            {"status": fake_node_status(self.kubelet, self.version)},
-        )
+        status = fake_node_status(self.kubelet, self.version, self.node_ip(name))
+        self.engine.virtual.merge_patch(f"/api/v1/nodes/{name}/status", {"status": status})
 
     def reconcile(self, namespace: str, name: str) -> None:
         host_pods = self.engine.host_informers.get("pods")
@@ -176,8 +207,9 @@ class Nodes:
         if used and vnode is None:
             self._create(name)
         elif used and vnode is not None:
-            if shown(vnode) != self._wanted():
-                self._patch_status(name)  # a restarted syncer may serve on another port
+            if shown(vnode) != self._wanted(name):
+                # A restarted syncer may serve on another port; the node's IP comes with its pods.
+                self._patch_status(name)
             if (vnode.get("spec") or {}).get("taints"):
                 self._untaint(name)
         elif not used and vnode is not None:

@@ -8,12 +8,10 @@ pod that disappears takes its virtual pod along so the owning controller recreat
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
 from dataclasses import dataclass, field
 
-from ..constants import ENDED_PHASES, OBJECT_NAME, OBJECT_NAMESPACE, OBJECT_UID
 from ..core.controller import Engine
 from ..core.workqueue import FOLLOW_UP
 from ..kube import JSON, ApiError
@@ -23,10 +21,9 @@ from ..translate.pod_plan import metadata_patch, new_ephemeral_containers, plan,
 from ..translate.pod_refs import containers
 from ..translate.pods import PodContext, pod_violations, translate_pod
 from .generic import DownSync, status_differs
+from .tokens import Tokens, token_secret_name
 
 log = logging.getLogger(__name__)
-TOKEN_EXPIRY = "vc.pytest-vcluster.io/token-expiry"
-TOKEN_LABEL = "vc.pytest-vcluster.io/token-of"
 DENIED_REASON = "SyncDenied"
 
 
@@ -102,7 +99,6 @@ class Pods:
         self.refs = refs
         self.configs = configs  # "configmaps"/"secrets"/"persistentvolumeclaims" -> DownSync
         self._ca: bytes | None = None
-        self._token_due: dict[str, float] = {}  # token secret -> when to refresh it
         # Host pods this syncer created that the host informer has not reported yet.
         self._fresh: dict[str, JSON] = {}
         # (host version copied, virtual version written) of the last status copy, per pod.
@@ -111,6 +107,7 @@ class Pods:
     def setup(self, engine: Engine) -> None:
         self.engine = engine
         self.s = engine.settings
+        self.tokens = Tokens(engine, self._virtual_ca)
         v = engine.watch_virtual("pods", "/api/v1/pods")
         v.add_handler(self._on_virtual)
         h = engine.watch_host("pods", engine.host_ns_path("/api/v1", "pods"))
@@ -190,7 +187,7 @@ class Pods:
                 obj = sync.virtual(ns, n)
                 if obj is not None:
                     sync.ensure(obj)
-        token_secret = f"{hname}-sa-token"
+        token_secret = token_secret_name(hname)
         host_pod = self.engine.own(translate_pod(vpod, self._context(ns, token_secret)))
         try:
             created = self.engine.host.create(self.hpath(), host_pod)
@@ -201,12 +198,10 @@ class Pods:
                 self._deny(vpod, [f"the host rejected the pod: {exc}"], reason="SyncFailed")
                 return
             raise
-        # The token comes after the pod, owned by it (the host garbage collector removes it with
-        # the pod), from a reconcile of its own: the worker is free for the next new pod two
-        # round trips sooner (the kubelet retries the mount until the secret appears). Until the
-        # host informer reports the pod, that reconcile takes it from _fresh.
+        # The tokens come once the host has bound the pod (see tokens.py), from a reconcile of
+        # their own. Until the host informer reports the pod, reconciles take it from _fresh.
         self._fresh[hname] = created
-        self._token_due[token_secret] = 0.0  # due now, no need to look for an old one
+        self.tokens.created(hname)
         self.engine.queue.add(("pods", ns, vpod["metadata"]["name"]), priority=FOLLOW_UP)
 
     def sync(self, vpod: JSON, hpod: JSON) -> None:
@@ -240,12 +235,12 @@ class Pods:
                 hpod["metadata"].get("resourceVersion"),
                 (patched.get("metadata") or {}).get("resourceVersion"),
             )
-        self._refresh_token_later(vpod, hpod)
+        self.tokens.ensure(vpod, hpod)  # after the binding: the tokens name the node
 
     def _update_host(self, vpod: JSON, hpod: JSON) -> None:
         hname = hpod["metadata"]["name"]
         desired = translate_pod(
-            vpod, self._context(vpod["metadata"]["namespace"], f"{hname}-sa-token")
+            vpod, self._context(vpod["metadata"]["namespace"], token_secret_name(hname))
         )
         path = self.hpath(hname)
         meta = metadata_patch(desired["metadata"], hpod["metadata"])
@@ -289,9 +284,10 @@ class Pods:
     def _delete_host(self, hpod: JSON, grace: int | None = None) -> None:
         meta = hpod["metadata"]
         self._fresh.pop(meta["name"], None)
+        self.tokens.forget(meta["name"])
         self.engine.host.delete(self.hpath(meta["name"]), grace=grace, uid=meta.get("uid"))
         self.engine.host.delete(
-            self.engine.host_ns_path("/api/v1", "secrets") + f"/{meta['name']}-sa-token"
+            self.engine.host_ns_path("/api/v1", "secrets") + f"/{token_secret_name(meta['name'])}"
         )
 
     # -- pod context: DNS, API service, tokens
@@ -335,95 +331,6 @@ class Pods:
                 self._ca = str(cm["data"]["ca.crt"]).encode()
         return self._ca
 
-    def _ensure_token(self, vpod: JSON, secret_name: str, owner: JSON | None = None) -> None:
-        meta = vpod["metadata"]
-        ns, name = meta["namespace"], meta["name"]
-        sa = (vpod.get("spec") or {}).get("serviceAccountName") or "default"
-        request = {
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenRequest",
-            "spec": {
-                "expirationSeconds": self.s.token_seconds,
-                "boundObjectRef": {
-                    "apiVersion": "v1",
-                    "kind": "Pod",
-                    "name": name,
-                    "uid": meta["uid"],
-                },
-            },
-        }
-        path = f"/api/v1/namespaces/{ns}/serviceaccounts/{sa}/token"
-        token = self.engine.virtual.create(path, request)["status"]["token"]
-        expiry = time.time() + self.s.token_seconds
-        due = expiry - (1 - self.s.token_refresh) * self.s.token_seconds
-        self._token_due[secret_name] = due
-        self.engine.queue.add_after(("pods", ns, name), due - time.time())
-        secret: JSON = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "type": "Opaque",
-            "metadata": {
-                "name": secret_name,
-                # Not MANAGED_BY_LABEL: the Secret syncer must not mistake tokens for copies of
-                # virtual Secrets; the host garbage collector removes them with their pod.
-                "labels": {TOKEN_LABEL: self.s.name},
-                "annotations": {
-                    OBJECT_NAME: name,
-                    OBJECT_NAMESPACE: ns,
-                    OBJECT_UID: meta["uid"],
-                    TOKEN_EXPIRY: str(int(expiry)),
-                },
-            },
-            "data": {
-                "token": _b64(token.encode()),
-                "ca.crt": _b64(self._virtual_ca()),
-                "namespace": _b64(ns.encode()),
-            },
-        }
-        if owner is not None:
-            om = owner["metadata"]
-            secret["metadata"]["ownerReferences"] = [
-                {"apiVersion": "v1", "kind": "Pod", "name": om["name"], "uid": om["uid"]}
-            ]
-        base = self.engine.host_ns_path("/api/v1", "secrets")
-        try:
-            self.engine.host.create(base, secret)
-        except ApiError as exc:
-            if exc.status != 409:
-                raise
-            self.engine.host.replace(f"{base}/{secret_name}", secret)
-
-    def _refresh_token_later(self, vpod: JSON, hpod: JSON) -> None:
-        """Re-request the token at 80% of its lifetime (``--token-refresh-fraction``).
-
-        The due time is known when this syncer wrote the token; after a restart it is read
-        back from the token Secret's expiry annotation, so a restart never lets a token lapse.
-        """
-        if (hpod.get("status") or {}).get("phase") in ENDED_PHASES:
-            return
-        meta = vpod["metadata"]
-        name = f"{hpod['metadata']['name']}-sa-token"
-        due = self._token_due.get(name)
-        if due is not None and time.time() < due:
-            return  # a requeue for that time is pending
-        if due is None:  # first look since this syncer started
-            due = self._due_from_secret(name)
-            if due is not None and time.time() < due:
-                self._token_due[name] = due
-                key = ("pods", meta["namespace"], meta["name"])
-                self.engine.queue.add_after(key, due - time.time())
-                return
-        self._ensure_token(vpod, name, owner=hpod)  # schedules the next refresh
-
-    def _due_from_secret(self, name: str) -> float | None:
-        path = self.engine.host_ns_path("/api/v1", "secrets") + f"/{name}"
-        try:
-            secret = self.engine.host.get(path)
-            expiry = float(secret["metadata"]["annotations"][TOKEN_EXPIRY])
-        except (ApiError, KeyError, ValueError, TypeError):
-            return None
-        return expiry - (1 - self.s.token_refresh) * self.s.token_seconds
-
     # -- refusing
     def _deny_event(self, vpod: JSON, reasons: list[str]) -> None:
         """A running pod's new part (an ephemeral container) is refused: an Event only."""
@@ -455,7 +362,3 @@ class Pods:
             {"status": {"conditions": [condition]}},
             content_type="application/strategic-merge-patch+json",
         )
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()

@@ -55,8 +55,14 @@ def _downward_items(downward: dict[str, Any] | None) -> None:
             item["fieldRef"]["fieldPath"] = field_path(item["fieldRef"]["fieldPath"])
 
 
-def translate_volume(volume: dict[str, Any], ref: Ref) -> None:
-    """Rename the ConfigMaps, Secrets and claims a volume mounts; drop host token sources."""
+#: Replaces a projected ``serviceAccountToken`` source (volume name, index, source) with
+#: another source; without one such sources are dropped.
+TokenSource = Callable[[str, int, dict[str, Any]], dict[str, Any]]
+
+
+def translate_volume(volume: dict[str, Any], ref: Ref, token: TokenSource | None = None) -> None:
+    """Rename the ConfigMaps, Secrets and claims a volume mounts; replace (or drop) its token
+    sources: the host kubelet would mint tokens of the host ServiceAccount for them."""
     _rename(volume.get("configMap"), "name", ref)
     _rename(volume.get("secret"), "secretName", ref)
     _rename(volume.get("persistentVolumeClaim"), "claimName", ref)
@@ -65,12 +71,16 @@ def translate_volume(volume: dict[str, Any], ref: Ref) -> None:
     projected = volume.get("projected")
     if not projected:
         return
-    # The host kubelet would mint a token of the host ServiceAccount for these sources.
-    sources = [s for s in projected.get("sources") or [] if "serviceAccountToken" not in s]
-    for source in sources:
+    sources = []
+    for i, source in enumerate(projected.get("sources") or []):
+        if "serviceAccountToken" in source:
+            if token is not None:  # after the renames below: it names a host Secret already
+                sources.append(token(volume["name"], i, source["serviceAccountToken"]))
+            continue
         _rename(source.get("configMap"), "name", ref)
         _rename(source.get("secret"), "name", ref)
         _downward_items(source.get("downwardAPI"))
+        sources.append(source)
     projected["sources"] = sources
 
 
@@ -117,10 +127,12 @@ def translate_pod_selectors(spec: dict[str, Any], namespace: str) -> None:
         constraint.pop("matchLabelKeys", None)
 
 
-def translate_spec_refs(spec: dict[str, Any], namespace: str, ref: Ref) -> None:
+def translate_spec_refs(
+    spec: dict[str, Any], namespace: str, ref: Ref, token: TokenSource | None = None
+) -> None:
     """All reference rewrites of a pod spec (volumes, containers, pull secrets, selectors)."""
     for volume in spec.get("volumes") or []:
-        translate_volume(volume, ref)
+        translate_volume(volume, ref, token)
     for _, container in containers(spec):
         translate_container(container, ref)
     for secret in spec.get("imagePullSecrets") or []:

@@ -110,6 +110,44 @@ def _sa_volume(volume: dict[str, Any], secret: str) -> dict[str, Any]:
     return {"name": volume["name"], "projected": projected}
 
 
+@dataclass(frozen=True)
+class TokenSpec:
+    """One ServiceAccount token a host pod gets from its token Secret, requested by the syncer
+    from the virtual API server for the virtual pod (the host kubelet must never mint one)."""
+
+    key: str  # key in the pod's token Secret
+    audience: str  # "": the virtual API server's own audience
+    seconds: int  # requested lifetime
+
+
+#: The key of the standard token (the kube-api-access volume's "token").
+DEFAULT_TOKEN_KEY = "token"
+_MIN_TOKEN_SECONDS = 600  # what the API server accepts at least (ServiceAccountTokenProjection)
+
+
+def _token_key(volume: str, index: int) -> str:
+    return f"token.{volume}.{index}"
+
+
+def token_specs(pod: Mapping[str, Any], default_seconds: int) -> list[TokenSpec]:
+    """The tokens a pod's host copy needs: the standard one if it mounts the ServiceAccount
+    volume, and one per projected ``serviceAccountToken`` source (audience, lifetime)."""
+    spec: dict[str, Any] = pod.get("spec") or {}
+    sa_volumes = _sa_volume_names(spec)
+    out = [TokenSpec(DEFAULT_TOKEN_KEY, "", default_seconds)] if sa_volumes else []
+    for volume in spec.get("volumes") or []:
+        if volume["name"] in sa_volumes:
+            continue
+        for i, source in enumerate((volume.get("projected") or {}).get("sources") or []):
+            token = source.get("serviceAccountToken")
+            if token is not None:
+                seconds = max(int(token.get("expirationSeconds") or 3600), _MIN_TOKEN_SECONDS)
+                out.append(
+                    TokenSpec(_token_key(volume["name"], i), token.get("audience") or "", seconds)
+                )
+    return out
+
+
 def _api_env(host: str, port: int) -> list[dict[str, str]]:
     # All variables the kubelet injects for the "kubernetes" service; the host's point at the
     # host API server. Kept first so user variables can still expand $(KUBERNETES_...).
@@ -169,7 +207,11 @@ def translate_pod(pod: Mapping[str, Any], ctx: PodContext) -> dict[str, Any]:
     def ref(target: str) -> str:
         return host_name(target, namespace, ctx.vcluster)
 
-    translate_spec_refs(spec, namespace, ref)
+    def token_source(volume: str, index: int, source: dict[str, Any]) -> dict[str, Any]:
+        item = {"key": _token_key(volume, index), "path": source["path"]}
+        return {"secret": {"name": ctx.service_account_secret, "items": [item]}}
+
+    translate_spec_refs(spec, namespace, ref, token_source)
     # Replaced after the renames: the replacement already names a host Secret.
     sa_volumes = _sa_volume_names(spec)
     if "volumes" in spec:

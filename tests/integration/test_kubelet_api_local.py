@@ -89,15 +89,26 @@ def _metric(vc: LocalVCluster, name: str) -> float:
 def test_fake_node_advertises_the_syncers_kubelet(
     vc: LocalVCluster, api: client.ApiClient, running_pod: client.V1Pod
 ) -> None:
-    node = client.CoreV1Api(api).read_node(running_pod.spec.node_name)
-    assert [(a.type, a.address) for a in node.status.addresses] == [("InternalIP", "127.0.0.1")]
+    core = client.CoreV1Api(api)
+    # The kubelet API is the syncer's (Hostname, which the API server prefers); traffic "to the
+    # node" goes to the host node, whose IP the host pod reports (copied back as status.hostIP).
+    assert running_pod.status.host_ip
+    wanted = [("InternalIP", running_pod.status.host_ip), ("Hostname", "127.0.0.1")]
+    deadline = time.monotonic() + 10
+    while True:
+        node = core.read_node(running_pod.spec.node_name)
+        shown = [(a.type, a.address) for a in node.status.addresses or []]
+        if shown == wanted or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert shown == wanted
     assert node.status.daemon_endpoints.kubelet_endpoint.port == _kubelet_port(vc)
     assert node.status.node_info.kubelet_version.startswith("v1.")  # the host's
     # Schedulable as a Ready node is: no not-ready taint left from its creation.
     deadline = time.monotonic() + 10
     while node.spec.taints and time.monotonic() < deadline:
         time.sleep(0.2)
-        node = client.CoreV1Api(api).read_node(running_pod.spec.node_name)
+        node = core.read_node(running_pod.spec.node_name)
     assert not node.spec.taints
 
 

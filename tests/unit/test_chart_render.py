@@ -628,7 +628,7 @@ def _kubelet_wiring(objs: dict[str, Any]) -> None:
         "--kubelet-client-certificate=/pki/kubelet-client.crt",
         "--kubelet-client-key=/pki/kubelet-client.key",
         "--kubelet-certificate-authority=/pki/ca.crt",
-        "--kubelet-preferred-address-types=InternalIP",
+        "--kubelet-preferred-address-types=Hostname",
     ):
         assert flag in api_args
     settings = parse(_syncer_args(objs))

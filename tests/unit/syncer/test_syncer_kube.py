@@ -16,7 +16,13 @@ import pytest
 from syncer.core.workqueue import CREATE, FOLLOW_UP, WorkQueue
 from syncer.kube import ApiError, Kube
 from syncer.resources.generic import status_differs
-from syncer.resources.nodes import Nodes
+from syncer.resources.nodes import (
+    DECLARED_FEATURES,
+    Nodes,
+    advertised,
+    fake_node_status,
+    shown,
+)
 from syncer.translate.metadata import json_copy
 
 Handler = Callable[[BaseHTTPRequestHandler], None]
@@ -247,3 +253,38 @@ def test_nodes_count_pods_without_scanning() -> None:
     nodes._on_host_pod("DELETED", pod("b", "n1"))
     assert nodes.pods_on("n1") == 0
     assert engine.queued[-1] == ("nodes", "", "n1")
+
+
+def test_nodes_learn_the_host_nodes_ip_from_its_pods() -> None:
+    nodes, engine = Nodes(kubelet=("127.0.0.1", 10250), version="v1.37.2"), _Engine()
+    nodes.engine = engine  # type: ignore[assignment]
+
+    def pod(name: str, ip: str) -> dict[str, Any]:
+        meta = {"namespace": "h", "name": name}
+        return {"metadata": meta, "spec": {"nodeName": "n1"}, "status": {"hostIP": ip}}
+
+    nodes._on_host_pod("ADDED", pod("a", ""))
+    nodes._on_host_pod("ADDED", pod("b", ""))
+    assert nodes.node_ip("n1") == ""
+    assert engine.queued == [("nodes", "", "n1")]
+    nodes._on_host_pod("MODIFIED", pod("b", "172.18.0.2"))  # not the node's first pod, but news
+    assert nodes.node_ip("n1") == "172.18.0.2"
+    assert engine.queued == [("nodes", "", "n1")] * 2
+    nodes._on_host_pod("MODIFIED", pod("a", "172.18.0.2"))  # known already: nothing queued
+    assert len(engine.queued) == 2
+
+
+def test_fake_node_status_keeps_traffic_and_kubelet_addresses_apart() -> None:
+    status = fake_node_status(("127.0.0.1", 4321), "v1.37.2", node_ip="172.18.0.2")
+    node = {"status": status}
+    assert status["addresses"] == [
+        {"type": "InternalIP", "address": "172.18.0.2"},
+        {"type": "Hostname", "address": "127.0.0.1"},
+    ]
+    assert advertised(node) == ("127.0.0.1", 4321)
+    assert shown(node) == (("127.0.0.1", 4321), "v1.37.2", DECLARED_FEATURES, "172.18.0.2")
+    # Before any pod reported its node's IP: only the kubelet endpoint.
+    assert fake_node_status(("127.0.0.1", 1), node_ip="")["addresses"] == [
+        {"type": "Hostname", "address": "127.0.0.1"}
+    ]
+    assert advertised({"status": fake_node_status(None, node_ip="10.0.0.1")}) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +15,9 @@ from syncer.translate.names import host_name, translate_labels
 from syncer.translate.pods import (
     SA_MOUNT_PATH,
     PodContext,
+    TokenSpec,
     pod_violations,
+    token_specs,
     translate_pod,
 )
 
@@ -210,20 +213,43 @@ def test_any_volume_mounted_at_the_token_path_is_replaced() -> None:
     assert volume["projected"]["sources"][0]["secret"]["name"] == CTX.service_account_secret
 
 
-def test_other_token_sources_are_dropped_not_minted_by_the_host() -> None:
+def test_other_token_sources_come_from_the_token_secret_not_the_host_kubelet() -> None:
     vault = {
         "name": "vault",
         "projected": {
             "sources": [
                 {"serviceAccountToken": {"audience": "vault", "path": "t"}},
                 {"configMap": {"name": "cm"}},
+                {"serviceAccountToken": {"expirationSeconds": 7200, "path": "api/t"}},
             ]
         },
     }
-    host = translate_pod(pod(volumes=[copy.deepcopy(SA_VOLUME), vault]), CTX)
+    virtual = pod(volumes=[copy.deepcopy(SA_VOLUME), vault])
+    host = translate_pod(virtual, CTX)
+    secret = CTX.service_account_secret
     assert host["spec"]["volumes"][1]["projected"]["sources"] == [
-        {"configMap": {"name": ref("cm")}}
+        {"secret": {"name": secret, "items": [{"key": "token.vault.0", "path": "t"}]}},
+        {"configMap": {"name": ref("cm")}},
+        {"secret": {"name": secret, "items": [{"key": "token.vault.2", "path": "api/t"}]}},
     ]
+    assert "serviceAccountToken" not in json.dumps(host["spec"])
+    # One token per source (audience, lifetime; at least the API server's 10 min minimum).
+    assert token_specs(virtual, 3600) == [
+        TokenSpec("token", "", 3600),
+        TokenSpec("token.vault.0", "vault", 3600),
+        TokenSpec("token.vault.2", "", 7200),
+    ]
+    short = {"name": "s", "projected": {"sources": [_token(60)]}}
+    bare = pod(volumes=[short], containers=[container()])
+    assert token_specs(bare, 3600) == [TokenSpec("token.s.0", "", 600)]
+
+
+def _token(seconds: int) -> dict[str, Any]:
+    return {"serviceAccountToken": {"expirationSeconds": seconds, "path": "x"}}
+
+
+def test_pod_without_token_volumes_needs_no_token() -> None:
+    assert token_specs(pod(volumes=[], containers=[container()]), 3600) == []
 
 
 def test_pod_without_token_volume_gets_none() -> None:

@@ -1,0 +1,153 @@
+"""ServiceAccount tokens of synced pods: requested from the virtual API server, kept in one host
+Secret per pod (owned by the host pod, so the host garbage collector removes it with it).
+
+A token is requested only once the host scheduler has bound the pod, right after the virtual pod
+is bound to its fake node: the virtual API server then writes the node's name and uid into it,
+as a real cluster's tokens carry them (a TokenReview of it shows
+``authentication.kubernetes.io/node-name``). The host kubelet retries the pod's token mount
+until the Secret exists. Each token is re-requested at ``--token-refresh-fraction`` of its
+lifetime; the due time is written on the Secret so a restarted syncer never lets one lapse.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable
+
+from ..constants import ENDED_PHASES, OBJECT_NAME, OBJECT_NAMESPACE, OBJECT_UID
+from ..core.controller import Engine
+from ..kube import JSON, ApiError
+from ..translate.pods import TokenSpec, token_specs
+
+TOKEN_EXPIRY = "vc.pytest-vcluster.io/token-expiry"  # earliest expiry of the Secret's tokens
+TOKEN_REFRESH = "vc.pytest-vcluster.io/token-refresh"  # when they are re-requested
+TOKEN_LABEL = "vc.pytest-vcluster.io/token-of"
+
+
+def token_secret_name(host_pod: str) -> str:
+    return f"{host_pod}-sa-token"
+
+
+def refresh_at(now: float, specs: list[TokenSpec], fraction: float) -> float:
+    """When the first of these tokens, requested at ``now``, is due for renewal."""
+    return now + min(s.seconds for s in specs) * fraction
+
+
+class Tokens:
+    """Writes and renews the token Secrets of one syncer's pods."""
+
+    def __init__(self, engine: Engine, ca: Callable[[], bytes]) -> None:
+        self.engine = engine
+        self.s = engine.settings
+        self._ca = ca  # the CA certificate synced pods trust
+        self._due: dict[str, float] = {}  # token secret -> when to renew it
+
+    def forget(self, host_pod: str) -> None:
+        self._due.pop(token_secret_name(host_pod), None)
+
+    def created(self, host_pod: str) -> None:
+        """A new host pod: its tokens are due as soon as it is bound (no old Secret to read)."""
+        self._due[token_secret_name(host_pod)] = 0.0
+
+    def ensure(self, vpod: JSON, hpod: JSON) -> None:
+        """Write the pod's tokens once it is bound, and renew them when due."""
+        status, spec = hpod.get("status") or {}, hpod.get("spec") or {}
+        if status.get("phase") in ENDED_PHASES or not spec.get("nodeName"):
+            return
+        # Of the virtual pod's spec: the host copy's token sources are Secret items already.
+        specs = token_specs(vpod, self.s.token_seconds)
+        if not specs:
+            return
+        meta = vpod["metadata"]
+        key = ("pods", meta["namespace"], meta["name"])
+        name = token_secret_name(hpod["metadata"]["name"])
+        due = self._due.get(name)
+        if due is not None and time.time() < due:
+            return  # a requeue for that time is pending
+        if due is None:  # first look since this syncer started
+            due = self._due_from_secret(name)
+            if due is not None and time.time() < due:
+                self._due[name] = due
+                self.engine.queue.add_after(key, due - time.time())
+                return
+        self._write(vpod, hpod, name, specs)
+        self.engine.queue.add_after(key, self._due[name] - time.time())
+
+    def _request(self, vpod: JSON, spec: TokenSpec) -> str:
+        meta = vpod["metadata"]
+        sa = (vpod.get("spec") or {}).get("serviceAccountName") or "default"
+        request: JSON = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {
+                "expirationSeconds": spec.seconds,
+                "boundObjectRef": {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                },
+            },
+        }
+        if spec.audience:
+            request["spec"]["audiences"] = [spec.audience]
+        path = f"/api/v1/namespaces/{meta['namespace']}/serviceaccounts/{sa}/token"
+        return str(self.engine.virtual.create(path, request)["status"]["token"])
+
+    def _write(self, vpod: JSON, hpod: JSON, name: str, specs: list[TokenSpec]) -> None:
+        meta, om = vpod["metadata"], hpod["metadata"]
+        now = time.time()
+        data = {s.key: _b64(self._request(vpod, s).encode()) for s in specs}
+        data |= {"ca.crt": _b64(self._ca()), "namespace": _b64(meta["namespace"].encode())}
+        due = refresh_at(now, specs, self.s.token_refresh)
+        secret: JSON = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {
+                "name": name,
+                # Not MANAGED_BY_LABEL: the Secret syncer must not mistake tokens for copies of
+                # virtual Secrets; the host garbage collector removes them with their pod.
+                "labels": {TOKEN_LABEL: self.s.name},
+                "annotations": {
+                    OBJECT_NAME: meta["name"],
+                    OBJECT_NAMESPACE: meta["namespace"],
+                    OBJECT_UID: meta["uid"],
+                    TOKEN_EXPIRY: str(int(now + min(s.seconds for s in specs))),
+                    TOKEN_REFRESH: str(int(due)),
+                },
+                "ownerReferences": [
+                    {"apiVersion": "v1", "kind": "Pod", "name": om["name"], "uid": om["uid"]}
+                ],
+            },
+            "data": data,
+        }
+        base = self.engine.host_ns_path("/api/v1", "secrets")
+        try:
+            self.engine.host.create(base, secret)
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+            self.engine.host.replace(f"{base}/{name}", secret)
+        self._due[name] = due
+
+    def _due_from_secret(self, name: str) -> float | None:
+        path = self.engine.host_ns_path("/api/v1", "secrets") + f"/{name}"
+        try:
+            annotations = self.engine.host.get(path)["metadata"]["annotations"]
+        except (ApiError, KeyError, TypeError):
+            return None
+        try:
+            return float(annotations[TOKEN_REFRESH])
+        except (KeyError, ValueError, TypeError):
+            pass
+        try:  # written by an older syncer: the standard token's lifetime
+            expiry = float(annotations[TOKEN_EXPIRY])
+        except (KeyError, ValueError, TypeError):
+            return None
+        return expiry - (1 - self.s.token_refresh) * self.s.token_seconds
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
