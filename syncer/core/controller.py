@@ -101,6 +101,13 @@ class Engine:
         self.informers.append(inf)
         return inf
 
+    def cache_virtual(self, resource: str, path: str, **kw: Any) -> Informer:
+        """A virtual informer that only answers lookups (nothing is reconciled for it)."""
+        inf = Informer(self.virtual, path, name=f"virtual:{resource}", **kw)
+        self.virtual_informers[resource] = inf
+        self.informers.append(inf)
+        return inf
+
     def watch_host(self, resource: str, path: str, **kw: Any) -> Informer:
         kw.setdefault("label_selector", self.managed_selector())
         inf = Informer(self.host, path, name=f"host:{resource}", **kw)

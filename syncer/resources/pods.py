@@ -108,6 +108,9 @@ class Pods:
         self.engine = engine
         self.s = engine.settings
         self.tokens = Tokens(engine, self._virtual_ca)
+        self.runtime_classes = engine.cache_virtual(
+            "runtimeclasses", "/apis/node.k8s.io/v1/runtimeclasses"
+        )
         v = engine.watch_virtual("pods", "/api/v1/pods")
         v.add_handler(self._on_virtual)
         h = engine.watch_host("pods", engine.host_ns_path("/api/v1", "pods"))
@@ -188,7 +191,7 @@ class Pods:
                 if obj is not None:
                     sync.ensure(obj)
         token_secret = token_secret_name(hname)
-        host_pod = self.engine.own(translate_pod(vpod, self._context(ns, token_secret)))
+        host_pod = self.engine.own(translate_pod(vpod, self._context(vpod, token_secret)))
         try:
             created = self.engine.host.create(self.hpath(), host_pod)
         except ApiError as exc:
@@ -239,9 +242,7 @@ class Pods:
 
     def _update_host(self, vpod: JSON, hpod: JSON) -> None:
         hname = hpod["metadata"]["name"]
-        desired = translate_pod(
-            vpod, self._context(vpod["metadata"]["namespace"], token_secret_name(hname))
-        )
+        desired = translate_pod(vpod, self._context(vpod, token_secret_name(hname)))
         path = self.hpath(hname)
         meta = metadata_patch(desired["metadata"], hpod["metadata"])
         if meta is not None:
@@ -291,7 +292,12 @@ class Pods:
         )
 
     # -- pod context: DNS, API service, tokens
-    def _context(self, namespace: str, token_secret: str) -> PodContext:
+    def _runtime_handlers(self, vpod: JSON) -> dict[str, str]:
+        name = (vpod.get("spec") or {}).get("runtimeClassName")
+        found = self.runtime_classes.get("", name) if name else None
+        return {name: str(found.get("handler") or "")} if name and found else {}
+
+    def _context(self, vpod: JSON, token_secret: str) -> PodContext:
         dns_ns, _, dns_name = self.s.dns_service.partition("/")
         dns = self.engine.virtual_informers.get("services")
         dns_ip = ""
@@ -309,6 +315,7 @@ class Pods:
             service_account_secret=token_secret,
             allow_privileged=self.s.allow_privileged,
             cluster_domain=self.s.cluster_domain,
+            runtime_handlers=self._runtime_handlers(vpod),
         )
 
     def _virtual_ca(self) -> bytes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .metadata import host_metadata, json_copy, virtual_identity
@@ -61,6 +61,8 @@ class PodContext:
     #: Callers skip the pod_violations gate when set; translation itself is the same.
     allow_privileged: bool = False
     cluster_domain: str = "cluster.local"
+    #: Handler of each virtual RuntimeClass the pod may name (see _set_runtime_class).
+    runtime_handlers: Mapping[str, str] = field(default_factory=dict)
 
 
 def pod_violations(pod: Mapping[str, Any]) -> list[str]:
@@ -199,6 +201,18 @@ def _set_dns(spec: dict[str, Any], namespace: str, ctx: PodContext) -> None:
     }
 
 
+def _set_runtime_class(spec: dict[str, Any], ctx: PodContext) -> None:
+    """A virtual RuntimeClass runs on the host RuntimeClass named after its handler (the usual
+    naming: ``gvisor``/``runsc``-style classes are named as the runtime they select). The host
+    admin decides which exist; a pod of the host namespace could name them anyway, so this
+    widens nothing. A missing host class is the host's clear rejection, reported on the pod.
+    The overhead and scheduling the virtual class added were dropped or are kept as the
+    virtual pod's; the host's admission adds its own class's."""
+    name = spec.get("runtimeClassName")
+    if name and ctx.runtime_handlers.get(name):
+        spec["runtimeClassName"] = ctx.runtime_handlers[name]
+
+
 def translate_pod(pod: Mapping[str, Any], ctx: PodContext) -> dict[str, Any]:
     """The host pod for a virtual pod (call pod_violations first; this does not refuse)."""
     namespace, name = virtual_identity(pod)
@@ -221,6 +235,7 @@ def translate_pod(pod: Mapping[str, Any], ctx: PodContext) -> dict[str, Any]:
         ]
     for key in _DROPPED_SPEC:
         spec.pop(key, None)
+    _set_runtime_class(spec, ctx)
     spec["automountServiceAccountToken"] = False
     spec["enableServiceLinks"] = False
     api_env = _api_env(ctx.api_host, ctx.api_port)
