@@ -31,6 +31,7 @@ from typing import Any
 from ..core.aioloop import LoopServer
 from ..kube import Kube
 from .routes import Route, RouteError, route, virtual_message
+from .spare import Conn, Spare
 
 log = logging.getLogger("syncer.kubelet")
 
@@ -211,7 +212,9 @@ class KubeletServer:
             ssl_context=self._ctx,
             ssl_handshake_timeout=10,
             limit=_HEAD_LIMIT,
+            on_stop=self._close_spare,
         )
+        self.spare = Spare()
         self.port = 0
         self.open_connections = 0  # calls in progress (metrics; leak checks)
         self.open_calls: dict[str, int] = {}  # of those, by verb once routed
@@ -224,6 +227,9 @@ class KubeletServer:
 
     def stop(self) -> None:
         self._loop_server.stop()
+
+    def _close_spare(self) -> None:
+        self.spare.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.open_connections += 1
@@ -301,12 +307,14 @@ class KubeletServer:
             await writer.drain()
             return
         host, port, ctx, identity = self.host.endpoint()
-        host_reader, host_writer = await asyncio.wait_for(
-            asyncio.open_connection(
+
+        def connect() -> Awaitable[Conn]:
+            opened = asyncio.open_connection(
                 host, port, ssl=ctx, server_hostname=host if ctx else None, limit=_HEAD_LIMIT
-            ),
-            30,
-        )
+            )
+            return asyncio.wait_for(opened, 30)
+
+        host_reader, host_writer = await self.spare.take((host, port, id(ctx)), connect)
         closers.append(host_writer)
         host_writer.write(host_request(method, r, headers, identity, self.host.path_prefix))
         await host_writer.drain()

@@ -1,0 +1,214 @@
+"""What the conformance suite found a vcluster on kind did differently from its host, each
+checked on real containers: tokens that name their node, projected token sources, RuntimeClasses,
+and a NodePort reached on the node's address.
+
+    pytest -m e2e tests/e2e/test_fidelity_e2e.py -s
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from pytest_vcluster.hosts.kind import KindHost
+from pytest_vcluster.vcluster import VCluster
+
+pytestmark = pytest.mark.e2e
+
+HANDLER = "test-handler"  # configured in the node image's containerd, as in kind's
+
+
+def _pod(name: str, image: str, script: str = "exec sleep 3600", **spec: Any) -> dict[str, Any]:
+    container = {
+        "name": "c",
+        "image": image,
+        "imagePullPolicy": "Never",
+        "command": ["sh", "-c", script],
+        **spec.pop("container", {}),
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {"terminationGracePeriodSeconds": 0, "containers": [container], **spec},
+    }
+
+
+@pytest.fixture(scope="module")
+def host_runtime_class(kind_host: KindHost) -> Iterator[str]:
+    """The host admin's offer: a RuntimeClass named after its handler."""
+    from kubernetes import config
+
+    api = client.NodeV1Api(config.new_client_from_config(str(kind_host.kubeconfig_path)))
+    body = {"metadata": {"name": HANDLER}, "handler": HANDLER}
+    try:
+        api.create_runtime_class(body)
+        made = True
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+        made = False
+    yield HANDLER
+    if made:
+        api.delete_runtime_class(HANDLER)
+
+
+@pytest.fixture(scope="module")
+def vc(kind_host: KindHost, vcluster_images: dict[str, str], app_image: str) -> Iterator[VCluster]:
+    kind_host.load_images([app_image])
+    vc = VCluster(kind_host.info(), "fid", images=vcluster_images, timeout=180, progress=print)
+    vc.create()
+    try:
+        yield vc
+    finally:
+        vc.delete()
+
+
+@pytest.fixture(scope="module")
+def core(vc: VCluster) -> client.CoreV1Api:
+    return client.CoreV1Api(vc.api_client)
+
+
+@pytest.fixture(scope="module")
+def host_core(vc: VCluster) -> client.CoreV1Api:
+    return client.CoreV1Api(vc.host_api_client)
+
+
+def _host_pod(vc: VCluster, host_core: client.CoreV1Api, name: str) -> Any:
+    return host_core.read_namespaced_pod(vc.host_name(name), vc.host_namespace)
+
+
+def _review(vc: VCluster, token: str, audiences: list[str] | None = None) -> Any:
+    spec: dict[str, Any] = {"token": token}
+    if audiences:
+        spec["audiences"] = audiences
+    api = client.AuthenticationV1Api(vc.api_client)
+    return api.create_token_review({"spec": spec}).status
+
+
+def test_the_mounted_token_names_the_pods_node(
+    vc: VCluster, core: client.CoreV1Api, app_image: str
+) -> None:
+    """As the conformance spec "ServiceAccounts should mount an API token into pods" checks."""
+    core.create_namespaced_service_account("default", {"metadata": {"name": "mount-test"}})
+    vc.apply(_pod("tok", app_image, serviceAccountName="mount-test"))
+    vc.wait_for("Pod", "tok", "Ready", timeout=120)
+    pod = core.read_namespaced_pod("tok", "default")
+    node = core.read_node(pod.spec.node_name)
+    token = vc.kubectl(
+        "exec", "tok", "--", "cat", "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    ).stdout
+    review = _review(vc, token)
+    assert review.authenticated, review.error
+    assert review.user.username == "system:serviceaccount:default:mount-test"
+    extra = review.user.extra
+    assert extra["authentication.kubernetes.io/pod-name"] == ["tok"]
+    assert extra["authentication.kubernetes.io/pod-uid"] == [pod.metadata.uid]
+    assert extra["authentication.kubernetes.io/node-name"] == [pod.spec.node_name]
+    assert extra["authentication.kubernetes.io/node-uid"] == [node.metadata.uid]
+
+
+def test_projected_token_sources_are_virtual_tokens_for_their_audience(
+    vc: VCluster, core: client.CoreV1Api, host_core: client.CoreV1Api, app_image: str
+) -> None:
+    volume = {
+        "name": "vault",
+        "projected": {
+            "sources": [
+                {"serviceAccountToken": {"audience": "vault", "path": "token"}},
+                {"serviceAccountToken": {"expirationSeconds": 3600, "path": "api/token"}},
+            ]
+        },
+    }
+    mount = {"name": "vault", "mountPath": "/vault", "readOnly": True}
+    vc.apply(_pod("proj", app_image, volumes=[volume], container={"volumeMounts": [mount]}))
+    vc.wait_for("Pod", "proj", "Ready", timeout=120)
+    vault = vc.kubectl("exec", "proj", "--", "cat", "/vault/token").stdout
+    api = vc.kubectl("exec", "proj", "--", "cat", "/vault/api/token").stdout
+    for_vault = _review(vc, vault, ["vault"])
+    assert for_vault.authenticated, for_vault.error
+    assert for_vault.audiences == ["vault"]
+    assert for_vault.user.username == "system:serviceaccount:default:default"
+    assert not _review(vc, vault).authenticated  # not a token for the API server
+    assert _review(vc, api).authenticated
+    # The host kubelet minted nothing: the host pod mounts Secret items only.
+    host_spec = _host_pod(vc, host_core, "proj").spec.to_dict()
+    assert "service_account_token': {" not in json.dumps(host_spec, default=str)
+    sources = next(v for v in host_spec["volumes"] if v["name"] == "vault")["projected"]["sources"]
+    assert all(s["secret"] and not s["service_account_token"] for s in sources)
+
+
+def test_runtime_class_runs_on_the_host_class_of_its_handler(
+    vc: VCluster,
+    core: client.CoreV1Api,
+    host_core: client.CoreV1Api,
+    host_runtime_class: str,
+    app_image: str,
+) -> None:
+    node = client.NodeV1Api(vc.api_client)
+    node.create_runtime_class(
+        {
+            "metadata": {"name": "sandboxed"},
+            "handler": host_runtime_class,
+            "overhead": {"podFixed": {"cpu": "10m"}},
+        }
+    )
+    node.create_runtime_class({"metadata": {"name": "nowhere"}, "handler": "no-such-handler"})
+    vc.apply(_pod("rc", app_image, runtimeClassName="sandboxed"))
+    vc.wait_for("Pod", "rc", "Ready", timeout=120)
+    assert core.read_namespaced_pod("rc", "default").spec.overhead == {"cpu": "10m"}
+    assert _host_pod(vc, host_core, "rc").spec.runtime_class_name == host_runtime_class
+    # A handler the host offers no class for: the host's refusal, on the virtual pod.
+    vc.apply(_pod("rc-missing", app_image, runtimeClassName="nowhere"))
+    deadline = time.monotonic() + 60
+    message = ""
+    while time.monotonic() < deadline and "no-such-handler" not in message:
+        conditions = core.read_namespaced_pod("rc-missing", "default").status.conditions or []
+        message = " ".join(c.message or "" for c in conditions)
+        time.sleep(0.5)
+    assert 'RuntimeClass "no-such-handler" not found' in message, message
+
+
+def test_node_port_answers_on_the_nodes_internal_ip(
+    vc: VCluster, core: client.CoreV1Api, host_core: client.CoreV1Api, app_image: str
+) -> None:
+    web = "mkdir -p /w && echo on-the-node > /w/index.html && exec httpd -f -p 8080 -h /w"
+    vc.apply(
+        [
+            _pod("np-web", app_image, web),
+            _pod("np-client", app_image),
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "np"},
+                "spec": {
+                    "type": "NodePort",
+                    "selector": {"app": "np-web"},
+                    "ports": [{"port": 80, "targetPort": 8080}],
+                },
+            },
+        ]
+    )
+    for pod in ("np-web", "np-client"):
+        vc.wait_for("Pod", pod, "Ready", timeout=120)
+    node_name = core.read_namespaced_pod("np-client", "default").spec.node_name
+    shown = {a.type: a.address for a in core.read_node(node_name).status.addresses}
+    real = {a.type: a.address for a in host_core.read_node(node_name).status.addresses}
+    assert shown["InternalIP"] == real["InternalIP"]
+    node_port = core.read_namespaced_service("np", "default").spec.ports[0].node_port
+    url = f"http://{shown['InternalIP']}:{node_port}/"
+    deadline = time.monotonic() + 60
+    while True:
+        got = vc.kubectl(
+            "exec", "np-client", "--", "wget", "-q", "-T", "3", "-O-", url, check=False
+        )
+        if got.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert got.stdout.strip() == "on-the-node", got.stderr
