@@ -70,9 +70,9 @@ SYNCER_RULES = [
         "resources": ["pods/log", "pods/exec", "pods/attach", "pods/portforward"],
         "verbs": ["get", "create"],
     },
-    {  # kubectl debug: a virtual pod's ephemeral containers reach its host pod
+    {  # kubectl debug: a virtual pod's ephemeral containers reach its host pod; resize
         "apiGroups": [""],
-        "resources": ["pods/ephemeralcontainers"],
+        "resources": ["pods/ephemeralcontainers", "pods/resize"],
         "verbs": ["get", "patch", "update"],
     },
     {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["*"]},

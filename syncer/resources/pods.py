@@ -17,7 +17,13 @@ from ..core.workqueue import FOLLOW_UP
 from ..kube import JSON, ApiError
 from ..translate.metadata import virtual_ref
 from ..translate.names import host_name
-from ..translate.pod_plan import metadata_patch, new_ephemeral_containers, plan, spec_patch
+from ..translate.pod_plan import (
+    metadata_patch,
+    new_ephemeral_containers,
+    plan,
+    resize_patch,
+    spec_patch,
+)
 from ..translate.pod_refs import containers
 from ..translate.pods import PodContext, pod_violations, translate_pod
 from .generic import DownSync, status_differs
@@ -103,6 +109,7 @@ class Pods:
         self._fresh: dict[str, JSON] = {}
         # (host version copied, virtual version written) of the last status copy, per pod.
         self._status_written: dict[tuple[str, str], tuple[str | None, str | None]] = {}
+        self._resize_refused: set[tuple[str, str]] = set()  # (pod uid, patch) the host refused
 
     def setup(self, engine: Engine) -> None:
         self.engine = engine
@@ -252,6 +259,9 @@ class Pods:
             self.engine.host.request(
                 "PATCH", path, spec, content_type="application/strategic-merge-patch+json"
             )
+        resize = resize_patch(desired["spec"], hpod.get("spec") or {})
+        if resize is not None:
+            self._resize(vpod, path, resize)
         debug = new_ephemeral_containers(desired["spec"], hpod.get("spec") or {})
         if debug:
             violations = (
@@ -268,6 +278,27 @@ class Pods:
                 {"spec": {"ephemeralContainers": debug}},
                 content_type="application/strategic-merge-patch+json",
             )
+
+    def _resize(self, vpod: JSON, path: str, patch: JSON) -> None:
+        """In-place resize of the host pod; a refusal (an older host without ``pods/resize``,
+        a resize the node cannot fit) is an Event on the virtual pod, once per request."""
+        key = (vpod["metadata"].get("uid", ""), repr(patch))
+        if key in self._resize_refused:
+            return
+        try:
+            self.engine.host.request(
+                "PATCH",
+                path + "/resize",
+                patch,
+                content_type="application/strategic-merge-patch+json",
+            )
+        except ApiError as exc:
+            if exc.status not in (400, 403, 404, 405, 422):
+                raise
+            self._resize_refused.add(key)
+            if self.engine.recorder is not None:
+                message = f"in-place resize not applied on the host: {exc}"
+                self.engine.recorder.warn(vpod, "Pod", "ResizeFailed", message)
 
     def _status_pending(self, vpod: JSON, hpod: JSON) -> bool:
         """Whether this host status already went onto a newer virtual version than the cached

@@ -135,6 +135,19 @@ def spec_patch(desired: Mapping[str, Any], actual: Mapping[str, Any]) -> dict[st
     return {"spec": patch} if patch else None
 
 
+def resize_patch(desired: Mapping[str, Any], actual: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Patch for the host pod's ``resize`` subresource (in-place resize) when a container's
+    resources differ; None when they agree. The kubelet does the resize; its progress comes
+    back with the status (``PodResizePending``/``PodResizeInProgress``, container resources)."""
+    have = {c["name"]: c.get("resources") or {} for c in actual.get("containers") or []}
+    changed = [
+        {"name": c["name"], "resources": c.get("resources") or {}}
+        for c in desired.get("containers") or []
+        if c["name"] in have and have[c["name"]] != (c.get("resources") or {})
+    ]
+    return {"spec": {"containers": changed}} if changed else None
+
+
 def new_ephemeral_containers(
     desired: Mapping[str, Any], actual: Mapping[str, Any]
 ) -> list[dict[str, Any]]:

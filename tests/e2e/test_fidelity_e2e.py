@@ -212,3 +212,32 @@ def test_node_port_answers_on_the_nodes_internal_ip(
             break
         time.sleep(1)
     assert got.stdout.strip() == "on-the-node", got.stderr
+
+
+def test_in_place_resize_reaches_the_host_pod(
+    vc: VCluster, core: client.CoreV1Api, host_core: client.CoreV1Api, app_image: str
+) -> None:
+    small = {"requests": {"cpu": "50m"}, "limits": {"cpu": "100m"}}
+    big = {"requests": {"cpu": "150m"}, "limits": {"cpu": "200m"}}
+    vc.apply(_pod("rs", app_image, container={"resources": small}))
+    vc.wait_for("Pod", "rs", "Ready", timeout=120)
+    patch = {"spec": {"containers": [{"name": "c", "resources": big}]}}
+    vc.kubectl("patch", "pod", "rs", "--subresource=resize", "-p", json.dumps(patch))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        host = _host_pod(vc, host_core, "rs")
+        status = core.read_namespaced_pod("rs", "default").status
+        shown = (status.container_statuses or [None])[0]
+        if (
+            host.spec.containers[0].resources.limits == {"cpu": "200m"}
+            and shown is not None
+            and shown.resources is not None
+            and (shown.resources.limits or {}).get("cpu") == "200m"
+        ):
+            break
+        time.sleep(0.5)
+    assert host.spec.containers[0].resources.requests == {"cpu": "150m"}
+    assert shown is not None
+    assert shown.resources is not None
+    assert shown.resources.limits == {"cpu": "200m"}  # the kubelet resized it, status came back
+    assert shown.restart_count == 0  # in place

@@ -13,6 +13,7 @@ from syncer.translate.pod_plan import (
     metadata_patch,
     new_ephemeral_containers,
     plan,
+    resize_patch,
     spec_patch,
 )
 
@@ -144,3 +145,16 @@ def test_new_ephemeral_containers() -> None:
     actual = {"ephemeralContainers": [{"name": "debugger-1"}]}
     assert new_ephemeral_containers(desired, actual) == [{"name": "debugger-2"}]
     assert new_ephemeral_containers(actual, actual) == []
+
+
+def test_resize_patch_carries_changed_container_resources_only() -> None:
+    small = {"requests": {"cpu": "100m"}, "limits": {"cpu": "200m"}}
+    big = {"requests": {"cpu": "300m"}, "limits": {"cpu": "400m"}}
+    actual = {"containers": [{"name": "a", "resources": small}, {"name": "b"}]}
+    desired = {"containers": [{"name": "a", "resources": big}, {"name": "b"}]}
+    assert resize_patch(desired, actual) == {
+        "spec": {"containers": [{"name": "a", "resources": big}]}
+    }
+    assert resize_patch(actual, actual) is None
+    # A container the host copy lacks is not a resize (containers cannot be added).
+    assert resize_patch({"containers": [{"name": "z", "resources": big}]}, actual) is None
