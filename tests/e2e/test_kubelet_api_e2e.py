@@ -314,16 +314,11 @@ def test_attach_with_stdin(vc: VCluster) -> None:
         proc.wait()
 
 
-@pytest.mark.xfail(
-    reason="known gap: the ephemeral container does not reach a running state through the "
-    "syncer yet (seen 2026-12-01: no 'debug-ok' within 90 s); open in issue 14",
-    strict=True,
-)
 def test_kubectl_debug_runs_an_ephemeral_container(vc: VCluster, app_image: str) -> None:
-    """``kubectl debug``: the ephemeral container reaches the host pod, runs, and its log and
-    status come back."""
+    """``kubectl debug --profile=baseline``: the ephemeral container reaches the host pod,
+    runs, and its log and status come back."""
     vc.kubectl(
-        "debug", "shell", f"--image={app_image}", "--image-pull-policy=Never",
+        "debug", "shell", f"--image={app_image}", "--image-pull-policy=Never", "--profile=baseline",
         "--container=dbg", "--", "sh", "-c", "echo debug-ok; sleep 3600",
     )  # fmt: skip
     _wait(lambda: "debug-ok" in vc.kubectl("logs", "shell", "-c", "dbg", check=False).stdout, 90)
@@ -331,6 +326,31 @@ def test_kubectl_debug_runs_an_ephemeral_container(vc: VCluster, app_image: str)
     statuses = pod["status"].get("ephemeralContainerStatuses") or []
     assert [s["name"] for s in statuses] == ["dbg"]
     assert "running" in statuses[0]["state"]
+
+
+def test_kubectl_debug_default_profile_is_refused_with_an_event(
+    vc: VCluster, app_image: str
+) -> None:
+    """kubectl's default ``general`` profile adds SYS_PTRACE, which Pod Security baseline
+    forbids: not synced, and the Event says why (``--profile=baseline`` works, above)."""
+    vc.kubectl(
+        "debug", "shell", f"--image={app_image}", "--image-pull-policy=Never",
+        "--container=ptrace", "--", "sleep", "3600",
+    )  # fmt: skip
+
+    def refused() -> bool:
+        events = vc.kubectl(
+            "get", "events", "--field-selector=involvedObject.name=shell", "-o", "json"
+        ).stdout
+        return any(
+            e.get("reason") == "SyncDenied" and "'ptrace': capability SYS_PTRACE" in e["message"]
+            for e in json.loads(events)["items"]
+        )
+
+    _wait(refused, 60)
+    pod = json.loads(vc.kubectl("get", "pod", "shell", "-o", "json").stdout)
+    names = [s["name"] for s in pod["status"].get("ephemeralContainerStatuses") or []]
+    assert "ptrace" not in names
 
 
 # -- port-forward ---------------------------------------------------------------------------------
