@@ -71,6 +71,7 @@ class Settings:
     health_address: str = "127.0.0.1:0"
     token_seconds: int = 3600
     token_refresh: float = 0.8  # re-request a pod's token at this fraction of its lifetime
+    early_tokens: bool = False  # tokens before the binding (no node claims); see --early-tokens
     bootstrap_dir: str | None = None  # manifests created in the virtual cluster (CoreDNS)
     # The fake nodes' kubelet API (logs, exec, attach, port-forward); "" = not served.
     kubelet_address: str = ""
@@ -121,6 +122,13 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
     p.add_argument("--health-address", default="127.0.0.1:0")
     p.add_argument("--token-seconds", type=int, default=3600)
     p.add_argument("--token-refresh-fraction", type=float, default=0.8)
+    p.add_argument(
+        "--early-tokens",
+        action="store_true",
+        help="write a pod's tokens right after its host copy, before the host binds it: its "
+        "containers may start sooner, but the tokens do not name the node (a TokenReview "
+        "shows no authentication.kubernetes.io/node-name)",
+    )
     p.add_argument("--bootstrap-dir", default=None, help="create these *.yaml in the vcluster")
     p.add_argument(
         "--owner-service",
@@ -186,6 +194,7 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
         health_address=a.health_address,
         token_seconds=a.token_seconds,
         token_refresh=a.token_refresh_fraction,
+        early_tokens=a.early_tokens,
         bootstrap_dir=a.bootstrap_dir,
         kubelet_address=a.kubelet_address,
         kubelet_cert_file=a.kubelet_cert_file,

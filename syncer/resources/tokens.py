@@ -5,8 +5,10 @@ A token is requested only once the host scheduler has bound the pod, right after
 is bound to its fake node: the virtual API server then writes the node's name and uid into it,
 as a real cluster's tokens carry them (a TokenReview of it shows
 ``authentication.kubernetes.io/node-name``). The host kubelet retries the pod's token mount
-until the Secret exists. Each token is re-requested at ``--token-refresh-fraction`` of its
-lifetime; the due time is written on the Secret so a restarted syncer never lets one lapse.
+until the Secret exists. ``--early-tokens`` writes them right after the host pod instead,
+without the node claims (bench/pod_start.py measures both). Each token is re-requested at
+``--token-refresh-fraction`` of its lifetime; the due time is written on the Secret so a
+restarted syncer never lets one lapse.
 """
 
 from __future__ import annotations
@@ -53,7 +55,9 @@ class Tokens:
     def ensure(self, vpod: JSON, hpod: JSON) -> None:
         """Write the pod's tokens once it is bound, and renew them when due."""
         status, spec = hpod.get("status") or {}, hpod.get("spec") or {}
-        if status.get("phase") in ENDED_PHASES or not spec.get("nodeName"):
+        if status.get("phase") in ENDED_PHASES:
+            return
+        if not spec.get("nodeName") and not self.s.early_tokens:
             return
         # Of the virtual pod's spec: the host copy's token sources are Secret items already.
         specs = token_specs(vpod, self.s.token_seconds)
