@@ -6,14 +6,15 @@
 1. Root filesystem: ``debootstrap --variant=minbase bookworm`` with ``python3`` and
    ``ca-certificates`` (cached as a directory under ``<cache>/images/syncer/``, slimmed).
 2. Python packages: wheels built on the host (``pip wheel``: this project without its
-   dependencies, and ``kubernetes`` at the version installed here with its dependencies), then
+   dependencies, and what the syncer imports — ``kubernetes``, ``cryptography`` (pod
+   certificates) — at the versions installed here with their dependencies), then
    ``pip install --target`` into ``/opt/syncer`` (bookworm's python3 is 3.11, like the wheels'
    ``cp311`` tags; the host interpreter must be 3.11 too).
 3. ``docker import`` of rootfs + packages with ``ENTRYPOINT ["python3", "-m", "syncer"]``,
    ``PYTHONPATH=/opt/syncer`` and user 65532.
 
 The tag is ``pytest-vcluster/syncer:<hash>``; the hash covers this directory, the syncer's
-sources, ``pyproject.toml`` and the kubernetes version, so an unchanged recipe is found in
+sources, ``pyproject.toml`` and those versions, so an unchanged recipe is found in
 Docker and the build is skipped.
 """
 
@@ -41,6 +42,7 @@ SUITE = "bookworm"
 PYTHON_ABI = (3, 11)  # bookworm's python3
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 PACKAGES = ("python3", "ca-certificates")
+SYNCER_PACKAGES = ("kubernetes", "cryptography")  # the syncer's imports besides the stdlib
 CHANGES = (
     "ENV PYTHONPATH=/opt/syncer",
     "ENV PYTHONUNBUFFERED=1",
@@ -91,8 +93,13 @@ class SyncerImage:
     def kubernetes_version(self) -> str:
         return importlib.metadata.version("kubernetes")
 
+    @staticmethod
+    def requirements() -> list[str]:
+        """What the syncer imports, pinned at the versions installed here."""
+        return [f"{name}=={importlib.metadata.version(name)}" for name in SYNCER_PACKAGES]
+
     def tag(self) -> str:
-        parts: list[str | bytes] = [SUITE, *PACKAGES, self.kubernetes_version]
+        parts: list[str | bytes] = [SUITE, *PACKAGES, *self.requirements()]
         for p in source_files():
             parts += [p.relative_to(ROOT).as_posix(), p.read_bytes()]
         return f"{REPO}:{_digest(*parts)[:12]}"
@@ -131,14 +138,11 @@ class SyncerImage:
         )
         if leftover:
             shutil.rmtree(ROOT / "build", ignore_errors=True)
-        subprocess.run(
-            [*nice, *pip, "wheel", "-w", str(wheels), f"kubernetes=={self.kubernetes_version}"],
-            check=True,
-        )
+        subprocess.run([*nice, *pip, "wheel", "-w", str(wheels), *self.requirements()], check=True)
         ours = next(wheels.glob("pytest_vcluster-*.whl"))
         install = [*nice, *pip, "install", "--no-index", "--find-links", str(wheels)]
         install += ["--target", str(dest), "--no-warn-script-location"]
-        subprocess.run([*install, f"kubernetes=={self.kubernetes_version}"], check=True)
+        subprocess.run([*install, *self.requirements()], check=True)
         subprocess.run([*install, "--no-deps", str(ours)], check=True)
         shutil.rmtree(dest / "bin", ignore_errors=True)
 

@@ -20,7 +20,8 @@ from collections.abc import Callable
 from ..constants import ENDED_PHASES, OBJECT_NAME, OBJECT_NAMESPACE, OBJECT_UID
 from ..core.controller import Engine
 from ..kube import JSON, ApiError
-from ..translate.pods import TokenSpec, token_specs
+from ..translate.pods import TokenSpec, cert_specs, token_specs
+from .podcerts import PodCertificates
 
 TOKEN_EXPIRY = "vc.pytest-vcluster.io/token-expiry"  # earliest expiry of the Secret's tokens
 TOKEN_REFRESH = "vc.pytest-vcluster.io/token-refresh"  # when they are re-requested
@@ -44,28 +45,42 @@ class Tokens:
         self.s = engine.settings
         self._ca = ca  # the CA certificate synced pods trust
         self._due: dict[str, float] = {}  # token secret -> when to renew it
+        self.certs = PodCertificates(engine)
 
     def forget(self, host_pod: str) -> None:
         self._due.pop(token_secret_name(host_pod), None)
+        self.certs.forget(token_secret_name(host_pod))
 
     def created(self, host_pod: str) -> None:
         """A new host pod: its tokens are due as soon as it is bound (no old Secret to read)."""
         self._due[token_secret_name(host_pod)] = 0.0
 
     def ensure(self, vpod: JSON, hpod: JSON) -> None:
-        """Write the pod's tokens once it is bound, and renew them when due."""
+        """Write the pod's tokens (and certificates) once it is bound; renew them when due."""
         status, spec = hpod.get("status") or {}, hpod.get("spec") or {}
         if status.get("phase") in ENDED_PHASES:
             return
-        if not spec.get("nodeName") and not self.s.early_tokens:
+        bound = bool(spec.get("nodeName"))
+        if not bound and not self.s.early_tokens:
             return
         # Of the virtual pod's spec: the host copy's token sources are Secret items already.
-        specs = token_specs(vpod, self.s.token_seconds)
-        if not specs:
-            return
+        tokens = token_specs(vpod, self.s.token_seconds)
+        certs = cert_specs(vpod) if bound else []  # a request names the node
         meta = vpod["metadata"]
         key = ("pods", meta["namespace"], meta["name"])
         name = token_secret_name(hpod["metadata"]["name"])
+        if tokens:
+            self._tokens(vpod, hpod, name, tokens, key)
+        if certs:
+            data, wake = self.certs.step(vpod, name, certs)
+            if data:
+                self._store(vpod, hpod, name, {k: _b64(v) for k, v in data.items()}, {})
+            if wake:
+                self.engine.queue.add_after(key, max(wake - time.time(), 0.0))
+
+    def _tokens(
+        self, vpod: JSON, hpod: JSON, name: str, specs: list[TokenSpec], key: tuple[str, str, str]
+    ) -> None:
         due = self._due.get(name)
         if due is not None and time.time() < due:
             return  # a requeue for that time is pending
@@ -100,12 +115,39 @@ class Tokens:
         return str(self.engine.virtual.create(path, request)["status"]["token"])
 
     def _write(self, vpod: JSON, hpod: JSON, name: str, specs: list[TokenSpec]) -> None:
-        meta, om = vpod["metadata"], hpod["metadata"]
+        meta = vpod["metadata"]
         now = time.time()
         data = {s.key: _b64(self._request(vpod, s).encode()) for s in specs}
         data |= {"ca.crt": _b64(self._ca()), "namespace": _b64(meta["namespace"].encode())}
         due = refresh_at(now, specs, self.s.token_refresh)
-        secret: JSON = {
+        annotations = {
+            TOKEN_EXPIRY: str(int(now + min(s.seconds for s in specs))),
+            TOKEN_REFRESH: str(int(due)),
+        }
+        self._store(vpod, hpod, name, data, annotations)
+        self._due[name] = due
+
+    def _store(
+        self, vpod: JSON, hpod: JSON, name: str, data: dict[str, str], annotations: dict[str, str]
+    ) -> None:
+        """Create the Secret, or merge these keys into it: tokens and certificates are written
+        apart, and neither may drop the other's."""
+        base = self.engine.host_ns_path("/api/v1", "secrets")
+        try:
+            self.engine.host.create(base, self._secret(vpod, hpod, name, data, annotations))
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+            patch: JSON = {"data": data}
+            if annotations:
+                patch["metadata"] = {"annotations": annotations}
+            self.engine.host.merge_patch(f"{base}/{name}", patch)
+
+    def _secret(
+        self, vpod: JSON, hpod: JSON, name: str, data: dict[str, str], annotations: dict[str, str]
+    ) -> JSON:
+        meta, om = vpod["metadata"], hpod["metadata"]
+        return {
             "apiVersion": "v1",
             "kind": "Secret",
             "type": "Opaque",
@@ -118,8 +160,7 @@ class Tokens:
                     OBJECT_NAME: meta["name"],
                     OBJECT_NAMESPACE: meta["namespace"],
                     OBJECT_UID: meta["uid"],
-                    TOKEN_EXPIRY: str(int(now + min(s.seconds for s in specs))),
-                    TOKEN_REFRESH: str(int(due)),
+                    **annotations,
                 },
                 "ownerReferences": [
                     {"apiVersion": "v1", "kind": "Pod", "name": om["name"], "uid": om["uid"]}
@@ -127,14 +168,6 @@ class Tokens:
             },
             "data": data,
         }
-        base = self.engine.host_ns_path("/api/v1", "secrets")
-        try:
-            self.engine.host.create(base, secret)
-        except ApiError as exc:
-            if exc.status != 409:
-                raise
-            self.engine.host.replace(f"{base}/{name}", secret)
-        self._due[name] = due
 
     def _due_from_secret(self, name: str) -> float | None:
         path = self.engine.host_ns_path("/api/v1", "secrets") + f"/{name}"

@@ -55,9 +55,11 @@ def _downward_items(downward: dict[str, Any] | None) -> None:
             item["fieldRef"]["fieldPath"] = field_path(item["fieldRef"]["fieldPath"])
 
 
-#: Replaces a projected ``serviceAccountToken`` source (volume name, index, source) with
-#: another source; without one such sources are dropped.
+#: Replaces a projected credential source — ``serviceAccountToken`` or ``podCertificate``, which
+#: the host kubelet would obtain for the host pod — (volume name, index, source) with another
+#: source; without one such sources are dropped.
 TokenSource = Callable[[str, int, dict[str, Any]], dict[str, Any]]
+CREDENTIAL_SOURCES = ("serviceAccountToken", "podCertificate")
 
 
 def translate_volume(volume: dict[str, Any], ref: Ref, token: TokenSource | None = None) -> None:
@@ -73,9 +75,9 @@ def translate_volume(volume: dict[str, Any], ref: Ref, token: TokenSource | None
         return
     sources = []
     for i, source in enumerate(projected.get("sources") or []):
-        if "serviceAccountToken" in source:
+        if any(kind in source for kind in CREDENTIAL_SOURCES):
             if token is not None:  # after the renames below: it names a host Secret already
-                sources.append(token(volume["name"], i, source["serviceAccountToken"]))
+                sources.append(token(volume["name"], i, source))
             continue
         _rename(source.get("configMap"), "name", ref)
         _rename(source.get("secret"), "name", ref)

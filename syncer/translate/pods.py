@@ -131,6 +131,49 @@ def _token_key(volume: str, index: int) -> str:
     return f"token.{volume}.{index}"
 
 
+@dataclass(frozen=True)
+class CertSpec:
+    """One projected ``podCertificate`` source: the syncer makes the key, asks the virtual
+    cluster's signer with a PodCertificateRequest, and writes key and chain to the Secret."""
+
+    prefix: str  # keys "<prefix>.bundle", ".key", ".chain" in the pod's token Secret
+    signer: str
+    key_type: str
+    max_seconds: int | None
+    user_annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+# podCertificate fields naming a file -> suffix of its key in the Secret.
+_CERT_FILES = (
+    ("credentialBundlePath", "bundle"),
+    ("keyPath", "key"),
+    ("certificateChainPath", "chain"),
+)
+
+
+def _cert_key(volume: str, index: int) -> str:
+    return f"cert.{volume}.{index}"
+
+
+def cert_specs(pod: Mapping[str, Any]) -> list[CertSpec]:
+    """The pod certificates a pod's host copy needs, one per projected source."""
+    out = []
+    for volume in (pod.get("spec") or {}).get("volumes") or []:
+        for i, source in enumerate((volume.get("projected") or {}).get("sources") or []):
+            cert = source.get("podCertificate")
+            if cert is not None:
+                out.append(
+                    CertSpec(
+                        _cert_key(volume["name"], i),
+                        cert["signerName"],
+                        cert.get("keyType") or "ECDSAP256",
+                        cert.get("maxExpirationSeconds"),
+                        dict(cert.get("userAnnotations") or {}),
+                    )
+                )
+    return out
+
+
 def token_specs(pod: Mapping[str, Any], default_seconds: int) -> list[TokenSpec]:
     """The tokens a pod's host copy needs: the standard one if it mounts the ServiceAccount
     volume, and one per projected ``serviceAccountToken`` source (audience, lifetime)."""
@@ -222,8 +265,18 @@ def translate_pod(pod: Mapping[str, Any], ctx: PodContext) -> dict[str, Any]:
         return host_name(target, namespace, ctx.vcluster)
 
     def token_source(volume: str, index: int, source: dict[str, Any]) -> dict[str, Any]:
-        item = {"key": _token_key(volume, index), "path": source["path"]}
-        return {"secret": {"name": ctx.service_account_secret, "items": [item]}}
+        if "serviceAccountToken" in source:
+            path = source["serviceAccountToken"]["path"]
+            items = [{"key": _token_key(volume, index), "path": path}]
+        else:
+            cert = source["podCertificate"]
+            prefix = _cert_key(volume, index)
+            items = [
+                {"key": f"{prefix}.{suffix}", "path": cert[field]}
+                for field, suffix in _CERT_FILES
+                if cert.get(field)
+            ]
+        return {"secret": {"name": ctx.service_account_secret, "items": items}}
 
     translate_spec_refs(spec, namespace, ref, token_source)
     # Replaced after the renames: the replacement already names a host Secret.

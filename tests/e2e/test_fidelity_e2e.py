@@ -240,3 +240,108 @@ def test_in_place_resize_reaches_the_host_pod(
     assert shown.resources is not None
     assert shown.resources.limits == {"cpu": "200m"}  # the kubelet resized it, status came back
     assert shown.restart_count == 0  # in place
+
+
+SIGNER = "e2e.pytest-vcluster.io/test"
+
+
+def _issue(vc: VCluster, request: dict[str, Any]) -> str:
+    """Sign one PodCertificateRequest as a signer would (a CA made here); the chain's PEM."""
+    import base64
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    csr = x509.load_der_x509_csr(base64.b64decode(request["spec"]["stubPKCS10Request"]))
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pytest-vcluster test signer")])
+    start = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([]))
+        .issuer_name(ca_name)
+        .public_key(csr.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(hours=2))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier("spiffe://test/pc")]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    chain = leaf.public_bytes(serialization.Encoding.PEM).decode()
+
+    def stamp(t: datetime.datetime) -> str:
+        return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    status = {
+        "status": {
+            "conditions": [
+                {
+                    "type": "Issued",
+                    "status": "True",
+                    "reason": "Issued",
+                    "message": "issued by the test",
+                    "lastTransitionTime": stamp(start),
+                }
+            ],
+            "certificateChain": chain,
+            "notBefore": stamp(start),
+            "notAfter": stamp(start + datetime.timedelta(hours=2)),
+            "beginRefreshAt": stamp(start + datetime.timedelta(hours=1)),
+        }
+    }
+    name = request["metadata"]["name"]
+    vc.kubectl(
+        "patch", "podcertificaterequest", name, "--subresource=status", "--type=merge",
+        "-p", json.dumps(status),
+    )  # fmt: skip
+    return chain
+
+
+def test_pod_certificate_is_issued_by_the_vclusters_signer(
+    vc: VCluster, host_core: client.CoreV1Api, app_image: str
+) -> None:
+    """A projected podCertificate source: the request is made in the vcluster (for the
+    virtual pod and node), its signer answers there, and the pod mounts key and chain."""
+    source = {
+        "podCertificate": {
+            "signerName": SIGNER,
+            "keyType": "ECDSAP256",
+            "credentialBundlePath": "bundle.pem",
+            "certificateChainPath": "chain.pem",
+        }
+    }
+    volume = {"name": "tls", "projected": {"sources": [source]}}
+    mount = {"name": "tls", "mountPath": "/tls", "readOnly": True}
+    vc.apply(_pod("pc", app_image, volumes=[volume], container={"volumeMounts": [mount]}))
+    deadline = time.monotonic() + 60
+    requests: list[dict[str, Any]] = []
+    while not requests and time.monotonic() < deadline:
+        listed = json.loads(vc.kubectl("get", "podcertificaterequests", "-o", "json").stdout)
+        requests = [r for r in listed["items"] if r["spec"]["podName"] == "pc"]
+        time.sleep(0.5)
+    assert len(requests) == 1, "no PodCertificateRequest for the pod in the vcluster"
+    spec = requests[0]["spec"]
+    pod = client.CoreV1Api(vc.api_client).read_namespaced_pod("pc", "default")
+    assert spec["podUID"] == pod.metadata.uid
+    assert spec["nodeName"] == pod.spec.node_name
+    assert spec["signerName"] == SIGNER
+    chain = _issue(vc, requests[0])
+    vc.wait_for("Pod", "pc", "Ready", timeout=180)
+    assert vc.kubectl("exec", "pc", "--", "cat", "/tls/chain.pem").stdout == chain
+    bundle = vc.kubectl("exec", "pc", "--", "cat", "/tls/bundle.pem").stdout
+    assert bundle.startswith("-----BEGIN PRIVATE KEY-----")
+    assert bundle.endswith(chain)
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(bundle[: -len(chain)].encode(), None)
+    leaf = x509.load_pem_x509_certificate(chain.encode())
+    assert key.public_key() == leaf.public_key()  # the key the request was made with
+    host_spec = _host_pod(vc, host_core, "pc").spec.to_dict()
+    assert "pod_certificate': {" not in json.dumps(host_spec, default=str)
