@@ -19,25 +19,11 @@ from kubernetes.client.rest import ApiException
 from pytest_vcluster.hosts.kind import KindHost
 from pytest_vcluster.vcluster import VCluster
 
+from .manifests import pod as _pod
+
 pytestmark = pytest.mark.e2e
 
 HANDLER = "test-handler"  # configured in the node image's containerd, as in kind's
-
-
-def _pod(name: str, image: str, script: str = "exec sleep 3600", **spec: Any) -> dict[str, Any]:
-    container = {
-        "name": "c",
-        "image": image,
-        "imagePullPolicy": "Never",
-        "command": ["sh", "-c", script],
-        **spec.pop("container", {}),
-    }
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "labels": {"app": name}},
-        "spec": {"terminationGracePeriodSeconds": 0, "containers": [container], **spec},
-    }
 
 
 @pytest.fixture(scope="module")

@@ -27,25 +27,11 @@ from kubernetes.stream import portforward, stream
 from pytest_vcluster.hosts.kind import KindHost
 from pytest_vcluster.vcluster import VCluster
 
+from .manifests import pod as _pod
+
 pytestmark = pytest.mark.e2e
 
 NAME = "kapi"
-
-
-def _pod(name: str, image: str, script: str, **spec: Any) -> dict[str, Any]:
-    container = {
-        "name": "c",
-        "image": image,
-        "imagePullPolicy": "Never",
-        "command": ["sh", "-c", script],
-        **spec.pop("container", {}),
-    }
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "labels": {"app": name}},
-        "spec": {"terminationGracePeriodSeconds": 0, "containers": [container], **spec},
-    }
 
 
 WEB = (
