@@ -64,13 +64,6 @@ def bounding_set(status: str | None = None) -> int:
     raise DockerError("no CapBnd line in /proc/self/status")
 
 
-def last_cap(path: Path = Path("/proc/sys/kernel/cap_last_cap")) -> int:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return 40
-
-
 def missing_caps(bnd: int, last: int) -> list[int]:
     """Capability numbers up to ``last`` that the bounding set ``bnd`` lacks."""
     return [c for c in range(last + 1) if not bnd >> c & 1]
@@ -137,9 +130,6 @@ class Docker:
 
     def image_exists(self, ref: str) -> bool:
         return self.run(["image", "inspect", ref], check=False, timeout=30).returncode == 0
-
-    def container_exists(self, name: str) -> bool:
-        return self.run(["container", "inspect", name], check=False, timeout=30).returncode == 0
 
 
 def containerd_ref(ref: str) -> str:

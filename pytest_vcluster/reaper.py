@@ -177,9 +177,10 @@ def reap(cache_dir: Path, *, hosts_too: bool = False) -> list[str]:
         if item.kind == "vcluster":
             _kill_recorded(item.data.get("pids") or {})
             if item.data.get("etcd_url"):  # the local runtime
-                from .hosts.local_vcluster import _etcd_delete_prefix
+                from .hosts import etcd
 
-                _etcd_delete_prefix(item.data["etcd_url"], item.data["etcd_prefix"] + "/")
+                with contextlib.suppress(etcd.EtcdError):  # its host (and etcd) are gone
+                    etcd.delete_prefix(item.data["etcd_url"], item.data["etcd_prefix"] + "/")
             elif item.data.get("host_namespace") and item.data.get("host_kubeconfig"):
                 delete_host_namespace(
                     cache_dir, item.data["host_kubeconfig"], item.data["host_namespace"]

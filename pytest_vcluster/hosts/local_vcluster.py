@@ -7,9 +7,7 @@ to a namespaced Role in the host namespace, exactly the rights it has in the Hel
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 import re
 import shutil
 import sys
@@ -19,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from .. import kubeconfig
-from ..errors import HostStartError
+from ..errors import CleanupError, HostStartError
 from ..naming import host_namespace_for, validate_name
 from ..procs import Child, ProcessGroup, proc_starttime
 from ..rest import RestClient
 from ..retry import Transient, idempotent, transient_status
 from ..servicecidr import cidrs_from_servicecidrs, parse_service_cidr, probe_service
+from . import etcd
 from .base import HostInfo
 from .controlplane import ControlPlane, Progress, _quiet, wait_until
 
@@ -48,8 +47,11 @@ VCLUSTER_CONTROLLERS = ",".join(
 #   brings it back once the heap nears 400 MiB, so idle vclusters stay small.
 VCLUSTER_APISERVER_ARGS = ("--enable-priority-and-fairness=false",)
 VCLUSTER_APISERVER_ENV = {"GOGC": "400", "GOMEMLIMIT": "400MiB"}
-# Copied from the host's etcd before a vcluster's apiserver starts (see _seed_from_host).
-SEED_FROM_HOST = ("clusterroles", "clusterrolebindings", "roles", "rolebindings", "priorityclasses")
+# Copied from the host's etcd before a vcluster's apiserver starts (see _seed_from_host): the
+# RBAC objects labelled rbac-defaults, and the system PriorityClasses ("system-" is reserved:
+# only the apiserver's own two can have it, so a test's PriorityClass is never copied).
+SEED_RBAC = ("clusterroles", "clusterrolebindings", "roles", "rolebindings")
+SEED_PRIORITY_CLASSES = "priorityclasses/system-"
 SYNCER_RULES = [
     {
         "apiGroups": [""],
@@ -134,7 +136,10 @@ class LocalVCluster:
         try:
             self._start()
         except BaseException:
-            self.delete()
+            try:
+                self.delete()
+            except CleanupError as exc:  # the start's own error is the one to raise
+                self.progress(f"pytest-vcluster: after a failed start: {exc}")
             raise
 
     def _start(self) -> None:
@@ -180,20 +185,23 @@ class LocalVCluster:
 
         The apiserver's ``rbac/bootstrap-roles`` hook then finds ~140 objects in place and only
         compares them, instead of creating them one by one: ~1.2 s of its ~3 s start-up on this
-        machine. Only objects labelled ``kubernetes.io/bootstrapping=rbac-defaults`` are copied,
-        never what a test created on the host."""
+        machine. Only objects labelled ``kubernetes.io/bootstrapping=rbac-defaults`` and the
+        ``system-`` PriorityClasses are copied, never what a test created on the host."""
         same = self.binaries.get("kube-apiserver") == self.host.binary_paths().get("kube-apiserver")
         if not same or not self.host.etcd_url:
             return 0
         from .local import HOST_PREFIX
 
-        copies: list[tuple[bytes, bytes]] = []
-        for kind in SEED_FROM_HOST:
-            for key, value in _etcd_range(self.host.etcd_url, f"{HOST_PREFIX}/{kind}/"):
-                if kind == "priorityclasses" or b"rbac-defaults" in value:
-                    new_key = self.etcd_prefix.encode() + key[len(HOST_PREFIX) :]
-                    copies.append((new_key, value))
-        _etcd_put_all(self.host.etcd_url, copies)
+        url = self.host.etcd_url
+        copies = [
+            kv
+            for kind in SEED_RBAC
+            for kv in etcd.get_prefix(url, f"{HOST_PREFIX}/{kind}/")
+            if b"rbac-defaults" in kv[1]
+        ]
+        copies += etcd.get_prefix(url, f"{HOST_PREFIX}/{SEED_PRIORITY_CLASSES}")
+        prefix = self.etcd_prefix.encode()
+        etcd.put_all(url, [(prefix + key[len(HOST_PREFIX) :], value) for key, value in copies])
         return len(copies)
 
     def _seed_default_namespace(self, deadline: float) -> None:
@@ -347,12 +355,21 @@ class LocalVCluster:
 
     def delete(self, wait: bool = True) -> None:
         """Stop the processes, drop the etcd prefix and the host namespace. Nothing is left to
-        wait for when this returns, with or without ``wait``."""
+        wait for when this returns, with or without ``wait``. What could not be removed (the
+        host is gone, etcd refused) is a ``CleanupError`` once everything else is done."""
         self.procs.stop(timeout=0)
-        _etcd_delete_prefix(self.host.etcd_url, self.etcd_prefix + "/")
-        with contextlib.suppress(OSError, Transient):  # the host may be gone already
+        problems = []
+        try:
+            etcd.delete_prefix(self.host.etcd_url, self.etcd_prefix + "/")
+        except etcd.EtcdError as exc:
+            problems.append(f"its objects (etcd prefix {self.etcd_prefix}): {exc}")
+        try:
             self._delete_host_namespace()
+        except (OSError, Transient, HostStartError) as exc:
+            problems.append(f"host namespace {self.host_namespace}: {exc}")
         shutil.rmtree(self.workdir, ignore_errors=True)
+        if problems:
+            raise CleanupError(f"vcluster {self.name}: not removed: {'; '.join(problems)}")
 
     def wait_deleted(self, timeout: float = 120) -> bool:
         return True  # delete() leaves nothing behind to wait for
@@ -364,6 +381,8 @@ class LocalVCluster:
         )
         if transient_status(status):
             raise Transient(f"deleting namespace {self.host_namespace}: {status} {resp}")
+        if status not in (200, 202, 404):
+            raise HostStartError(f"deleting namespace {self.host_namespace}: {status} {resp}")
 
     def detach(self) -> dict[str, Any]:
         """Keep running after this process ends; the record lets `reap` find it later."""
@@ -432,44 +451,3 @@ def _events_table(rest: RestClient, path: str) -> str:
         for e in (body.get("items") or [])[-40:]
     ]
     return "\n".join(rows) or "(none)"
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def _etcd_post(etcd_url: str, api: str, body: dict[str, Any]) -> Any:
-    req = urllib.request.Request(etcd_url + api, data=json.dumps(body).encode(), method="POST")
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        return json.loads(resp.read() or b"{}")
-
-
-def _etcd_range(etcd_url: str, prefix: str) -> list[tuple[bytes, bytes]]:
-    """(key, value) of every key under ``prefix`` (etcd's JSON gateway, v3 API)."""
-    key = prefix.encode()
-    body = {"key": _b64(key), "range_end": _b64(key[:-1] + bytes([key[-1] + 1]))}
-    kvs = _etcd_post(etcd_url, "/v3/kv/range", body).get("kvs") or []
-    return [(base64.b64decode(kv["key"]), base64.b64decode(kv.get("value", ""))) for kv in kvs]
-
-
-def _etcd_put_all(etcd_url: str, items: list[tuple[bytes, bytes]]) -> None:
-    for i in range(0, len(items), 100):  # etcd refuses transactions over 128 operations
-        ops = [{"requestPut": {"key": _b64(k), "value": _b64(v)}} for k, v in items[i : i + 100]]
-        _etcd_post(etcd_url, "/v3/kv/txn", {"success": ops})
-
-
-def _etcd_delete_prefix(etcd_url: str, prefix: str) -> Any:
-    """DeleteRange over etcd's JSON gateway (v3 API): every key starting with ``prefix``."""
-    key = prefix.encode()
-    range_end = key[:-1] + bytes([key[-1] + 1])
-    body = json.dumps(
-        {"key": base64.b64encode(key).decode(), "range_end": base64.b64encode(range_end).decode()}
-    ).encode()
-    for api in ("/v3/kv/deleterange", "/v3beta/kv/deleterange"):
-        req = urllib.request.Request(etcd_url + api, data=body, method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=5) as resp:
-                return resp.read()
-        except OSError:
-            continue
-    return None
