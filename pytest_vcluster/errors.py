@@ -29,3 +29,7 @@ class ReadinessTimeoutError(HostStartError):
 
 class CleanupError(VClusterError):
     """Something of a vcluster could not be removed (the rest was); the message says what."""
+
+
+class InClusterError(VClusterError):
+    """The Helm release of a vcluster could not be installed, started or removed."""

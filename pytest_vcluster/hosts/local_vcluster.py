@@ -16,16 +16,17 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from .. import kubeconfig
+from .. import kept, kubeconfig
 from ..errors import CleanupError, HostStartError
+from ..kept import KeptRecord
 from ..naming import host_namespace_for, validate_name
 from ..procs import Child, ProcessGroup, proc_starttime
 from ..rest import RestClient
 from ..retry import Transient, idempotent, transient_status
 from ..servicecidr import cidrs_from_servicecidrs, parse_service_cidr, probe_service
 from . import etcd
-from .base import HostInfo
 from .controlplane import ControlPlane, Progress, _quiet, wait_until
+from .local_info import LocalHostInfo
 
 # vcluster runs its controller-manager without the controllers that need real nodes/clouds.
 VCLUSTER_CONTROLLERS = ",".join(
@@ -86,7 +87,7 @@ class LocalVCluster:
 
     def __init__(
         self,
-        host: HostInfo,
+        host: LocalHostInfo,
         name: str,
         *,
         labels: dict[str, str] | None = None,
@@ -111,6 +112,7 @@ class LocalVCluster:
         self.syncer: Child | None = None
         self.syncer_health = ""
         self.ready_seconds = 0.0
+        self.teardown_seconds = 0.0
 
     def __enter__(self) -> LocalVCluster:
         self.start()
@@ -357,6 +359,7 @@ class LocalVCluster:
         """Stop the processes, drop the etcd prefix and the host namespace. Nothing is left to
         wait for when this returns, with or without ``wait``. What could not be removed (the
         host is gone, etcd refused) is a ``CleanupError`` once everything else is done."""
+        t0 = time.monotonic()
         self.procs.stop(timeout=0)
         problems = []
         try:
@@ -368,6 +371,7 @@ class LocalVCluster:
         except (OSError, Transient, HostStartError) as exc:
             problems.append(f"host namespace {self.host_namespace}: {exc}")
         shutil.rmtree(self.workdir, ignore_errors=True)
+        self.teardown_seconds = time.monotonic() - t0
         if problems:
             raise CleanupError(f"vcluster {self.name}: not removed: {'; '.join(problems)}")
 
@@ -384,19 +388,20 @@ class LocalVCluster:
         if status not in (200, 202, 404):
             raise HostStartError(f"deleting namespace {self.host_namespace}: {status} {resp}")
 
-    def detach(self) -> dict[str, Any]:
+    def detach(self) -> KeptRecord:
         """Keep running after this process ends; the record lets `reap` find it later."""
         children = self.procs.detach()
-        return {
-            "name": self.name,
-            "host_namespace": self.host_namespace,
-            "kubeconfig": str(self.kubeconfig_path),
-            "workdir": str(self.workdir),
-            "etcd_url": self.host.etcd_url,
-            "etcd_prefix": self.etcd_prefix,
-            "host_supervisor_pid": self.host.supervisor_pid,
-            "pids": {str(c.pid): proc_starttime(c.pid) for c in children if c.alive()},
-        }
+        return KeptRecord(
+            kind=kept.LOCAL,
+            name=self.name,
+            host_namespace=self.host_namespace,
+            kubeconfig=str(self.kubeconfig_path),
+            workdir=str(self.workdir),
+            etcd_url=self.host.etcd_url,
+            etcd_prefix=self.etcd_prefix,
+            host_supervisor_pid=self.host.supervisor_pid,
+            pids={str(c.pid): proc_starttime(c.pid) for c in children if c.alive()},
+        )
 
     def diagnostics(self) -> dict[str, str]:
         """Report sections for a failed test: pods, events, syncer log, name map."""

@@ -23,7 +23,7 @@ from filelock import FileLock
 
 from ..errors import HostStartError
 from ..procs import pid_alive, proc_starttime
-from .base import HostInfo
+from .local_info import LocalHostInfo
 
 STATE = "host.json"
 USERS = "users.json"
@@ -51,7 +51,7 @@ def _alive_users(users: dict[str, str]) -> dict[str, str]:
 
 
 class SharedHost:
-    """A worker's handle: ``acquire()`` returns the HostInfo, ``release()`` gives it back."""
+    """A worker's handle: ``acquire()`` returns the LocalHostInfo, ``release()`` gives it back."""
 
     def __init__(
         self,
@@ -67,16 +67,16 @@ class SharedHost:
         self.cache_dir = cache_dir
         self.timeout = timeout
         self.reuse = reuse
-        self.info: HostInfo | None = None
+        self.info: LocalHostInfo | None = None
         self.started_here = False
 
     def _lock(self) -> FileLock:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         return FileLock(str(self.state_dir / LOCK), timeout=self.timeout + 60)
 
-    def _current(self) -> HostInfo | None:
+    def _current(self) -> LocalHostInfo | None:
         try:
-            info = HostInfo.from_json((self.state_dir / STATE).read_text())
+            info = LocalHostInfo.from_json((self.state_dir / STATE).read_text())
         except (OSError, ValueError, TypeError):
             return None
         if not pid_alive(info.supervisor_pid):
@@ -89,7 +89,7 @@ class SharedHost:
             )
         return info
 
-    def acquire(self) -> HostInfo:
+    def acquire(self) -> LocalHostInfo:
         me = str(os.getpid())
         with self._lock():
             users = _alive_users(_read_users(self.state_dir))
@@ -102,7 +102,7 @@ class SharedHost:
         self.info = info
         return info
 
-    def _spawn(self) -> HostInfo:
+    def _spawn(self) -> LocalHostInfo:
         (self.state_dir / STATE).unlink(missing_ok=True)
         argv = [
             sys.executable,
@@ -170,7 +170,13 @@ def _supervise(args: argparse.Namespace) -> int:
     k8s = parse_k8s_version(args.k8s_version)
     resolver = BinaryResolver(k8s, Path(args.cache_dir))
     paths = {t: r.path for t, r in resolver.resolve_all(LOCAL_HOST_TOOLS).items()}
-    host = LocalHost(k8s, paths, timeout=args.timeout, progress=lambda m: print(m, flush=True))
+    host = LocalHost(
+        k8s,
+        paths,
+        timeout=args.timeout,
+        progress=lambda m: print(m, flush=True),
+        cache_dir=Path(args.cache_dir),
+    )
     registry = Path(args.cache_dir) / "hosts" / "running"
     registry.mkdir(parents=True, exist_ok=True)
     record = registry / f"{os.getpid()}.json"
