@@ -49,11 +49,13 @@ def discover(
     create_probe: Callable[[dict[str, Any]], tuple[int, Any]],
     delete_service: Callable[[str], object],
     namespace: str,
+    default: str | None = None,
 ) -> str:
     """A host's service range, in one order for every host: its ServiceCIDR objects
     (Kubernetes >= 1.33; ``list_servicecidrs`` returns None where they are not served or may
     not be listed), else the refusal of a Service asking for ClusterIP 1.1.1.1 in
-    ``namespace`` (``create_probe`` returns status and body)."""
+    ``namespace`` (``create_probe`` returns status and body; only hosts before 1.33 name their
+    range in it), else ``default`` (an error without one)."""
     listing = list_servicecidrs()
     if listing:
         cidrs = cidrs_from_servicecidrs(listing)
@@ -64,4 +66,9 @@ def discover(
         delete_service(body["metadata"]["name"])
         raise VClusterError("the host accepted ClusterIP 1.1.1.1; cannot find its service range")
     message = body.get("message", "") if isinstance(body, dict) else str(body)
-    return parse_service_cidr(message).split(",")[0]
+    try:
+        return parse_service_cidr(message).split(",")[0]
+    except VClusterError:
+        if default is None:
+            raise
+        return default

@@ -1,5 +1,9 @@
 """The kind host: a named kind cluster, created or reused, reachable on 127.0.0.1.
 
+(Over 400 lines for one job, the cluster's lifecycle: create or reuse under a file lock,
+leases of the processes sharing it, readiness, deletion by the last user. Its pure parts are
+in ``kind_config.py``, what its vclusters see in ``kind_info.py``.)
+
 The kubeconfig lives in the cache directory (``<cache>/kind/<cluster>.kubeconfig``); the user's
 ``~/.kube/config`` is only written when ``export_kubeconfig=True``. Several processes (xdist
 workers, parallel runs) may share one cluster: creation happens under a file lock, each user

@@ -7,7 +7,6 @@ to a namespaced Role in the host namespace, exactly the rights it has in the Hel
 
 from __future__ import annotations
 
-import contextlib
 import re
 import shutil
 import sys
@@ -17,69 +16,31 @@ from pathlib import Path
 from typing import Any
 
 from .. import kept, kubeconfig
-from ..errors import CleanupError, HostStartError
+from ..errors import CleanupError, HostStartError, VClusterError
 from ..kept import KeptRecord
-from ..naming import host_namespace_for, validate_name
+from ..naming import host_namespace_body, host_namespace_for, namespace_taken, validate_name
 from ..procs import Child, ProcessGroup, proc_starttime
 from ..rest import RestClient
 from ..retry import Transient, idempotent, transient_status
-from ..servicecidr import cidrs_from_servicecidrs, parse_service_cidr, probe_service
+from ..servicecidr import discover
 from . import etcd
 from .controlplane import ControlPlane, Progress, _quiet, wait_until
 from .local_info import LocalHostInfo
-
-# vcluster runs its controller-manager without the controllers that need real nodes/clouds.
-VCLUSTER_CONTROLLERS = ",".join(
-    [
-        "*",
-        "-node-lifecycle-controller",
-        "-node-ipam-controller",
-        "-persistentvolume-binder-controller",
-        "-persistentvolume-attach-detach-controller",
-        "-persistentvolume-expander-controller",
-        "-ttl-controller",
-    ]
+from .pods import rest_tables
+from .vcluster_config import (
+    SYNCER_RULES,
+    VCLUSTER_APISERVER_ARGS,
+    VCLUSTER_APISERVER_ENV,
+    VCLUSTER_CONTROLLERS,
 )
-# Start-up is CPU-bound (2 cores, several vclusters at once). Measured on this machine, CPU
-# seconds until /readyz (median of 5): 3.80 as is, 2.90 with both settings below.
-# - API Priority and Fairness guards a shared cluster against noisy tenants; a test vcluster has
-#   one tenant, and its config producer writes a dozen objects at every start.
-# - The Go collector runs less often while the start-up allocates (GOGC=400); the memory limit
-#   brings it back once the heap nears 400 MiB, so idle vclusters stay small.
-VCLUSTER_APISERVER_ARGS = ("--enable-priority-and-fairness=false",)
-VCLUSTER_APISERVER_ENV = {"GOGC": "400", "GOMEMLIMIT": "400MiB"}
+
+__all__ = ["SYNCER_RULES", "VCLUSTER_CONTROLLERS", "LocalVCluster"]
+
 # Copied from the host's etcd before a vcluster's apiserver starts (see _seed_from_host): the
 # RBAC objects labelled rbac-defaults, and the system PriorityClasses ("system-" is reserved:
 # only the apiserver's own two can have it, so a test's PriorityClass is never copied).
 SEED_RBAC = ("clusterroles", "clusterrolebindings", "roles", "rolebindings")
 SEED_PRIORITY_CLASSES = "priorityclasses/system-"
-SYNCER_RULES = [
-    {
-        "apiGroups": [""],
-        "resources": [
-            "pods",
-            "pods/status",
-            "services",
-            "endpoints",
-            "configmaps",
-            "secrets",
-            "persistentvolumeclaims",
-            "events",
-        ],
-        "verbs": ["*"],
-    },
-    {  # the fake nodes' kubelet API, forwarded to the host pods (syncer/kubelet)
-        "apiGroups": [""],
-        "resources": ["pods/log", "pods/exec", "pods/attach", "pods/portforward"],
-        "verbs": ["get", "create"],
-    },
-    {  # kubectl debug: a virtual pod's ephemeral containers reach its host pod
-        "apiGroups": [""],
-        "resources": ["pods/ephemeralcontainers"],
-        "verbs": ["get", "patch", "update"],
-    },
-    {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["*"]},
-]
 
 
 class LocalVCluster:
@@ -232,28 +193,28 @@ class LocalVCluster:
                 raise HostStartError(f"vcluster {self.name}: {exc}") from None
 
     def service_cidr(self) -> str:
-        # Kubernetes >= 1.33 publishes its ranges as ServiceCIDR objects (and its 1.1.1.1
-        # refusal no longer names the range); older hosts only answer the 1.1.1.1 probe.
-        status, body = self._host_rest().get("/apis/networking.k8s.io/v1/servicecidrs")
-        if status == 200 and isinstance(body, dict):
-            cidrs = cidrs_from_servicecidrs(body)
-            if cidrs:
-                return cidrs[0]
-        status, body = self._host_rest().request(
-            "POST", "/api/v1/namespaces/default/services", probe_service("default")
-        )
-        if status == 201:  # 1.1.1.1 was accepted: clean up, then say so
-            name = body["metadata"]["name"]
-            self._host_rest().request("DELETE", f"/api/v1/namespaces/default/services/{name}")
-            raise HostStartError("the host accepted ClusterIP 1.1.1.1; cannot find its range")
-        message = body.get("message", "") if isinstance(body, dict) else str(body)
-        return parse_service_cidr(message).split(",")[0]
+        """The host's service range (the syncer keeps a Service's ClusterIP on both sides)."""
+        rest = self._host_rest()
+
+        def servicecidrs() -> dict[str, Any] | None:
+            status, body = rest.get("/apis/networking.k8s.io/v1/servicecidrs")
+            return body if status == 200 and isinstance(body, dict) else None
+
+        def create(body: dict[str, Any]) -> tuple[int, Any]:
+            return rest.request("POST", "/api/v1/namespaces/default/services", body)
+
+        def delete(name: str) -> None:
+            rest.request("DELETE", f"/api/v1/namespaces/default/services/{name}")
+
+        try:
+            return discover(servicecidrs, create, delete, "default")
+        except VClusterError as exc:
+            raise HostStartError(f"the host's service range: {exc}") from None
 
     def _prepare_host_namespace(self) -> None:
         rest = self._host_rest()
         ns = self.host_namespace
-        labels = {"app.kubernetes.io/managed-by": "pytest-vcluster", **self.labels}
-        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels}}
+        body = host_namespace_body(self.name, self.labels)
         for path, obj in (
             ("/api/v1/namespaces", body),
             (
@@ -281,10 +242,7 @@ class LocalVCluster:
         ):
             status, resp = rest.request("POST", path, obj)
             if status == 409 and path == "/api/v1/namespaces":
-                raise HostStartError(
-                    f"host namespace {ns} exists already: a vcluster named {self.name!r} is "
-                    "running on this host (or was left behind: `pytest-vcluster reap`)"
-                )
+                raise namespace_taken(self.name)
             if status not in (201, 409):
                 raise HostStartError(f"creating {path} on the host failed ({status}): {resp}")
 
@@ -409,50 +367,9 @@ class LocalVCluster:
         if self.syncer is not None:
             out["syncer log (tail)"] = self.syncer.log_tail(60)
         if self.control_plane is not None:
-            with contextlib.suppress(OSError):
-                out["virtual pods"] = _pods_table(self.control_plane.rest(), "/api/v1/pods")
-                out["virtual events"] = _events_table(self.control_plane.rest(), "/api/v1/events")
-        ns = self.host_namespace
-        with contextlib.suppress(OSError):
-            out["host pods"] = _pods_table(self._host_rest(), f"/api/v1/namespaces/{ns}/pods")
-            out["host events"] = _events_table(self._host_rest(), f"/api/v1/namespaces/{ns}/events")
+            out.update(rest_tables(self.control_plane.rest(), "virtual"))
+        out.update(rest_tables(self._host_rest(), "host", self.host_namespace))
         return out
 
     def rss(self) -> dict[str, int]:
         return {c.name: c.rss_bytes() for c in self.procs.children}
-
-
-def _pods_table(rest: RestClient, path: str) -> str:
-    status, body = rest.get(path)
-    if status != 200 or not isinstance(body, dict):
-        return f"(could not list: {status})"
-    rows = []
-    for p in body.get("items") or []:
-        meta, st = p["metadata"], p.get("status") or {}
-        waiting = [
-            (c.get("state") or {}).get("waiting", {}).get("reason")
-            for c in st.get("containerStatuses") or []
-        ]
-        reason = next((w for w in waiting if w), "") or next(
-            (c.get("reason", "") for c in st.get("conditions") or [] if c.get("reason")), ""
-        )
-        ann = meta.get("annotations") or {}
-        virtual = ann.get("vc.pytest-vcluster.io/object-name")
-        name = f"{meta.get('namespace')}/{meta['name']}"
-        if virtual:
-            name += f" <- {ann.get('vc.pytest-vcluster.io/object-namespace')}/{virtual}"
-        rows.append(f"{name}  {st.get('phase', '?')}  {reason}")
-    return "\n".join(rows) or "(none)"
-
-
-def _events_table(rest: RestClient, path: str) -> str:
-    status, body = rest.get(path)
-    if status != 200 or not isinstance(body, dict):
-        return f"(could not list: {status})"
-    rows = [
-        f"{e.get('type')} {e.get('reason')} "
-        f"{(e.get('involvedObject') or {}).get('kind')}/"
-        f"{(e.get('involvedObject') or {}).get('name')}: {e.get('message')}"
-        for e in (body.get("items") or [])[-40:]
-    ]
-    return "\n".join(rows) or "(none)"

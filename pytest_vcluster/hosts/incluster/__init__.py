@@ -6,6 +6,7 @@
 - ``podwatch``: the vcluster pod, kept current by a watch;
 - ``forward``: the port-forward this process reaches the vcluster through;
 - ``readiness``: the staged readiness, one ``poll`` per stage;
+- ``host``: what such a host gives its vclusters (``ClusterHost``);
 - ``runtime``: ``InClusterVCluster``, start to teardown.
 """
 
@@ -14,7 +15,8 @@ from __future__ import annotations
 from ...errors import InClusterError
 from ...values import deep_merge
 from .chart import CHART_DIR, PKI_VALUES, chart_dir, split_image
-from .runtime import ClusterHost, InClusterVCluster, new_release
+from .host import ClusterHost
+from .runtime import InClusterVCluster, new_release
 
 __all__ = [
     "CHART_DIR",

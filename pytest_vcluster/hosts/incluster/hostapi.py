@@ -16,6 +16,9 @@ from ...naming import namespace_taken
 from ...servicecidr import discover
 
 TIMEOUT = 10  # seconds per request: a host that takes longer is treated as unreachable
+# kubeadm's (and kind's) service range: for a 1.33+ host whose ServiceCIDRs this user may not
+# list. Wrong, it costs only re-created Services (the syncer takes the host's IP then).
+DEFAULT_SERVICE_CIDR = "10.96.0.0/12"
 
 
 class HostApi:
@@ -114,7 +117,7 @@ class HostApi:
         def delete(name: str) -> None:
             self.core.delete_namespaced_service(name, namespace, _preload_content=False)
 
-        return discover(servicecidrs, create, delete, namespace)
+        return discover(servicecidrs, create, delete, namespace, DEFAULT_SERVICE_CIDR)
 
     def coredns_image(self) -> str:
         """The image of the host's own CoreDNS (present on its nodes), or "" (chart default)."""

@@ -19,7 +19,7 @@ import subprocess
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import yaml
 
@@ -31,44 +31,16 @@ from ...procs import ProcessGroup, proc_starttime
 from ...rest import Credentials, RestClient
 from ...spec import VClusterSpec, check_supported
 from ...wait import NotYet, poll
-from ..base import Progress, Provides, RuntimeOptions, quiet
+from ..base import Progress, RuntimeOptions, quiet
 from ..pods import events_table, pods_table, rest_tables
-from ..tools import Tools
 from . import chart
 from .forward import Forwards
+from .host import ClusterHost
 from .hostapi import HostApi
 from .podwatch import PodWatch
 from .readiness import Readiness, Stages, _retry
 
 _facts: dict[tuple[str, str], str] = {}  # (fact, host kubeconfig) -> service CIDR, image
-
-
-class ClusterHost(Protocol):
-    """What a host whose vclusters are Helm releases gives them (kind, kubeconfig)."""
-
-    @property
-    def kind(self) -> str: ...
-
-    @property
-    def provides(self) -> Provides: ...
-
-    @property
-    def kubeconfig(self) -> str: ...
-
-    @property
-    def k8s_version(self) -> str:
-        """The Kubernetes version of its vclusters by default."""
-
-    @property
-    def workdir(self) -> Path:
-        """Vclusters keep their files (certificates, kubeconfig) under ``<workdir>/vclusters``."""
-
-    def tools(self) -> Tools: ...
-
-    def load_images(self, images: list[str], progress: Progress) -> float:
-        """Make ``images`` available to the host's nodes; seconds it took (0: nothing to do)."""
-
-    def container_rss(self, namespace: str, pod: str) -> dict[str, int]: ...
 
 
 class InClusterVCluster:
