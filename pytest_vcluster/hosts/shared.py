@@ -21,8 +21,9 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from ..errors import HostStartError
+from ..errors import HostStartError, ReadinessTimeoutError
 from ..procs import pid_alive, proc_starttime
+from ..wait import NotYet, poll
 from .local_info import LocalHostInfo
 
 STATE = "host.json"
@@ -124,17 +125,27 @@ class SharedHost:
             start_new_session=True,
         )
         log.close()
-        deadline = time.monotonic() + self.timeout + 30
-        while time.monotonic() < deadline:
+
+        def ready() -> LocalHostInfo:
             if proc.poll() is not None:
                 tail = (self.state_dir / LOG).read_text(errors="replace")[-3000:]
                 raise HostStartError(f"the local host did not start:\n{tail}")
             info = self._current()
-            if info is not None:
-                return info
-            time.sleep(0.05)
-        proc.kill()
-        raise HostStartError(f"the local host did not become ready in {self.timeout:.0f}s")
+            if info is None:
+                raise NotYet("no state file yet")
+            return info
+
+        try:
+            return poll(
+                f"the local host (its supervisor, {self.timeout:.0f}s)",
+                ready,
+                time.monotonic() + self.timeout + 30,
+                interval=0.05,
+                timeout_error=HostStartError,
+            )
+        except HostStartError:
+            proc.kill()
+            raise
 
     def release(self) -> None:
         me = str(os.getpid())
@@ -150,12 +161,20 @@ class SharedHost:
             (self.state_dir / STATE).unlink(missing_ok=True)
 
 
-def stop_supervisor(pid: int, timeout: float = 10.0) -> None:
+def stop_supervisor(pid: int, timeout: float = 10.0) -> bool:
+    """SIGTERM the supervisor (it stops the host's processes in order); whether it is gone."""
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.02)
+
+    def gone() -> None:
+        if pid_alive(pid):
+            raise NotYet("still running")
+
+    try:
+        poll(f"supervisor {pid} to stop", gone, time.monotonic() + timeout, interval=0.02)
+    except ReadinessTimeoutError:
+        return False
+    return True
 
 
 # -- the supervisor process -----------------------------------------------------------------
@@ -202,6 +221,8 @@ def _supervise(args: argparse.Namespace) -> int:
 
 
 def _wait_for_users(state_dir: Path, reuse: bool) -> int:
+    """The supervisor's watch, for as long as the host is needed (no deadline: SIGTERM or the
+    last user gone ends it)."""
     idle_since: float | None = None
     while True:  # SIGTERM (KeyboardInterrupt via procs) ends this loop
         time.sleep(0.5)
