@@ -135,14 +135,8 @@ class ControlPlane:
         ca_pem = ca.pair.cert_pem
         ca.issue(
             "kube-apiserver",
-            dns=(
-                "localhost",
-                "kubernetes",
-                "kubernetes.default",
-                "kubernetes.default.svc",
-                "kubernetes.default.svc.cluster.local",
-            ),
-            ips=("127.0.0.1", _first_service_ip(self.service_cidr)),
+            dns=pki.api_server_names(),
+            ips=pki.service_ip_sans(self.service_cidr),
             server=True,
         ).write(d, "apiserver")
         sa_key, sa_pub = pki.service_account_key()
@@ -361,9 +355,3 @@ class ControlPlane:
 
     def rss(self) -> dict[str, int]:
         return {name: child.rss_bytes() for name, child in self.children.items()}
-
-
-def _first_service_ip(cidr: str) -> str:
-    import ipaddress
-
-    return str(next(ipaddress.ip_network(cidr).hosts()))

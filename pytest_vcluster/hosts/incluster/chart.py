@@ -15,7 +15,7 @@ from typing import Any
 from ...errors import InClusterError
 from ...values import deep_merge
 from ...versions import parse_k8s_version
-from ..controlplane import ADMIN_USER, _first_service_ip
+from ..controlplane import ADMIN_USER
 
 
 def chart_dir() -> Path:
@@ -128,19 +128,11 @@ def coredns_enabled(values: Mapping[str, Any]) -> bool:
 
 
 def api_server_sans(release: str, namespace: str) -> tuple[str, ...]:
-    """DNS names of the vcluster's API server certificate: the port-forward (localhost), its
-    host Service, and ``kubernetes`` inside the vcluster."""
-    return (
-        "localhost",
-        release,
-        f"{release}.{namespace}",
-        f"{release}.{namespace}.svc",
-        f"{release}.{namespace}.svc.cluster.local",
-        "kubernetes",
-        "kubernetes.default",
-        "kubernetes.default.svc",
-        "kubernetes.default.svc.cluster.local",
-    )
+    """The API server certificate's names: the common ones and the release's host Service."""
+    from ...pki import api_server_names
+
+    svc = (release, f"{release}.{namespace}", f"{release}.{namespace}.svc")
+    return api_server_names(*svc, f"{release}.{namespace}.svc.cluster.local")
 
 
 def write_pki(d: Path, name: str, release: str, namespace: str, cidr: str) -> None:
@@ -153,7 +145,7 @@ def write_pki(d: Path, name: str, release: str, namespace: str, cidr: str) -> No
     ca.issue(
         "kube-apiserver",
         dns=api_server_sans(release, namespace),
-        ips=("127.0.0.1", _first_service_ip(cidr)),
+        ips=pki.service_ip_sans(cidr),
         server=True,
     ).write(d, "apiserver")
     ca.issue(ADMIN_USER, orgs=("system:masters",), client=True).write(d, "admin")
