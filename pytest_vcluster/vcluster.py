@@ -79,7 +79,10 @@ class VCluster:
         self.spec = spec
         self.name = spec.name
         self.cache_dir = cache_dir
-        self.k8s_version = str(spec.k8s_version) if spec.k8s_version else host.k8s_version
+        asked = spec.k8s_version  # as asked for: "1.36" stays "1.36" (its patch is the default)
+        self.k8s_version = (
+            (str(asked) if asked.exact else asked.minor_str) if asked else host.k8s_version
+        )
         self._tools = host.tools().with_paths(options.binaries)
         if cache_dir is not None:
             self._tools.cache_dir = cache_dir
