@@ -101,6 +101,11 @@ def test_the_pod_watch_follows_one_pod(api: HostApi) -> None:
         while ((watch.latest() or {}).get("status") or {}).get("phase") != "Running":
             assert time.monotonic() < deadline, watch.latest()
             time.sleep(0.05)
+        # The readiness probes' path: a pod without a server behind it (kwok's; this API server
+        # even refuses to proxy to its address) is an error status, not an exception.
+        status, body = api.proxy_get("default", "https:watched:6443", "readyz")
+        assert status >= 400, body
+        assert isinstance(body, str)
         api.core.delete_namespaced_pod("watched", "default", grace_period_seconds=0)
         deadline = time.monotonic() + 30
         while watch.latest() is not None:
