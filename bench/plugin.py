@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from pytest_vcluster.binaries import LOCAL_HOST_TOOLS, BinaryResolver
-from pytest_vcluster.hosts.base import HostInfo
 from pytest_vcluster.hosts.controlplane import ControlPlane, wait_until
 from pytest_vcluster.hosts.local import LocalHost
+from pytest_vcluster.hosts.local_info import LocalHostInfo as HostInfo
 from pytest_vcluster.procs import ProcessGroup, free_port
 from pytest_vcluster.vcluster import VCluster
 from pytest_vcluster.versions import parse_k8s_version

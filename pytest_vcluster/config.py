@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +11,11 @@ import pytest
 
 from .errors import VClusterError
 from .hosts.kubeconfig import default_kubeconfig
+from .hosts.registry import NAMES as HOSTS
 from .naming import default_cache_dir
-from .versions import K8sVersion, parse_k8s_version
+from .settings import Settings
+from .versions import parse_k8s_version
 
-HOSTS = ("local", "kind", "kubeconfig")
 KEEP = ("never", "on-failure", "always")
 
 
@@ -88,23 +89,6 @@ OPTIONS = (
         const="true",
     ),
 )
-
-
-@dataclass(frozen=True)
-class Settings:
-    host: str
-    k8s: K8sVersion
-    cache_dir: Path
-    timeout: float
-    keep: str = "never"
-    values: dict[str, Any] = field(default_factory=dict)
-    reuse_host: bool = False
-    prewarm: int = 1
-    kind_cluster: str = "pytest-vcluster"
-    kind_image: str | None = None
-    kind_workers: int = 0
-    kubeconfig: str = ""
-    context: str | None = None
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -243,23 +227,36 @@ def settings_from(config: pytest.Config) -> Settings:
         ),
         context=_parse(config, "vcluster-context", lambda v: v or None, "a context name"),
     )
-    if settings.host == "kubeconfig":
-        _check_kubeconfig(config, settings)
+    _check_host(config, settings)
+    _check_values_apply(config, settings)
     return settings
 
 
-def _check_kubeconfig(config: pytest.Config, s: Settings) -> None:
-    """A missing file or context is a usage error; reachability is checked by the host fixture."""
-    from .hosts.kubeconfig import KubeconfigError, flatten, split_paths
+def _check_host(config: pytest.Config, s: Settings) -> None:
+    """What the host type says of the settings (a missing kubeconfig file or context); the
+    host itself (reachable, permissions) is checked when a test first needs it."""
+    from .hosts.registry import host_type
 
+    ht = host_type(s.host)
     try:
-        flatten(split_paths(s.kubeconfig), s.context)
-    except KubeconfigError as exc:
-        opt = next(o for o in OPTIONS if o.name == "vcluster-kubeconfig")
+        ht.check_settings(s)
+    except VClusterError as exc:
+        opts = [next(o for o in OPTIONS if o.name == name) for name in ht.options]
+        origins = [raw_value(config, opts[0])[1]] + [
+            o.flag for o in opts[1:] if config.getoption(o.dest) or config.getini(o.ini)
+        ]
+        raise pytest.UsageError(f"--vcluster-host={s.host}: {' / '.join(origins)}: {exc}") from None
+
+
+def _check_values_apply(config: pytest.Config, s: Settings) -> None:
+    """Chart values on a host that runs no chart would be ignored: a usage error instead."""
+    from .hosts.registry import host_type
+
+    if s.values and not host_type(s.host).provides.chart_values:
+        opt = next(o for o in OPTIONS if o.name == "vcluster-values")
         _, origin = raw_value(config, opt)
-        if config.getoption("vcluster_context") or config.getini("vcluster_context"):
-            origin += " / --vcluster-context"
         raise pytest.UsageError(
-            f"--vcluster-host=kubeconfig: {origin}: {s.kubeconfig!r}: {exc}; accepted: a readable "
-            "kubeconfig with that context (--vcluster-context, default its current-context)"
-        ) from None
+            f"{origin}: chart values do not apply on --vcluster-host={s.host}: its vclusters "
+            "run as processes, not as the Helm chart; use a kind or kubeconfig host for them "
+            "(the marker's sync= switches resources on any host)"
+        )

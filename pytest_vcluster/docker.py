@@ -24,6 +24,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from .errors import HostStartError
+from .wait import NotYet, poll
 
 Progress = Callable[[str], None]
 
@@ -62,13 +63,6 @@ def bounding_set(status: str | None = None) -> int:
         if line.startswith("CapBnd:"):
             return int(line.split(":", 1)[1].strip(), 16)
     raise DockerError("no CapBnd line in /proc/self/status")
-
-
-def last_cap(path: Path = Path("/proc/sys/kernel/cap_last_cap")) -> int:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return 40
 
 
 def missing_caps(bnd: int, last: int) -> list[int]:
@@ -138,9 +132,6 @@ class Docker:
     def image_exists(self, ref: str) -> bool:
         return self.run(["image", "inspect", ref], check=False, timeout=30).returncode == 0
 
-    def container_exists(self, name: str) -> bool:
-        return self.run(["container", "inspect", name], check=False, timeout=30).returncode == 0
-
 
 def containerd_ref(ref: str) -> str:
     """A Docker-style short name as containerd stores it: ``busybox`` is
@@ -184,13 +175,16 @@ def start_dockerd(docker: Docker, log: Path, timeout: float = 60.0) -> None:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a daemon: it outlives this run on purpose
         )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if docker.info() is not None:
-            return
-        time.sleep(0.5)
-    tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-    raise DockerNotRunningError(f"dockerd did not answer within {timeout:.0f}s; log {log}:\n{tail}")
+
+    def answers() -> None:
+        if docker.info() is None:
+            raise NotYet("no answer to docker info")
+
+    def not_running(message: str) -> DockerNotRunningError:
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        return DockerNotRunningError(f"dockerd ({timeout:.0f}s): {message}; log {log}:\n{tail}")
+
+    poll("dockerd", answers, time.monotonic() + timeout, interval=0.5, timeout_error=not_running)
 
 
 def shim_config(current: dict[str, object], shim: Path) -> dict[str, object]:
@@ -274,13 +268,19 @@ def install_shim(docker: Docker, shim: Path, progress: Progress = _quiet) -> Non
         raise DockerError("cannot find dockerd's pid file to reload its configuration")
     progress(f"pytest-vcluster: registered {shim} as Docker's default runtime; reloading dockerd")
     os.kill(pid, signal.SIGHUP)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+
+    def picked_up() -> None:
         info = docker.info()
-        if info is not None and info.get("DefaultRuntime") == SHIM_RUNTIME:
-            return
-        time.sleep(0.3)
-    raise DockerError("dockerd did not pick up the runc wrapper after SIGHUP")
+        if info is None or info.get("DefaultRuntime") != SHIM_RUNTIME:
+            raise NotYet(f"default runtime {(info or {}).get('DefaultRuntime')!r}")
+
+    poll(
+        "dockerd to pick up the runc wrapper after SIGHUP",
+        picked_up,
+        time.monotonic() + 20,
+        interval=0.3,
+        timeout_error=DockerError,
+    )
 
 
 def ensure_docker(

@@ -25,3 +25,11 @@ class HostStartError(VClusterError):
 
 class ReadinessTimeoutError(HostStartError):
     """A staged readiness check did not pass in time; the message names the stage."""
+
+
+class CleanupError(VClusterError):
+    """Something of a vcluster could not be removed (the rest was); the message says what."""
+
+
+class InClusterError(VClusterError):
+    """The Helm release of a vcluster could not be installed, started or removed."""

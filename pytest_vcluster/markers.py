@@ -3,28 +3,14 @@
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 
-from syncer.settings import RESOURCES, parse_sync
+from syncer.settings import RESOURCES
 
-from .errors import VClusterError
-from .naming import validate_name
-from .versions import parse_k8s_version
+from .spec import SpecError, VClusterSpec, build_spec, vcluster
 
 SYNCABLE = tuple(RESOURCES)  # one list: the syncer's
-
-
-def vcluster(
-    k8s_version: str | None = None,
-    values: dict[str, Any] | None = None,
-    sync: list[str] | None = None,
-    name: str | None = None,
-) -> None:
-    """Configure the ``vcluster`` fixture of this test (the signature shown by --markers)."""
-
 
 MARKER_LINE = (
     f"vcluster{inspect.signature(vcluster)}: configure the test's virtual cluster "
@@ -34,59 +20,19 @@ MARKER_LINE = (
 )
 
 
-@dataclass(frozen=True)
-class MarkerArgs:
-    k8s_version: str | None = None
-    values: dict[str, Any] = field(default_factory=dict)
-    sync: tuple[str, ...] = ()
-    name: str | None = None
+def marker_where(item: pytest.Item) -> str:
+    return f"{item.nodeid}: @pytest.mark.vcluster"
 
 
-def parse_marker(item: pytest.Item) -> MarkerArgs:
+def parse_marker(item: pytest.Item) -> VClusterSpec:
+    """The spec of the test's closest ``vcluster`` marker (the default spec without one)."""
     mark = item.get_closest_marker("vcluster")
     if mark is None:
-        return MarkerArgs()
-    where = f"{item.nodeid}: @pytest.mark.vcluster"
+        return VClusterSpec()
+    where = marker_where(item)
     if mark.args:
         raise pytest.UsageError(f"{where} takes keyword arguments only, got {mark.args!r}")
     try:
-        bound = inspect.signature(vcluster).bind(**mark.kwargs)
-    except TypeError as exc:
-        accepted = ", ".join(inspect.signature(vcluster).parameters)
-        raise pytest.UsageError(f"{where}: {exc}; accepted arguments: {accepted}") from None
-    kw = bound.arguments
-    version = kw.get("k8s_version")
-    if version is not None:
-        try:
-            parse_k8s_version(str(version))
-        except VClusterError as exc:
-            raise pytest.UsageError(f"{where}(k8s_version={version!r}): {exc}") from None
-    values = kw.get("values") or {}
-    if not isinstance(values, dict):
-        raise pytest.UsageError(
-            f"{where}(values={values!r}): must be a dict of chart values, "
-            f"not {type(values).__name__}"
-        )
-    from .values import schema_errors
-
-    errors = schema_errors(values) if values else []
-    if errors:
-        raise pytest.UsageError(
-            f"{where}(values=...): fails the chart's values.schema.json: {'; '.join(errors[:5])}"
-        )
-    sync = kw.get("sync") or []
-    if isinstance(sync, str) or not all(isinstance(s, str) for s in sync):
-        raise pytest.UsageError(f"{where}(sync={sync!r}): must be a list of resource names")
-    try:
-        parse_sync(sync)
-    except ValueError as exc:
-        raise pytest.UsageError(f"{where}(sync={sync!r}): {exc}") from None
-    name = kw.get("name")
-    if name is not None:
-        try:
-            validate_name(str(name))
-        except VClusterError as exc:
-            raise pytest.UsageError(f"{where}(name={name!r}): {exc}") from None
-    return MarkerArgs(
-        str(version) if version else None, dict(values), tuple(sync), str(name) if name else None
-    )
+        return build_spec(mark.kwargs, where)
+    except SpecError as exc:
+        raise pytest.UsageError(str(exc)) from None

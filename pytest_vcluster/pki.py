@@ -19,6 +19,25 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 _VALIDITY = dt.timedelta(days=30)
 
 
+def api_server_names(*service_names: str) -> tuple[str, ...]:
+    """DNS names of an API server certificate, for every control plane the plugin makes: the
+    port-forward or loopback (``localhost``), ``kubernetes`` as pods inside it resolve it, and
+    ``service_names`` (an in-cluster vcluster's host Service)."""
+    return (
+        "localhost",
+        *service_names,
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+    )
+
+
+def service_ip_sans(cidr: str) -> tuple[str, ...]:
+    """Loopback and the first IP of the service range (the ``kubernetes`` Service's)."""
+    return ("127.0.0.1", str(next(ipaddress.ip_network(cidr).hosts())))
+
+
 def _key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 

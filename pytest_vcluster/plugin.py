@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from .config import Settings, add_options, settings_from
+from .config import add_options, settings_from
 from .errors import VClusterError
 from .fixtures import (
     ACTIVE,
+    DECLARED,
     REPORTS,
     SETTINGS,
     Manager,
@@ -22,9 +23,13 @@ from .fixtures import (
     vcluster_factory,
     vcluster_namespace,
     vcluster_session,
+    warn_cleanup,
 )
-from .hosts.base import HostInfo
-from .markers import MARKER_LINE, parse_marker
+from .hosts.base import Host, HostContext
+from .hosts.registry import host_type
+from .markers import MARKER_LINE, marker_where, parse_marker
+from .settings import Settings
+from .spec import SpecError, check_supported
 
 __all__ = ["vcluster", "vcluster_factory", "vcluster_namespace", "vcluster_session"]
 _STARTED = pytest.StashKey[float]()
@@ -41,16 +46,28 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_STARTED] = time.time()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        parse_marker(item)  # one UsageError for a malformed marker, before any cluster exists
+def pytest_unconfigure(config: pytest.Config) -> None:
+    DECLARED.clear()  # declarations belong to this run (in-process pytester runs follow)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """One UsageError for a malformed marker, or one (or a vcluster_fixture) asking for what
+    the host cannot honour, before any cluster exists."""
+    s = config.stash[SETTINGS]
+    provides = host_type(s.host).provides
+    specs = [(marker_where(item), parse_marker(item)) for item in items]
+    try:
+        for where, spec in specs + DECLARED:
+            if isinstance(spec, SpecError):
+                raise spec
+            check_supported(spec, s.host, provides, where)
+    except SpecError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     s = config.stash[SETTINGS]
-    host = s.host
-    if host == "kubeconfig":
-        host += f" ({s.kubeconfig}, context {s.context or 'current'})"
+    host = host_type(s.host).describe(s)
     return [
         f"vcluster: host={host} kubernetes={s.k8s} keep={s.keep} prewarm={s.prewarm} "
         f"reuse-host={str(s.reuse_host).lower()} cache={s.cache_dir}",
@@ -61,13 +78,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def binaries_line(s: Settings) -> str:
     """Which binaries this host needs, their versions, and which are in the cache already
     (a cheap look at the cache manifests: resolving them fully hashes ~300 MB)."""
-    from .binaries import LOCAL_HOST_TOOLS, BinaryResolver
+    from .binaries import BinaryResolver
 
-    tools = {
-        "local": LOCAL_HOST_TOOLS,
-        "kind": ("kind", "kubectl", "helm"),
-        "kubeconfig": ("kubectl", "helm"),
-    }[s.host]
+    tools = host_type(s.host).provides.tools
     resolver = BinaryResolver(s.k8s, s.cache_dir)
     parts = []
     for tool in tools:
@@ -114,87 +127,29 @@ def vcluster_host_info(
     pytestconfig: pytest.Config,
     tmp_path_factory: pytest.TempPathFactory,
     vcluster_settings: Settings,
-) -> Iterator[HostInfo]:
+) -> Iterator[Host]:
     """The host this run's vclusters live on (started once per run, shared by xdist workers)."""
     s = vcluster_settings
-    if s.host == "kind":
-        yield from _kind_host(pytestconfig, s)
-        return
-    if s.host == "kubeconfig":
-        yield _kubeconfig_host(pytestconfig, s)
-        return
-    from .hosts.shared import SharedHost
-
-    shared = SharedHost(
-        _state_dir(pytestconfig, tmp_path_factory, s),
-        k8s_version=str(s.k8s),
-        cache_dir=s.cache_dir,
-        timeout=s.timeout,
-        reuse=s.reuse_host,
-    )
-    _progress(pytestconfig)(f"pytest-vcluster: acquiring the {s.host} host ({s.k8s})")
-    try:
-        info = shared.acquire()
-    except VClusterError as exc:
-        pytest.fail(f"pytest-vcluster: the {s.host} host did not start: {exc}", pytrace=False)
-    try:
-        yield info
-    finally:
-        kept = any(
-            json.loads(p.read_text()).get("host_supervisor_pid") == info.supervisor_pid
-            for p in (s.cache_dir / "kept").glob("*.json")
-        )
-        if kept:  # kept vclusters need their host
-            shared.reuse = True
-        shared.release()
-
-
-def _kind_host(config: pytest.Config, s: Settings) -> Iterator[HostInfo]:
-    from .binaries import BinaryResolver
-    from .hosts.kind import KindHost
-
-    progress = _progress(config)
-    try:
-        r = BinaryResolver(s.k8s, s.cache_dir, progress=progress)
-        host = KindHost(
-            s.k8s,
-            r.resolve("kind").path,
-            r.resolve("kubectl").path,
-            s.cache_dir,
-            name=s.kind_cluster,
-            image=s.kind_image,
-            workers=s.kind_workers,
-            reuse=s.reuse_host,
-            start_docker=True,
-            timeout=max(s.timeout, 300),
-            progress=progress,
-        )
-        host.start()
-    except VClusterError as exc:
-        pytest.fail(f"pytest-vcluster: the kind host did not start: {exc}", pytrace=False)
-    try:
-        yield host.info()
-    finally:
-        host.stop()
-
-
-def _kubeconfig_host(config: pytest.Config, s: Settings) -> HostInfo:
-    from .hosts.kubeconfig import KubeconfigHost
-
-    try:
-        host = KubeconfigHost(s.kubeconfig, s.context, s.cache_dir, timeout=min(s.timeout, 15))
-        _progress(config)(f"pytest-vcluster: checking host context {host.context_name!r}")
-        return host.info()
-    except VClusterError as exc:
-        pytest.fail(f"pytest-vcluster: the kubeconfig host is not usable: {exc}", pytrace=False)
+    kind = host_type(s.host)
+    ctx = HostContext(s, _state_dir(pytestconfig, tmp_path_factory, s), _progress(pytestconfig))
+    with contextlib.ExitStack() as stack:
+        try:
+            host = stack.enter_context(kind.open(ctx))
+        except VClusterError as exc:
+            pytest.fail(f"pytest-vcluster: the {s.host} host {kind.unusable}: {exc}", pytrace=False)
+        yield host
 
 
 @pytest.fixture(scope="session")
 def vcluster_manager(
-    pytestconfig: pytest.Config, vcluster_settings: Settings, vcluster_host_info: HostInfo
+    pytestconfig: pytest.Config, vcluster_settings: Settings, vcluster_host_info: Host
 ) -> Iterator[Manager]:
     manager = Manager(
-        vcluster_settings, vcluster_host_info, run_id(pytestconfig), _progress(pytestconfig)
+        vcluster_settings,
+        vcluster_host_info,
+        run_id(pytestconfig),
+        _progress(pytestconfig),
+        warn=warn_cleanup,
     )
     try:
         yield manager
@@ -203,7 +158,7 @@ def vcluster_manager(
 
 
 @pytest.fixture(scope="session")
-def host_kubeconfig_path(vcluster_host_info: HostInfo) -> Path:
+def host_kubeconfig_path(vcluster_host_info: Host) -> Path:
     """Path of a cluster-admin kubeconfig for the host."""
     return Path(vcluster_host_info.kubeconfig)
 
@@ -239,20 +194,13 @@ def pytest_runtest_makereport(
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    from . import kept
+
     s = config.stash[SETTINGS]
     started = config.stash[_STARTED]
-    kept = []
-    for path in sorted((s.cache_dir / "kept").glob("*.json")):
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if record.get("kept_at", 0) >= started:
-            kept.append(record)
-    if kept:
+    records = [r for _, r in kept.load_all(s.cache_dir) if r.kept_at >= started]
+    if records:
         terminalreporter.section("kept vclusters")
-        for r in kept:
-            terminalreporter.write_line(
-                f"{r['name']}: KUBECONFIG={r['kubeconfig']} kubectl get pods -A"
-            )
+        for r in records:
+            terminalreporter.write_line(f"{r.name}: KUBECONFIG={r.kubeconfig} kubectl get pods -A")
         terminalreporter.write_line("remove them with: pytest-vcluster reap")

@@ -25,13 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import kept
 from .hosts.local import reap_stale_workdirs, runtime_root
 from .hosts.shared import STATE, USERS, _alive_users, _read_users, stop_supervisor
+from .naming import EXPIRES_LABEL, RUN_LABEL
 from .procs import pid_alive
 
 MANAGED = "app.kubernetes.io/managed-by=pytest-vcluster"
-RUN_LABEL = "pytest-vcluster.io/run-id"  # fixtures.RUN_LABEL (not imported: pytest-free CLI)
-EXPIRES_LABEL = "pytest-vcluster.io/expires"
+__all__ = ["EXPIRES_LABEL", "RUN_LABEL", "inventory", "reap"]
 
 
 @dataclass
@@ -52,18 +53,19 @@ def _load(path: Path) -> dict[str, Any] | None:
     return data
 
 
-def inventory(cache_dir: Path) -> list[Found]:
-    found: list[Found] = []
-    for path in sorted((cache_dir / "kept").glob("*.json")):
-        data = _load(path)
-        if data is None:
-            continue
-        pids = data.get("pids") or {}
-        alive = any(pid_alive(int(p), s) for p, s in pids.items())
-        detail = f"KUBECONFIG={data['kubeconfig']}"
-        if data.get("release"):
-            detail += f" (release {data['release']} in host namespace {data['host_namespace']})"
-        found.append(Found("vcluster", data["name"], alive, detail, path, data))
+def kept_vclusters(cache_dir: Path) -> list[Found]:
+    found = []
+    for path, record in kept.load_all(cache_dir):
+        alive = any(pid_alive(int(p), start) for p, start in record.pids.items())
+        detail = f"KUBECONFIG={record.kubeconfig}"
+        if record.release:
+            detail += f" (release {record.release} in host namespace {record.host_namespace})"
+        found.append(Found("vcluster", record.name, alive, detail, path, {"record": record}))
+    return found
+
+
+def running_hosts(cache_dir: Path) -> list[Found]:
+    found = []
     for path in sorted((cache_dir / "hosts" / "running").glob("*.json")):
         data = _load(path)
         if data is None:
@@ -72,8 +74,11 @@ def inventory(cache_dir: Path) -> list[Found]:
         users = len(_alive_users(_read_users(Path(data["state_dir"]))))
         detail = f"KUBECONFIG={data['kubeconfig']} users={users} reuse={data.get('reuse')}"
         found.append(Found("host", f"local-{data['pid']}", alive, detail, path, data))
-    found += cluster_namespaces(cache_dir)
     return found
+
+
+def inventory(cache_dir: Path) -> list[Found]:
+    return kept_vclusters(cache_dir) + running_hosts(cache_dir) + cluster_namespaces(cache_dir)
 
 
 def _kubectl(cache_dir: Path) -> str | None:
@@ -164,46 +169,48 @@ def _kill_recorded(pids: dict[str, str]) -> None:
                 os.kill(int(pid), signal.SIGKILL)
 
 
+def _remove_local(cache_dir: Path, record: kept.KeptRecord) -> None:
+    from .hosts import etcd
+
+    with contextlib.suppress(etcd.EtcdError):  # its host (and etcd) are gone: nothing left
+        etcd.delete_prefix(record.etcd_url, record.etcd_prefix + "/")
+
+
+def _remove_release(cache_dir: Path, record: kept.KeptRecord) -> None:
+    delete_host_namespace(cache_dir, record.host_kubeconfig, record.host_namespace)
+
+
+REMOVE = {kept.LOCAL: _remove_local, kept.CHART: _remove_release}  # by KeptRecord.kind
+
+
 def reap(cache_dir: Path, *, hosts_too: bool = False) -> list[str]:
     """Remove kept vclusters (and idle hosts; with ``hosts_too`` every recorded host)."""
     done: list[str] = []
-    items = inventory(cache_dir)
-    kept_namespaces = {
-        i.data.get("host_namespace")
-        for i in items
-        if i.kind == "vcluster" and i.data.get("release")
-    }
-    for item in items:
-        if item.kind == "vcluster":
-            _kill_recorded(item.data.get("pids") or {})
-            if item.data.get("etcd_url"):  # the local runtime
-                from .hosts.local_vcluster import _etcd_delete_prefix
-
-                _etcd_delete_prefix(item.data["etcd_url"], item.data["etcd_prefix"] + "/")
-            elif item.data.get("host_namespace") and item.data.get("host_kubeconfig"):
-                delete_host_namespace(
-                    cache_dir, item.data["host_kubeconfig"], item.data["host_namespace"]
-                )
-            shutil.rmtree(item.data.get("workdir", ""), ignore_errors=True)
+    records = kept.load_all(cache_dir)
+    kept_namespaces = {r.host_namespace for _, r in records if r.release}
+    for path, record in records:
+        _kill_recorded(record.pids)
+        REMOVE[record.kind](cache_dir, record)
+        shutil.rmtree(record.workdir, ignore_errors=True)
+        path.unlink(missing_ok=True)
+        done.append(f"vcluster {record.name}")
+    for item in cluster_namespaces(cache_dir):
+        if item.data["terminating"] or item.data["namespace"] in kept_namespaces:
+            continue
+        if (item.data["expired"] or hosts_too) and delete_host_namespace(
+            cache_dir, item.data["kubeconfig"], item.data["namespace"]
+        ):
+            done.append(f"namespace {item.name} ({item.detail})")
+    for item in running_hosts(cache_dir):
+        state_dir = Path(item.data["state_dir"])
+        idle = not _alive_users(_read_users(state_dir))
+        if item.alive and (hosts_too or (idle and not item.data.get("reuse"))):
+            stop_supervisor(int(item.data["pid"]))
+            done.append(f"host {item.name}")
+        if not pid_alive(int(item.data["pid"]), item.data.get("starttime")):
             item.record.unlink(missing_ok=True)
-            done.append(f"vcluster {item.name}")
-        elif item.kind == "namespace":
-            if item.data["terminating"] or item.data["namespace"] in kept_namespaces:
-                continue
-            if (item.data["expired"] or hosts_too) and delete_host_namespace(
-                cache_dir, item.data["kubeconfig"], item.data["namespace"]
-            ):
-                done.append(f"namespace {item.name} ({item.detail})")
-        else:
-            state_dir = Path(item.data["state_dir"])
-            idle = not _alive_users(_read_users(state_dir))
-            if item.alive and (hosts_too or (idle and not item.data.get("reuse"))):
-                stop_supervisor(int(item.data["pid"]))
-                done.append(f"host {item.name}")
-            if not pid_alive(int(item.data["pid"]), item.data.get("starttime")):
-                item.record.unlink(missing_ok=True)
-                (state_dir / STATE).unlink(missing_ok=True)
-                (state_dir / USERS).unlink(missing_ok=True)
+            (state_dir / STATE).unlink(missing_ok=True)
+            (state_dir / USERS).unlink(missing_ok=True)
     root = runtime_root()
     if root.is_dir():
         done += [f"work dir {d}" for d in reap_stale_workdirs(root)]

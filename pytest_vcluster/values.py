@@ -6,6 +6,7 @@ setup and once per vcluster; checking here turns them into one usage error namin
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 from collections.abc import Mapping
@@ -22,8 +23,19 @@ def _chart(chart: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return defaults, schema
 
 
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` merged into a copy of ``base`` as helm merges values (maps key by key)."""
+    out = copy.deepcopy(dict(base))
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
 def default_chart() -> Path:
-    from .hosts.incluster import chart_dir
+    from .hosts.incluster.chart import chart_dir
 
     return chart_dir()
 
@@ -32,8 +44,6 @@ def schema_errors(values: Mapping[str, Any], chart: Path | None = None) -> list[
     """What the chart's schema says of ``values`` merged over the chart's defaults, as helm
     merges them; empty when they are fine (or when the chart has no schema)."""
     import jsonschema
-
-    from .hosts.incluster import deep_merge
 
     chart = chart or default_chart()
     if not (chart / "values.schema.json").is_file():

@@ -17,10 +17,10 @@ from typing import Any
 import yaml
 
 from .errors import VClusterError
-from .hosts.base import HostInfo
-from .hosts.controlplane import Progress, _quiet
-from .hosts.incluster import InClusterVCluster
-from .hosts.local_vcluster import LocalVCluster
+from .hosts.base import Host, Progress, Runtime, RuntimeOptions, quiet
+from .kept import KeptRecord
+from .spec import VClusterSpec, build_spec
+from .wait import NotYet, poll
 
 Manifest = Mapping[str, Any] | str | Path | Iterable[Mapping[str, Any]]
 
@@ -28,7 +28,7 @@ Manifest = Mapping[str, Any] | str | Path | Iterable[Mapping[str, Any]]
 class VCluster:
     def __init__(
         self,
-        host: HostInfo,
+        host: Host,
         name: str,
         *,
         sync: Iterable[str] = (),
@@ -36,57 +36,57 @@ class VCluster:
         k8s_version: str | None = None,
         labels: Mapping[str, str] | None = None,
         timeout: float = 60.0,
-        progress: Progress = _quiet,
+        progress: Progress = quiet,
         detachable: bool = False,
         values: Mapping[str, Any] | None = None,
         images: Mapping[str, str] | None = None,
         cache_dir: Path | None = None,
     ) -> None:
-        """``values`` and ``images`` (``{"controlPlane": ref, "syncer": ref}``) are for the
-        Helm chart, i.e. hosts other than ``local``; the local runtime ignores them.
-        ``cache_dir`` is where ``kubectl()``/``helm()`` find (or fetch) their binaries."""
+        """``host`` is what a host's ``info()`` returns (``LocalHost(...).info()``). ``name``,
+        ``k8s_version``, ``values`` and ``sync`` are checked as the marker's are (a
+        ``SpecError`` names what is wrong, or what this host cannot honour: chart ``values``
+        and ``images`` (``{"controlPlane": ref, "syncer": ref}``) need a host that runs the
+        Helm chart). ``cache_dir`` is where ``kubectl()``/``helm()`` find (or fetch) their
+        binaries."""
+        spec = build_spec(
+            {"name": name, "k8s_version": k8s_version, "values": values, "sync": list(sync)},
+            "VCluster",
+        )
+        options = RuntimeOptions(
+            labels=dict(labels or {}),
+            timeout=timeout,
+            progress=progress,
+            detachable=detachable,
+            binaries=dict(binaries or {}),
+            images=dict(images or {}),
+        )
+        self._setup(host, spec, options, cache_dir)
+
+    @classmethod
+    def from_spec(
+        cls, host: Host, spec: VClusterSpec, options: RuntimeOptions, cache_dir: Path | None = None
+    ) -> VCluster:
+        """A handle for a spec already built (and named): the plugin's way in."""
+        vc = cls.__new__(cls)
+        vc._setup(host, spec, options, cache_dir)
+        return vc
+
+    def _setup(
+        self, host: Host, spec: VClusterSpec, options: RuntimeOptions, cache_dir: Path | None
+    ) -> None:
+        assert spec.name is not None
         self.host = host
-        self.name = name
+        self.spec = spec
+        self.name = spec.name
         self.cache_dir = cache_dir
-        self._tools = {k: Path(v) for k, v in host.binaries.items()}
-        self._tools.update(binaries or {})
-        self.k8s_version = k8s_version or host.k8s_version
-        from syncer.settings import sync_flags
-
-        try:  # ["ingresses", "-events"]: on and off
-            args = sync_flags(sync)
-        except ValueError as exc:
-            raise VClusterError(f"vcluster {name}: sync={list(sync)!r}: {exc}") from None
-        self._impl: LocalVCluster | InClusterVCluster
-        if host.kind == "local":
-            self._impl = LocalVCluster(
-                host,
-                name,
-                labels=dict(labels or {}),
-                syncer_args=args,
-                binaries=dict(binaries or {}),
-                progress=progress,
-                timeout=timeout,
-                detachable=detachable,
-            )
-        else:
-            from .versions import parse_k8s_version
-
-            # Any version with a control-plane image runs on any host (the image is the
-            # version: images/control-plane/build.py --k8s-version X).
-            self._impl = InClusterVCluster(
-                host,
-                name,
-                k8s_version=str(parse_k8s_version(self.k8s_version)),
-                labels=dict(labels or {}),
-                syncer_args=args,
-                values=dict(values or {}),
-                images=dict(images or {}),
-                binaries=dict(binaries or {}),
-                progress=progress,
-                timeout=timeout,
-                detachable=detachable,
-            )
+        asked = spec.k8s_version  # as asked for: "1.36" stays "1.36" (its patch is the default)
+        self.k8s_version = (
+            (str(asked) if asked.exact else asked.minor_str) if asked else host.k8s_version
+        )
+        self._tools = host.tools().with_paths(options.binaries)
+        if cache_dir is not None:
+            self._tools.cache_dir = cache_dir
+        self._impl: Runtime = host.new_vcluster(spec, options)
         self._api_client: Any = None
         self._dynamic: Any = None
         self.created = False
@@ -115,7 +115,7 @@ class VCluster:
         """Whether the host namespace is gone (waits up to ``timeout`` seconds)."""
         return self._impl.wait_deleted(timeout)
 
-    def detach(self) -> dict[str, Any]:
+    def detach(self) -> KeptRecord:
         """Leave it running after this process ends (keep policies); returns its record."""
         return self._impl.detach()
 
@@ -145,7 +145,7 @@ class VCluster:
 
     @property
     def teardown_seconds(self) -> float:
-        return getattr(self._impl, "teardown_seconds", 0.0)
+        return self._impl.teardown_seconds
 
     @property
     def api_client(self) -> Any:
@@ -210,22 +210,26 @@ class VCluster:
         api_version: str = "v1",
     ) -> Any:
         """Poll until the object's ``condition`` is True (or the callable says so)."""
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
         resource = self._dyn().resources.get(api_version=api_version, kind=kind)
         kwargs = {"namespace": namespace} if resource.namespaced else {}
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            try:
-                last = resource.get(name=name, **kwargs)
-            except Exception as exc:  # not created yet
-                last = exc
-            else:
-                if _satisfied(last, condition):
-                    return last
-            time.sleep(0.2)
-        raise VClusterError(
-            f"{kind} {namespace}/{name} in vcluster {self.name} did not reach {condition!r} "
-            f"within {timeout:.0f}s; last seen: {_summary(last)}"
+
+        def check() -> Any:
+            obj = resource.get(name=name, **kwargs)  # ApiException: not created yet
+            if not _satisfied(obj, condition):
+                raise NotYet(_summary(obj))
+            return obj
+
+        return poll(
+            f"{kind} {namespace}/{name} in vcluster {self.name} to reach {condition!r} "
+            f"(within {timeout:.0f}s)",
+            check,
+            time.monotonic() + timeout,
+            interval=0.2,
+            retry=(ApiException, HTTPError, OSError),
+            timeout_error=VClusterError,
         )
 
     def logs(self, pod: str, namespace: str = "default", container: str | None = None) -> str:
@@ -251,18 +255,7 @@ class VCluster:
     # -- command-line tools on this vcluster ------------------------------------------------------
     def tool(self, name: str) -> Path:
         """Path of ``kubectl``, ``helm``, ... (the plugin's cache, PATH, download or Go build)."""
-        if name not in self._tools:
-            from .binaries import BinaryResolver
-            from .naming import default_cache_dir
-            from .versions import parse_k8s_version
-
-            try:  # the host's version: its tools are built already (kubectl spans ±1 minor)
-                version = parse_k8s_version(self.host.k8s_version)
-            except VClusterError:  # a kubeconfig host of a version we do not build
-                version = parse_k8s_version(None)
-            resolver = BinaryResolver(version, self.cache_dir or default_cache_dir())
-            self._tools[name] = resolver.resolve(name).path
-        return self._tools[name]
+        return self._tools.path(name)
 
     def run(
         self,

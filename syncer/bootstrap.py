@@ -127,6 +127,43 @@ def keep_pods(kube: Kube, objs: Iterable[JSON]) -> list[str]:
     return created
 
 
+def refused(exc: ApiError) -> bool:
+    """An answer that asking again cannot change: the object itself is wrong (400/422), or not
+    allowed (403, an admission webhook's denial). 404 (its namespace comes later), 409, 429
+    and 5xx are worth another try."""
+    return 400 <= exc.status < 500 and exc.status not in (401, 404, 408, 409, 429)
+
+
+def _apply_each(
+    kube: Kube, objs: list[JSON], stop: threading.Event, wait: Callable[[float], Any]
+) -> list[JSON]:
+    """Create each object, retrying while the API server is not up yet; one it refuses is
+    logged and left out (retrying it would only repeat the error). Returns those in place."""
+    placed: list[JSON] = []
+    for obj in objs:
+        delay = 0.1
+        while not stop.is_set():
+            try:
+                apply(kube, [obj])
+            except ApiError as exc:
+                if refused(exc):
+                    log.error("bootstrap: %s refused, left out: %s", _name(obj), exc)
+                    break
+                log.info("bootstrap: retrying %s in %.1fs: %s", _name(obj), delay, exc)
+            except Exception as exc:  # not up yet: connection refused, TLS, a reset
+                log.info("bootstrap: retrying %s in %.1fs: %s", _name(obj), delay, exc)
+            else:
+                placed.append(obj)
+                break
+            wait(delay)
+            delay = min(delay * 2, 0.25)
+    return placed
+
+
+def _name(obj: JSON) -> str:
+    return f"{obj['kind']}/{obj['metadata']['name']}"
+
+
 def start(
     kube: Kube,
     directory: str,
@@ -136,8 +173,8 @@ def start(
     sleep: Callable[[float], Any] | None = None,
     keep_interval: float = 2.0,
 ) -> threading.Thread:
-    """Apply the directory's manifests in a daemon thread, retrying until they are in; then
-    keep their Pods every ``keep_interval`` seconds until ``stop``."""
+    """Apply the directory's manifests in a daemon thread, retrying until they are in (or
+    refused for good); then keep their Pods every ``keep_interval`` seconds until ``stop``."""
     stop = stop or threading.Event()
     wait = sleep or stop.wait
 
@@ -147,23 +184,14 @@ def start(
         except (OSError, ValueError, yaml.YAMLError) as exc:
             log.error("bootstrap: cannot read %s: %s", directory, exc)
             return
-        delay = 0.1
-        while not stop.is_set():
-            try:
-                created = apply(kube, objs)
-            except Exception as exc:  # the API server is not up yet, a webhook, ...
-                log.info("bootstrap: retrying in %.1fs: %s", delay, exc)
-                wait(delay)
-                delay = min(delay * 2, 0.25)
-                continue
-            log.info("bootstrap: %d objects applied (%s created)", len(objs), len(created))
-            break
-        if not any(o["kind"] == "Pod" for o in objs):
+        placed = _apply_each(kube, objs, stop, wait)
+        log.info("bootstrap: %d of %d objects in place", len(placed), len(objs))
+        if not any(o["kind"] == "Pod" for o in placed):
             return
         while not stop.is_set():
             wait(keep_interval)
             try:
-                again = keep_pods(kube, objs)
+                again = keep_pods(kube, placed)
             except Exception as exc:  # the API server restarts: try again next time
                 log.info("bootstrap: keeping pods: %s", exc)
                 continue

@@ -7,6 +7,10 @@ Per request this costs ~0.3 ms of CPU where urllib3 cost ~1.4 ms and http.client
 (header parsing through the email package): a synced pod takes about ten requests, so the HTTP
 client was the largest part of the syncer's CPU per pod. JSON goes through orjson when it is
 installed (the standard json module otherwise).
+
+(Near 500 lines for one job, talking HTTP/1.1 to an API server: framing, the connection pool,
+credentials that rotate, Retry-After, watch streams. Split, each part would need the others'
+private state.)
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import json
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -41,9 +46,12 @@ except ImportError:  # pragma: no cover - the syncer image may lack it
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, body: Any, method: str, path: str) -> None:
+    def __init__(
+        self, status: int, body: Any, method: str, path: str, retry_after: float | None = None
+    ) -> None:
         self.status = status
         self.body = body
+        self.retry_after = retry_after  # seconds the server asked us to wait (Retry-After)
         reason = body.get("message") if isinstance(body, dict) else str(body)[:300]
         super().__init__(f"{method} {path}: {status} {reason}")
 
@@ -87,8 +95,16 @@ class _Conn:
                 closer()
 
 
+def _retry_after(value: bytes) -> float | None:
+    """Retry-After in seconds (the API server sends whole seconds; an HTTP date is ignored)."""
+    try:
+        return max(0.0, float(value.strip()))
+    except ValueError:
+        return None
+
+
 class _Response:
-    __slots__ = ("chunked", "close", "conn", "length", "status")
+    __slots__ = ("chunked", "close", "conn", "length", "retry_after", "status")
 
     def __init__(self, conn: _Conn, method: str) -> None:
         self.conn = conn
@@ -101,6 +117,7 @@ class _Response:
         self.status = int(parts[1])
         self.length: int | None = None
         self.chunked = False
+        self.retry_after: float | None = None
         self.close = parts[0] == b"HTTP/1.0"
         while True:
             header = conn.rfile.readline(65537)
@@ -116,6 +133,8 @@ class _Response:
                 self.chunked = b"chunked" in value.lower()
             elif name == b"connection":
                 self.close = b"close" in value.lower()
+            elif name == b"retry-after":
+                self.retry_after = _retry_after(value)
         if method == "HEAD" or self.status in (204, 304) or 100 <= self.status < 200:
             self.length = 0
         elif self.length is None and not self.chunked:
@@ -151,7 +170,14 @@ class _Response:
 
 
 class Kube:
-    """One API server. Thread-safe: each request takes a connection from a shared pool."""
+    """One API server. Thread-safe: each request takes a connection from a shared pool.
+
+    ``token_file``: a bearer token read from this file (in-cluster: the pod's projected
+    ServiceAccount token, which the kubelet rotates) is read again every ``token_refresh``
+    seconds, as client-go does, and at once when the server answers 401. A 429 (or a 5xx)
+    carrying ``Retry-After`` is sent again after that many seconds (at most
+    ``max_retry_wait`` each, ``max_retries`` times): the server did not process it.
+    """
 
     def __init__(
         self,
@@ -161,9 +187,13 @@ class Kube:
         cert_file: str | None = None,
         key_file: str | None = None,
         token: str | None = None,
+        token_file: str | None = None,
+        token_refresh: float = 60.0,
         verify: bool = True,
         name: str = "kube",
         maxsize: int = 64,
+        max_retries: int = 3,
+        max_retry_wait: float = 10.0,
     ) -> None:
         self.server = server.rstrip("/")
         self.name = name
@@ -175,15 +205,20 @@ class Kube:
         self._prefix = url.path.rstrip("/")
         host = f"[{self._host}]" if ":" in self._host else self._host
         default = (self._tls and self._port == 443) or (not self._tls and self._port == 80)
-        headers = {
-            "Host": host if default else f"{host}:{self._port}",
-            "Accept": "application/json",
-            "User-Agent": "pytest-vcluster-syncer",
-        }
-        if token:
-            headers["Authorization"] = token if " " in token else f"Bearer {token}"
-        self._head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        self._identity = [(k, v) for k, v in headers.items() if k in ("Host", "Authorization")]
+        self._host_header = host if default else f"{host}:{self._port}"
+        self._head = (
+            f"Host: {self._host_header}\r\nAccept: application/json\r\n"
+            "User-Agent: pytest-vcluster-syncer\r\n"
+        )
+        self._token_file = token_file
+        self._token_refresh = token_refresh
+        self._token_read_at = time.monotonic()
+        self._authorization = ""
+        self._set_token(token)
+        if token_file and not token:
+            self._reload_token()
+        self.max_retries = max_retries
+        self.max_retry_wait = max_retry_wait
         self._ctx: ssl.SSLContext | None = None
         if self._tls:
             ctx = ssl.create_default_context(cafile=ca_file)
@@ -204,12 +239,16 @@ class Kube:
         from kubernetes import client, config
 
         cfg = client.Configuration()
+        token_file = None
         if path:
             config.load_kube_config(  # type: ignore[no-untyped-call]
                 config_file=path, context=context, client_configuration=cfg
             )
         else:
+            from kubernetes.config.incluster_config import SERVICE_TOKEN_FILENAME
+
             config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+            token_file = SERVICE_TOKEN_FILENAME  # projected: rotated by the kubelet
         token = cfg.api_key.get("authorization") or cfg.api_key.get("BearerToken")
         return cls(
             cfg.host,
@@ -217,15 +256,43 @@ class Kube:
             cert_file=cfg.cert_file,
             key_file=cfg.key_file,
             token=token,
+            token_file=token_file,
             verify=cfg.verify_ssl,
             name=name,
         )
+
+    # -- credentials
+    def _set_token(self, token: str | None) -> None:
+        token = (token or "").strip()
+        value = (token if " " in token else f"Bearer {token}") if token else ""
+        self._authorization = f"Authorization: {value}\r\n" if value else ""
+
+    def _reload_token(self) -> bool:
+        """Read ``token_file`` again; whether the token changed."""
+        assert self._token_file is not None
+        before = self._authorization
+        self._token_read_at = time.monotonic()
+        try:
+            with open(self._token_file) as fh:
+                self._set_token(fh.read())
+        except OSError:  # being rotated (atomic rename): keep the one we have
+            return False
+        return self._authorization != before
+
+    def _auth_line(self) -> str:
+        if self._token_file and time.monotonic() - self._token_read_at >= self._token_refresh:
+            self._reload_token()
+        return self._authorization
 
     # -- connections
     def endpoint(self) -> tuple[str, int, ssl.SSLContext | None, list[tuple[str, str]]]:
         """Where and as whom to open a raw connection (the kubelet proxy's streams): host,
         port, TLS context (None: plain HTTP), and the Host and Authorization headers."""
-        return self._host, self._port, self._ctx, list(self._identity)
+        identity = [("Host", self._host_header)]
+        auth = self._auth_line()
+        if auth:
+            identity.append(("Authorization", auth.split(": ", 1)[1].rstrip()))
+        return self._host, self._port, self._ctx, identity
 
     @property
     def path_prefix(self) -> str:
@@ -265,7 +332,7 @@ class Kube:
             conn.close()
 
     def _send(self, method: str, target: str, data: bytes | None, content_type: str) -> bytes:
-        head = f"{method} {self._prefix}{target} HTTP/1.1\r\n{self._head}"
+        head = f"{method} {self._prefix}{target} HTTP/1.1\r\n{self._head}{self._auth_line()}"
         if data is not None:
             head += f"Content-Type: {content_type}\r\nContent-Length: {len(data)}\r\n"
         return (head + "\r\n").encode() + (data or b"")
@@ -291,6 +358,41 @@ class Kube:
                 conn.close()
                 raise
 
+    def _release(self, resp: _Response) -> bytes:
+        """Read the body and return the connection to the pool (or close it)."""
+        try:
+            raw = resp.read()
+        except BaseException:
+            resp.conn.close()
+            raise
+        if resp.close:
+            resp.conn.close()
+        else:
+            self._give(resp.conn)
+        return raw
+
+    def _answered(
+        self, method: str, target: str, data: bytes | None, content_type: str, timeout: float
+    ) -> _Response:
+        """A response worth handing on: a 401 after the token file changed is sent again with
+        the new token; a 429/5xx with Retry-After after the wait it asks for."""
+        retried_auth = False
+        waits = 0
+        while True:
+            resp = self._open(method, target, data, content_type, timeout)
+            again = False
+            if resp.status == 401 and self._token_file and not retried_auth:
+                retried_auth = again = self._reload_token()
+            wait = resp.retry_after
+            if not again and wait is not None and (resp.status == 429 or resp.status >= 500):
+                again = waits < self.max_retries
+                waits += 1
+            if not again:
+                return resp
+            self._release(resp)
+            if resp.status != 401:
+                time.sleep(min(wait or 0.0, self.max_retry_wait))
+
     # -- plain requests
     def request(
         self,
@@ -306,22 +408,14 @@ class Kube:
             ("?" + urlencode(params)) if params else ""
         )
         data = None if body is None else _dumps(body)
-        resp = self._open(method, target, data, content_type, timeout)
-        try:
-            raw = resp.read()
-        except BaseException:
-            resp.conn.close()
-            raise
-        if resp.close:
-            resp.conn.close()
-        else:
-            self._give(resp.conn)
+        resp = self._answered(method, target, data, content_type, timeout)
+        raw = self._release(resp)
         try:
             decoded = _loads(raw) if raw else None
         except ValueError:
             decoded = raw.decode(errors="replace")
         if resp.status >= 400:
-            raise ApiError(resp.status, decoded, method, path)
+            raise ApiError(resp.status, decoded, method, path, resp.retry_after)
         return decoded
 
     def get(self, path: str, **params: Any) -> Any:
@@ -372,7 +466,7 @@ class Kube:
             "timeoutSeconds": str(timeout_seconds),
         }
         target = f"{quote(path)}?{urlencode(query)}"
-        resp = self._open("GET", target, None, "", timeout_seconds + 30)
+        resp = self._answered("GET", target, None, "", timeout_seconds + 30)
         clean = False
         try:
             if resp.status >= 400:
@@ -381,7 +475,7 @@ class Kube:
                     body = _loads(data)
                 except ValueError:
                     body = data.decode(errors="replace")
-                raise ApiError(resp.status, body, "WATCH", path)
+                raise ApiError(resp.status, body, "WATCH", path, resp.retry_after)
             if resp.chunked:
                 buf = b""
                 for chunk in resp.chunks():

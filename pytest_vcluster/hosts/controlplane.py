@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import kubeconfig, pki
-from ..errors import HostStartError, ReadinessTimeoutError
+from ..errors import HostStartError
 from ..procs import Child, ProcessGroup, free_port
 from ..rest import Credentials, RestClient
+from ..wait import NotYet, poll
 
 Progress = Callable[[str], None]
 POLL = 0.05
@@ -35,21 +36,18 @@ def wait_until(
 ) -> None:
     """Poll ``check`` until it is true; fail fast with the log tail if a child exits
     (``children`` may be a callable that returns them, e.g. after reviving one)."""
-    while True:
+
+    def step() -> None:
         for child in children() if callable(children) else children:
             if not child.alive():
                 raise HostStartError(
                     f"{child.name} exited with code {child.returncode} while waiting for "
                     f"{what}; from {child.log_path}:\n{child.failure_excerpt()}"
                 )
-        try:
-            if check():
-                return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise ReadinessTimeoutError(f"timed out waiting for {what}")
-        time.sleep(POLL)
+        if not check():
+            raise NotYet("not yet")
+
+    poll(what, step, deadline, interval=POLL, retry=(OSError,))
 
 
 def _port_conflict(child: Child) -> bool:
@@ -137,14 +135,8 @@ class ControlPlane:
         ca_pem = ca.pair.cert_pem
         ca.issue(
             "kube-apiserver",
-            dns=(
-                "localhost",
-                "kubernetes",
-                "kubernetes.default",
-                "kubernetes.default.svc",
-                "kubernetes.default.svc.cluster.local",
-            ),
-            ips=("127.0.0.1", _first_service_ip(self.service_cidr)),
+            dns=pki.api_server_names(),
+            ips=pki.service_ip_sans(self.service_cidr),
             server=True,
         ).write(d, "apiserver")
         sa_key, sa_pub = pki.service_account_key()
@@ -363,9 +355,3 @@ class ControlPlane:
 
     def rss(self) -> dict[str, int]:
         return {name: child.rss_bytes() for name, child in self.children.items()}
-
-
-def _first_service_ip(cidr: str) -> str:
-    import ipaddress
-
-    return str(next(ipaddress.ip_network(cidr).hosts()))

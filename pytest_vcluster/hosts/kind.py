@@ -1,5 +1,9 @@
 """The kind host: a named kind cluster, created or reused, reachable on 127.0.0.1.
 
+(Over 400 lines for one job, the cluster's lifecycle: create or reuse under a file lock,
+leases of the processes sharing it, readiness, deletion by the last user. Its pure parts are
+in ``kind_config.py``, what its vclusters see in ``kind_info.py``.)
+
 The kubeconfig lives in the cache directory (``<cache>/kind/<cluster>.kubeconfig``); the user's
 ``~/.kube/config`` is only written when ``export_kubeconfig=True``. Several processes (xdist
 workers, parallel runs) may share one cluster: creation happens under a file lock, each user
@@ -24,23 +28,46 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from filelock import FileLock
 
 from ..docker import Docker, DockerCommandError, ensure_docker, is_cgroup_v1
-from ..errors import HostStartError, ReadinessTimeoutError
+from ..errors import HostStartError
 from ..procs import pid_alive, proc_starttime
 from ..versions import K8sVersion
-from .base import HostInfo
+from ..wait import NotYet, done_or_not_yet, poll
+from .kind_config import (
+    BUILD_HINT,
+    DEFAULT_CLUSTER,
+    LOCAL_IMAGE_REPO,
+    cluster_config,
+    create_args,
+    default_image,
+    delete_args,
+    load_args,
+    node_condition,
+    version_matches,
+)
+from .pods import pod_problem, pod_ready
+
+if TYPE_CHECKING:
+    from .kind_info import KindHostInfo
+
+__all__ = [  # the pure helpers live in kind_config and pods; imported from here too
+    "KindHost",
+    "cluster_config",
+    "create_args",
+    "default_image",
+    "delete_args",
+    "load_args",
+    "node_condition",
+    "pod_problem",
+    "version_matches",
+]
 
 Progress = Callable[[str], None]
-
-DEFAULT_CLUSTER = "pytest-vcluster"
-LOCAL_IMAGE_REPO = "pytest-vcluster/kind-node"
-PUBLIC_IMAGE_REPO = "kindest/node"
-BUILD_HINT = "python images/kind-node/build.py --k8s-version {version}"
 
 
 class KindError(HostStartError):
@@ -55,119 +82,12 @@ class KindVersionMismatchError(KindError):
     """A cluster of that name exists but runs another Kubernetes version."""
 
 
+class KubectlError(KindError):
+    """A kubectl command against the kind cluster failed (it may still be starting)."""
+
+
 def _quiet(msg: str) -> None:
     pass
-
-
-def cluster_config(
-    *,
-    workers: int = 0,
-    cgroup_v1: bool = False,
-    api_port: int = 0,
-    extra_patches: Sequence[str] = (),
-) -> dict[str, Any]:
-    """The kind ``Cluster`` config: API on 127.0.0.1, kubelet patched for cgroup v1 hosts."""
-    patches = list(extra_patches)
-    if cgroup_v1:
-        patches.append(
-            "kind: KubeletConfiguration\n"
-            "apiVersion: kubelet.config.k8s.io/v1beta1\n"
-            "failCgroupV1: false\n"
-        )
-    cfg: dict[str, Any] = {
-        "kind": "Cluster",
-        "apiVersion": "kind.x-k8s.io/v1alpha4",
-        "networking": {"apiServerAddress": "127.0.0.1", "apiServerPort": api_port},
-        "nodes": [{"role": "control-plane"}] + [{"role": "worker"} for _ in range(workers)],
-    }
-    if patches:
-        cfg["kubeadmConfigPatches"] = patches
-    return cfg
-
-
-def create_args(
-    kind: Path | str, name: str, image: str, config: Path, kubeconfig: Path
-) -> list[str]:
-    """``kind create cluster`` for ``name`` writing only ``kubeconfig`` (never ~/.kube/config)."""
-    return [
-        str(kind),
-        "create",
-        "cluster",
-        "--name",
-        name,
-        "--image",
-        image,
-        "--config",
-        str(config),
-        "--kubeconfig",
-        str(kubeconfig),
-        "--wait",
-        "0s",
-        "--retain=false",
-    ]
-
-
-def delete_args(kind: Path | str, name: str, kubeconfig: Path) -> list[str]:
-    return [str(kind), "delete", "cluster", "--name", name, "--kubeconfig", str(kubeconfig)]
-
-
-def load_args(kind: Path | str, name: str, images: Sequence[str]) -> list[str]:
-    return [str(kind), "load", "docker-image", "--name", name, *images]
-
-
-def version_matches(found: str, want: K8sVersion) -> bool:
-    """``found`` (``v1.37.2`` from /kind/version) against the request (patch only if exact)."""
-    core = found.strip().lstrip("v").split("+")[0].split("-")[0]
-    parts = core.split(".")
-    if len(parts) < 2:
-        return False
-    if want.exact:
-        return core == str(want)
-    return parts[:2] == [str(want.major), str(want.minor)]
-
-
-def default_image(k8s: K8sVersion, docker: Docker | None = None) -> str:
-    """The newest local ``pytest-vcluster/kind-node:<tag>-*`` image, else ``kindest/node``."""
-    if docker is not None:
-        out = docker.run(
-            [
-                "images",
-                "--format",
-                "{{.Repository}}:{{.Tag}}\t{{.CreatedAt}}",
-                LOCAL_IMAGE_REPO,
-            ],
-            check=False,
-        ).stdout.decode()
-        rows = [ln.split("\t") for ln in out.splitlines() if "\t" in ln]
-        mine = [r for r in rows if r[0].split(":", 1)[1].startswith(k8s.tag + "-")]
-        if mine:
-            return max(mine, key=lambda r: r[1])[0]
-    return f"{PUBLIC_IMAGE_REPO}:{k8s.tag}"
-
-
-def node_condition(node: dict[str, Any], kind: str = "Ready") -> tuple[bool, str]:
-    for cond in node.get("status", {}).get("conditions", []):
-        if cond.get("type") == kind:
-            ok = cond.get("status") == "True"
-            return ok, f"{cond.get('reason', '')}: {cond.get('message', '')}".strip(": ")
-    return False, "no Ready condition yet"
-
-
-def pod_problem(pod: dict[str, Any]) -> str | None:
-    """A reason that will not fix itself (image pull, crash loop, unschedulable), or None."""
-    name = pod.get("metadata", {}).get("name", "?")
-    status = pod.get("status", {})
-    for cond in status.get("conditions", []):
-        if cond.get("type") == "PodScheduled" and cond.get("reason") == "Unschedulable":
-            return f"{name}: Unschedulable: {cond.get('message', '')}"
-    statuses = status.get("initContainerStatuses", []) + status.get("containerStatuses", [])
-    for cs in statuses:
-        waiting = cs.get("state", {}).get("waiting") or {}
-        reason = waiting.get("reason", "")
-        bad = ("ErrImagePull", "ImagePullBackOff", "CrashLoopBackOff", "CreateContainerError")
-        if reason in bad or reason.startswith("CreateContainerConfigError"):
-            return f"{name}/{cs.get('name')}: {reason}: {waiting.get('message', '')}".rstrip(": ")
-    return None
 
 
 @dataclass
@@ -326,7 +246,7 @@ class KindHost:
             cmd, capture_output=True, text=True, input=input, timeout=timeout, check=False
         )
         if check and proc.returncode != 0:
-            raise KindError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()[-2000:]}")
+            raise KubectlError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()[-2000:]}")
         return proc
 
     def server(self) -> str:
@@ -334,16 +254,16 @@ class KindHost:
         cfg = yaml.safe_load(self.kubeconfig_path.read_text())
         return str(cfg["clusters"][0]["cluster"]["server"])
 
-    def info(self) -> HostInfo:
-        """The plain-data description the plugin hands to vclusters (no etcd, no host PKI)."""
-        return HostInfo(
-            kind="kind",
+    def info(self) -> KindHostInfo:
+        """The host as its vclusters see it (plain data: no etcd, no host PKI)."""
+        from .kind_info import KindHostInfo
+
+        return KindHostInfo(
+            cluster=self.name,
             k8s_version=str(self.k8s),
             server=self.server(),
             kubeconfig=str(self.kubeconfig_path),
-            etcd_url="",
-            pki_dir="",
-            workdir=str(self.state_dir / self.name),
+            cache_dir=str(self.cache_dir),
             binaries={"kind": str(self.kind), "kubectl": str(self.kubectl)},
         )
 
@@ -373,54 +293,40 @@ class KindHost:
     # -- readiness ------------------------------------------------------------------------------
     def wait_ready(self, deadline: float) -> None:
         """API answers → every node Ready → CoreDNS Running → ``default`` ServiceAccount."""
-        stage = "API server"
-        last = ""
         start = time.monotonic()
-        while time.monotonic() < deadline:
-            try:
-                if stage == "API server":
-                    self.kubectl_run("get", "--raw", "/readyz", timeout=10)
-                    stage = "nodes Ready"
-                    self.timings.setdefault("api_ready", time.monotonic() - start)
-                if stage == "nodes Ready":
-                    nodes = self.kubectl_json("get", "nodes")["items"]
-                    states = [(n["metadata"]["name"], *node_condition(n)) for n in nodes]
-                    waiting = [f"{n}: {why}" for n, ok, why in states if not ok]
-                    if nodes and not waiting:
-                        stage = "cluster DNS"
-                    else:
-                        last = "; ".join(waiting) or "no nodes registered"
-                if stage == "cluster DNS":
-                    pods = self.kubectl_json("get", "pods", "-n", "kube-system")["items"]
-                    for pod in pods:
-                        problem = pod_problem(pod)
-                        if problem:
-                            raise KindError(
-                                f"kind cluster {self.name!r}: a system pod cannot start: {problem}"
-                            )
-                    dns = [
-                        p
-                        for p in pods
-                        if p["metadata"].get("labels", {}).get("k8s-app") == "kube-dns"
-                    ]
-                    if dns and all(_pod_ready(p) for p in dns):
-                        stage = "default ServiceAccount"
-                    else:
-                        last = "CoreDNS not ready yet"
-                if stage == "default ServiceAccount":
-                    got = self.kubectl_run("get", "serviceaccount", "default", check=False)
-                    if got.returncode == 0:
-                        return
-                    last = got.stderr.strip()
-            except (KindError, subprocess.TimeoutExpired) as exc:
-                if isinstance(exc, KindError) and "cannot start" in str(exc):
-                    raise
-                last = str(exc)
-            time.sleep(0.5)
-        raise ReadinessTimeoutError(
-            f"kind cluster {self.name!r} not ready: stage {stage!r} did not pass in time; "
-            f"last: {last}"
+        retry = (KubectlError, subprocess.TimeoutExpired)
+        what = f"kind cluster {self.name!r}:"
+        poll(f"{what} API server /readyz", self._api_ready, deadline, interval=0.5, retry=retry)
+        self.timings.setdefault("api_ready", time.monotonic() - start)
+        poll(f"{what} nodes Ready", self._nodes_ready, deadline, interval=0.5, retry=retry)
+        poll(f"{what} cluster DNS", self._dns_ready, deadline, interval=0.5, retry=retry)
+        poll(
+            f"{what} default ServiceAccount",
+            lambda: self.kubectl_run("get", "serviceaccount", "default"),
+            deadline,
+            interval=0.5,
+            retry=retry,
         )
+
+    def _api_ready(self) -> None:
+        self.kubectl_run("get", "--raw", "/readyz", timeout=10)
+
+    def _nodes_ready(self) -> bool:
+        nodes = self.kubectl_json("get", "nodes")["items"]
+        states = [(n["metadata"]["name"], *node_condition(n)) for n in nodes]
+        waiting = [f"{n}: {why}" for n, ok, why in states if not ok]
+        return done_or_not_yet(bool(nodes) and not waiting, "; ".join(waiting) or "no nodes")
+
+    def _dns_ready(self) -> bool:
+        pods = self.kubectl_json("get", "pods", "-n", "kube-system")["items"]
+        for pod in pods:
+            problem = pod_problem(pod)
+            if problem:  # not a KubectlError: ends the wait
+                raise KindError(f"kind cluster {self.name!r}: a system pod cannot start: {problem}")
+        dns = [p for p in pods if p["metadata"].get("labels", {}).get("k8s-app") == "kube-dns"]
+        if not dns or not all(pod_ready(p) for p in dns):
+            raise NotYet("CoreDNS not ready yet")
+        return True
 
     # -- internals ------------------------------------------------------------------------------
     def _kind(
@@ -474,19 +380,24 @@ class KindHost:
                 timeout=max(self.timeout, 300),
             )
         except KindError as exc:
-            with contextlib.suppress(Exception):
-                self.delete()
+            self._delete_after_failed_create()
             if "pull" in str(exc).lower() and not self.docker.image_exists(image):
                 raise self._image_missing(
                     image, "is not in Docker and could not be pulled"
                 ) from exc
             raise
         except BaseException:
-            with contextlib.suppress(Exception):
-                self.delete()
+            self._delete_after_failed_create()
             raise
         self.created = True
         self.timings["create"] = time.monotonic() - t0
+
+    def _delete_after_failed_create(self) -> None:
+        """Remove what a failed ``kind create`` left; the create's error is the one to raise."""
+        try:
+            self.delete()
+        except (KindError, OSError, subprocess.TimeoutExpired) as exc:
+            self.progress(f"pytest-vcluster: deleting the half-created kind cluster: {exc}")
 
     def _write_kubeconfig(self) -> None:
         out = self._kind(["get", "kubeconfig", "--name", self.name]).stdout
@@ -512,13 +423,6 @@ class KindHost:
             else:
                 lease.unlink(missing_ok=True)  # its owner died without stopping
         return live
-
-
-def _pod_ready(pod: dict[str, Any]) -> bool:
-    for cond in pod.get("status", {}).get("conditions", []):
-        if cond.get("type") == "Ready":
-            return bool(cond.get("status") == "True")
-    return False
 
 
 def _parse_size(text: str) -> int:

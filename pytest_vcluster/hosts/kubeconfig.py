@@ -10,15 +10,31 @@ from __future__ import annotations
 import base64
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from ..errors import HostStartError, VClusterError
-from .base import HostInfo
+from ..versions import K8sVersion, parse_k8s_version
+from .base import HostContext, Provides, RuntimeOptions
+
+if TYPE_CHECKING:
+    from ..kept import KeptRecord
+    from ..settings import Settings
+    from ..spec import VClusterSpec
+    from .incluster import InClusterVCluster
+    from .tools import Tools
+
+PROVIDES = Provides(
+    tools=("kubectl", "helm"),
+    chart_values=True,
+    prewarm=False,  # someone else's cluster: start nothing nobody asked for
+    deferred_namespace_wait=True,
+)
 
 
 class KubeconfigError(VClusterError):
@@ -205,18 +221,96 @@ class KubeconfigHost:
         finally:
             api.close()
 
-    def info(self) -> HostInfo:
+    def info(self, default_k8s: K8sVersion | None = None) -> KubeconfigHostInfo:
+        """The host as its vclusters see it; their Kubernetes version is the host's when we
+        have a control-plane image of it, else ``default_k8s`` (the run's)."""
         if not self.version:
             self.check()
-        return HostInfo(
-            kind="kubeconfig",
-            k8s_version=self.version,
+        try:
+            k8s = str(parse_k8s_version(self.version))
+        except VClusterError:  # a version we build no images of
+            k8s = str(default_k8s or parse_k8s_version(None))
+        return KubeconfigHostInfo(
+            context=self.context_name,
+            k8s_version=k8s,
+            host_version=self.version,
             server=self.server,
             kubeconfig=str(self.path),
-            etcd_url="",
-            pki_dir="",
-            workdir=str(self.workdir),
+            workdir_path=str(self.workdir),
+            cache_dir=str(self.cache_dir),
         )
+
+
+@dataclass(frozen=True)
+class KubeconfigHostInfo:
+    context: str
+    k8s_version: str  # of its vclusters by default
+    host_version: str
+    server: str
+    kubeconfig: str  # the flattened copy under workdir_path
+    workdir_path: str
+    cache_dir: str
+
+    @property
+    def kind(self) -> str:
+        return "kubeconfig"
+
+    @property
+    def provides(self) -> Provides:
+        return PROVIDES
+
+    @property
+    def workdir(self) -> Path:
+        return Path(self.workdir_path)
+
+    def tools(self) -> Tools:
+        from .tools import Tools
+
+        return Tools({}, parse_k8s_version(self.k8s_version), Path(self.cache_dir))
+
+    def new_vcluster(self, spec: VClusterSpec, options: RuntimeOptions) -> InClusterVCluster:
+        from .incluster import new_release
+
+        return new_release(self, spec, options)
+
+    def needed_after_run(self, kept: list[KeptRecord]) -> bool:
+        return False  # nothing of ours to stop: the cluster is someone else's
+
+    def load_images(self, images: list[str], progress: Any) -> float:
+        return 0.0  # the cluster pulls them from its registry
+
+    def container_rss(self, namespace: str, pod: str) -> dict[str, int]:
+        return {}  # no access to its nodes
+
+
+class KubeconfigHostType:
+    name = "kubeconfig"
+    provides = PROVIDES
+    unusable = "is not usable"
+    options = ("vcluster-kubeconfig", "vcluster-context")
+
+    def check_settings(self, settings: Settings) -> None:
+        """A missing file or context (reachability is checked when a test needs the host)."""
+        try:
+            flatten(split_paths(settings.kubeconfig), settings.context)
+        except KubeconfigError as exc:
+            raise KubeconfigError(
+                f"{settings.kubeconfig!r}: {exc}; accepted: a readable kubeconfig with that "
+                "context (--vcluster-context, default its current-context)"
+            ) from None
+
+    def describe(self, settings: Settings) -> str:
+        return f"kubeconfig ({settings.kubeconfig}, context {settings.context or 'current'})"
+
+    @contextmanager
+    def open(self, ctx: HostContext) -> Iterator[KubeconfigHostInfo]:
+        s = ctx.settings
+        host = KubeconfigHost(s.kubeconfig, s.context, s.cache_dir, timeout=min(s.timeout, 15))
+        ctx.progress(f"pytest-vcluster: checking host context {host.context_name!r}")
+        yield host.info(s.k8s)
+
+
+HOST_TYPE = KubeconfigHostType()
 
 
 def _short(exc: BaseException) -> str:

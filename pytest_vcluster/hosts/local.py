@@ -23,8 +23,8 @@ from typing import Any
 from ..errors import HostStartError
 from ..procs import ProcessGroup, pid_alive, proc_starttime
 from ..versions import K8sVersion
-from .base import HostInfo
 from .controlplane import ControlPlane, Etcd, Progress, _quiet, wait_until
+from .local_info import LocalHostInfo
 
 HOST_PREFIX = "/host"
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
@@ -110,8 +110,10 @@ class LocalHost:
         workdir: Path | None = None,
         progress: Progress = _quiet,
         timeout: float = 60.0,
+        cache_dir: Path | None = None,
     ) -> None:
         self.k8s = k8s
+        self.cache_dir = cache_dir  # where its vclusters find binaries of other versions
         self.binaries = dict(binaries)
         self.nodes = [f"kwok-node-{i}" for i in range(nodes)]
         self.progress = progress
@@ -226,12 +228,11 @@ class LocalHost:
         assert self.control_plane is not None
         return self.control_plane.server
 
-    def info(self) -> HostInfo:
+    def info(self) -> LocalHostInfo:
         """Everything a vcluster (possibly in another process) needs to use this host."""
         assert self.etcd is not None
         assert self.control_plane is not None
-        return HostInfo(
-            kind="local",
+        return LocalHostInfo(
             k8s_version=str(self.k8s),
             server=self.control_plane.server,
             kubeconfig=str(self.kubeconfig_path),
@@ -240,6 +241,7 @@ class LocalHost:
             workdir=str(self.workdir),
             binaries={k: str(v) for k, v in self.binaries.items()},
             supervisor_pid=os.getpid(),
+            cache_dir=str(self.cache_dir or ""),
         )
 
     def api_client(self) -> Any:

@@ -7,9 +7,6 @@ to a namespaced Role in the host namespace, exactly the rights it has in the Hel
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import json
 import re
 import shutil
 import sys
@@ -18,65 +15,32 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from .. import kubeconfig
-from ..errors import HostStartError
-from ..naming import host_namespace_for, validate_name
+from .. import kept, kubeconfig
+from ..errors import CleanupError, HostStartError, VClusterError
+from ..kept import KeptRecord
+from ..naming import host_namespace_body, host_namespace_for, namespace_taken, validate_name
 from ..procs import Child, ProcessGroup, proc_starttime
 from ..rest import RestClient
 from ..retry import Transient, idempotent, transient_status
-from ..servicecidr import cidrs_from_servicecidrs, parse_service_cidr, probe_service
-from .base import HostInfo
+from ..servicecidr import discover
+from . import etcd
 from .controlplane import ControlPlane, Progress, _quiet, wait_until
-
-# vcluster runs its controller-manager without the controllers that need real nodes/clouds.
-VCLUSTER_CONTROLLERS = ",".join(
-    [
-        "*",
-        "-node-lifecycle-controller",
-        "-node-ipam-controller",
-        "-persistentvolume-binder-controller",
-        "-persistentvolume-attach-detach-controller",
-        "-persistentvolume-expander-controller",
-        "-ttl-controller",
-    ]
+from .local_info import LocalHostInfo
+from .pods import rest_tables
+from .vcluster_config import (
+    SYNCER_RULES,
+    VCLUSTER_APISERVER_ARGS,
+    VCLUSTER_APISERVER_ENV,
+    VCLUSTER_CONTROLLERS,
 )
-# Start-up is CPU-bound (2 cores, several vclusters at once). Measured on this machine, CPU
-# seconds until /readyz (median of 5): 3.80 as is, 2.90 with both settings below.
-# - API Priority and Fairness guards a shared cluster against noisy tenants; a test vcluster has
-#   one tenant, and its config producer writes a dozen objects at every start.
-# - The Go collector runs less often while the start-up allocates (GOGC=400); the memory limit
-#   brings it back once the heap nears 400 MiB, so idle vclusters stay small.
-VCLUSTER_APISERVER_ARGS = ("--enable-priority-and-fairness=false",)
-VCLUSTER_APISERVER_ENV = {"GOGC": "400", "GOMEMLIMIT": "400MiB"}
-# Copied from the host's etcd before a vcluster's apiserver starts (see _seed_from_host).
-SEED_FROM_HOST = ("clusterroles", "clusterrolebindings", "roles", "rolebindings", "priorityclasses")
-SYNCER_RULES = [
-    {
-        "apiGroups": [""],
-        "resources": [
-            "pods",
-            "pods/status",
-            "services",
-            "endpoints",
-            "configmaps",
-            "secrets",
-            "persistentvolumeclaims",
-            "events",
-        ],
-        "verbs": ["*"],
-    },
-    {  # the fake nodes' kubelet API, forwarded to the host pods (syncer/kubelet)
-        "apiGroups": [""],
-        "resources": ["pods/log", "pods/exec", "pods/attach", "pods/portforward"],
-        "verbs": ["get", "create"],
-    },
-    {  # kubectl debug: a virtual pod's ephemeral containers reach its host pod; resize
-        "apiGroups": [""],
-        "resources": ["pods/ephemeralcontainers", "pods/resize"],
-        "verbs": ["get", "patch", "update"],
-    },
-    {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["*"]},
-]
+
+__all__ = ["SYNCER_RULES", "VCLUSTER_CONTROLLERS", "LocalVCluster"]
+
+# Copied from the host's etcd before a vcluster's apiserver starts (see _seed_from_host): the
+# RBAC objects labelled rbac-defaults, and the system PriorityClasses ("system-" is reserved:
+# only the apiserver's own two can have it, so a test's PriorityClass is never copied).
+SEED_RBAC = ("clusterroles", "clusterrolebindings", "roles", "rolebindings")
+SEED_PRIORITY_CLASSES = "priorityclasses/system-"
 
 
 class LocalVCluster:
@@ -84,7 +48,7 @@ class LocalVCluster:
 
     def __init__(
         self,
-        host: HostInfo,
+        host: LocalHostInfo,
         name: str,
         *,
         labels: dict[str, str] | None = None,
@@ -109,6 +73,7 @@ class LocalVCluster:
         self.syncer: Child | None = None
         self.syncer_health = ""
         self.ready_seconds = 0.0
+        self.teardown_seconds = 0.0
 
     def __enter__(self) -> LocalVCluster:
         self.start()
@@ -134,7 +99,10 @@ class LocalVCluster:
         try:
             self._start()
         except BaseException:
-            self.delete()
+            try:
+                self.delete()
+            except CleanupError as exc:  # the start's own error is the one to raise
+                self.progress(f"pytest-vcluster: after a failed start: {exc}")
             raise
 
     def _start(self) -> None:
@@ -180,20 +148,23 @@ class LocalVCluster:
 
         The apiserver's ``rbac/bootstrap-roles`` hook then finds ~140 objects in place and only
         compares them, instead of creating them one by one: ~1.2 s of its ~3 s start-up on this
-        machine. Only objects labelled ``kubernetes.io/bootstrapping=rbac-defaults`` are copied,
-        never what a test created on the host."""
+        machine. Only objects labelled ``kubernetes.io/bootstrapping=rbac-defaults`` and the
+        ``system-`` PriorityClasses are copied, never what a test created on the host."""
         same = self.binaries.get("kube-apiserver") == self.host.binary_paths().get("kube-apiserver")
         if not same or not self.host.etcd_url:
             return 0
         from .local import HOST_PREFIX
 
-        copies: list[tuple[bytes, bytes]] = []
-        for kind in SEED_FROM_HOST:
-            for key, value in _etcd_range(self.host.etcd_url, f"{HOST_PREFIX}/{kind}/"):
-                if kind == "priorityclasses" or b"rbac-defaults" in value:
-                    new_key = self.etcd_prefix.encode() + key[len(HOST_PREFIX) :]
-                    copies.append((new_key, value))
-        _etcd_put_all(self.host.etcd_url, copies)
+        url = self.host.etcd_url
+        copies = [
+            kv
+            for kind in SEED_RBAC
+            for kv in etcd.get_prefix(url, f"{HOST_PREFIX}/{kind}/")
+            if b"rbac-defaults" in kv[1]
+        ]
+        copies += etcd.get_prefix(url, f"{HOST_PREFIX}/{SEED_PRIORITY_CLASSES}")
+        prefix = self.etcd_prefix.encode()
+        etcd.put_all(url, [(prefix + key[len(HOST_PREFIX) :], value) for key, value in copies])
         return len(copies)
 
     def _seed_default_namespace(self, deadline: float) -> None:
@@ -222,28 +193,28 @@ class LocalVCluster:
                 raise HostStartError(f"vcluster {self.name}: {exc}") from None
 
     def service_cidr(self) -> str:
-        # Kubernetes >= 1.33 publishes its ranges as ServiceCIDR objects (and its 1.1.1.1
-        # refusal no longer names the range); older hosts only answer the 1.1.1.1 probe.
-        status, body = self._host_rest().get("/apis/networking.k8s.io/v1/servicecidrs")
-        if status == 200 and isinstance(body, dict):
-            cidrs = cidrs_from_servicecidrs(body)
-            if cidrs:
-                return cidrs[0]
-        status, body = self._host_rest().request(
-            "POST", "/api/v1/namespaces/default/services", probe_service("default")
-        )
-        if status == 201:  # 1.1.1.1 was accepted: clean up, then say so
-            name = body["metadata"]["name"]
-            self._host_rest().request("DELETE", f"/api/v1/namespaces/default/services/{name}")
-            raise HostStartError("the host accepted ClusterIP 1.1.1.1; cannot find its range")
-        message = body.get("message", "") if isinstance(body, dict) else str(body)
-        return parse_service_cidr(message).split(",")[0]
+        """The host's service range (the syncer keeps a Service's ClusterIP on both sides)."""
+        rest = self._host_rest()
+
+        def servicecidrs() -> dict[str, Any] | None:
+            status, body = rest.get("/apis/networking.k8s.io/v1/servicecidrs")
+            return body if status == 200 and isinstance(body, dict) else None
+
+        def create(body: dict[str, Any]) -> tuple[int, Any]:
+            return rest.request("POST", "/api/v1/namespaces/default/services", body)
+
+        def delete(name: str) -> None:
+            rest.request("DELETE", f"/api/v1/namespaces/default/services/{name}")
+
+        try:
+            return discover(servicecidrs, create, delete, "default")
+        except VClusterError as exc:
+            raise HostStartError(f"the host's service range: {exc}") from None
 
     def _prepare_host_namespace(self) -> None:
         rest = self._host_rest()
         ns = self.host_namespace
-        labels = {"app.kubernetes.io/managed-by": "pytest-vcluster", **self.labels}
-        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels}}
+        body = host_namespace_body(self.name, self.labels)
         for path, obj in (
             ("/api/v1/namespaces", body),
             (
@@ -271,10 +242,7 @@ class LocalVCluster:
         ):
             status, resp = rest.request("POST", path, obj)
             if status == 409 and path == "/api/v1/namespaces":
-                raise HostStartError(
-                    f"host namespace {ns} exists already: a vcluster named {self.name!r} is "
-                    "running on this host (or was left behind: `pytest-vcluster reap`)"
-                )
+                raise namespace_taken(self.name)
             if status not in (201, 409):
                 raise HostStartError(f"creating {path} on the host failed ({status}): {resp}")
 
@@ -347,12 +315,23 @@ class LocalVCluster:
 
     def delete(self, wait: bool = True) -> None:
         """Stop the processes, drop the etcd prefix and the host namespace. Nothing is left to
-        wait for when this returns, with or without ``wait``."""
+        wait for when this returns, with or without ``wait``. What could not be removed (the
+        host is gone, etcd refused) is a ``CleanupError`` once everything else is done."""
+        t0 = time.monotonic()
         self.procs.stop(timeout=0)
-        _etcd_delete_prefix(self.host.etcd_url, self.etcd_prefix + "/")
-        with contextlib.suppress(OSError, Transient):  # the host may be gone already
+        problems = []
+        try:
+            etcd.delete_prefix(self.host.etcd_url, self.etcd_prefix + "/")
+        except etcd.EtcdError as exc:
+            problems.append(f"its objects (etcd prefix {self.etcd_prefix}): {exc}")
+        try:
             self._delete_host_namespace()
+        except (OSError, Transient, HostStartError) as exc:
+            problems.append(f"host namespace {self.host_namespace}: {exc}")
         shutil.rmtree(self.workdir, ignore_errors=True)
+        self.teardown_seconds = time.monotonic() - t0
+        if problems:
+            raise CleanupError(f"vcluster {self.name}: not removed: {'; '.join(problems)}")
 
     def wait_deleted(self, timeout: float = 120) -> bool:
         return True  # delete() leaves nothing behind to wait for
@@ -364,20 +343,23 @@ class LocalVCluster:
         )
         if transient_status(status):
             raise Transient(f"deleting namespace {self.host_namespace}: {status} {resp}")
+        if status not in (200, 202, 404):
+            raise HostStartError(f"deleting namespace {self.host_namespace}: {status} {resp}")
 
-    def detach(self) -> dict[str, Any]:
+    def detach(self) -> KeptRecord:
         """Keep running after this process ends; the record lets `reap` find it later."""
         children = self.procs.detach()
-        return {
-            "name": self.name,
-            "host_namespace": self.host_namespace,
-            "kubeconfig": str(self.kubeconfig_path),
-            "workdir": str(self.workdir),
-            "etcd_url": self.host.etcd_url,
-            "etcd_prefix": self.etcd_prefix,
-            "host_supervisor_pid": self.host.supervisor_pid,
-            "pids": {str(c.pid): proc_starttime(c.pid) for c in children if c.alive()},
-        }
+        return KeptRecord(
+            kind=kept.LOCAL,
+            name=self.name,
+            host_namespace=self.host_namespace,
+            kubeconfig=str(self.kubeconfig_path),
+            workdir=str(self.workdir),
+            etcd_url=self.host.etcd_url,
+            etcd_prefix=self.etcd_prefix,
+            host_supervisor_pid=self.host.supervisor_pid,
+            pids={str(c.pid): proc_starttime(c.pid) for c in children if c.alive()},
+        )
 
     def diagnostics(self) -> dict[str, str]:
         """Report sections for a failed test: pods, events, syncer log, name map."""
@@ -385,91 +367,9 @@ class LocalVCluster:
         if self.syncer is not None:
             out["syncer log (tail)"] = self.syncer.log_tail(60)
         if self.control_plane is not None:
-            with contextlib.suppress(OSError):
-                out["virtual pods"] = _pods_table(self.control_plane.rest(), "/api/v1/pods")
-                out["virtual events"] = _events_table(self.control_plane.rest(), "/api/v1/events")
-        ns = self.host_namespace
-        with contextlib.suppress(OSError):
-            out["host pods"] = _pods_table(self._host_rest(), f"/api/v1/namespaces/{ns}/pods")
-            out["host events"] = _events_table(self._host_rest(), f"/api/v1/namespaces/{ns}/events")
+            out.update(rest_tables(self.control_plane.rest(), "virtual"))
+        out.update(rest_tables(self._host_rest(), "host", self.host_namespace))
         return out
 
     def rss(self) -> dict[str, int]:
         return {c.name: c.rss_bytes() for c in self.procs.children}
-
-
-def _pods_table(rest: RestClient, path: str) -> str:
-    status, body = rest.get(path)
-    if status != 200 or not isinstance(body, dict):
-        return f"(could not list: {status})"
-    rows = []
-    for p in body.get("items") or []:
-        meta, st = p["metadata"], p.get("status") or {}
-        waiting = [
-            (c.get("state") or {}).get("waiting", {}).get("reason")
-            for c in st.get("containerStatuses") or []
-        ]
-        reason = next((w for w in waiting if w), "") or next(
-            (c.get("reason", "") for c in st.get("conditions") or [] if c.get("reason")), ""
-        )
-        ann = meta.get("annotations") or {}
-        virtual = ann.get("vc.pytest-vcluster.io/object-name")
-        name = f"{meta.get('namespace')}/{meta['name']}"
-        if virtual:
-            name += f" <- {ann.get('vc.pytest-vcluster.io/object-namespace')}/{virtual}"
-        rows.append(f"{name}  {st.get('phase', '?')}  {reason}")
-    return "\n".join(rows) or "(none)"
-
-
-def _events_table(rest: RestClient, path: str) -> str:
-    status, body = rest.get(path)
-    if status != 200 or not isinstance(body, dict):
-        return f"(could not list: {status})"
-    rows = [
-        f"{e.get('type')} {e.get('reason')} "
-        f"{(e.get('involvedObject') or {}).get('kind')}/"
-        f"{(e.get('involvedObject') or {}).get('name')}: {e.get('message')}"
-        for e in (body.get("items") or [])[-40:]
-    ]
-    return "\n".join(rows) or "(none)"
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def _etcd_post(etcd_url: str, api: str, body: dict[str, Any]) -> Any:
-    req = urllib.request.Request(etcd_url + api, data=json.dumps(body).encode(), method="POST")
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        return json.loads(resp.read() or b"{}")
-
-
-def _etcd_range(etcd_url: str, prefix: str) -> list[tuple[bytes, bytes]]:
-    """(key, value) of every key under ``prefix`` (etcd's JSON gateway, v3 API)."""
-    key = prefix.encode()
-    body = {"key": _b64(key), "range_end": _b64(key[:-1] + bytes([key[-1] + 1]))}
-    kvs = _etcd_post(etcd_url, "/v3/kv/range", body).get("kvs") or []
-    return [(base64.b64decode(kv["key"]), base64.b64decode(kv.get("value", ""))) for kv in kvs]
-
-
-def _etcd_put_all(etcd_url: str, items: list[tuple[bytes, bytes]]) -> None:
-    for i in range(0, len(items), 100):  # etcd refuses transactions over 128 operations
-        ops = [{"requestPut": {"key": _b64(k), "value": _b64(v)}} for k, v in items[i : i + 100]]
-        _etcd_post(etcd_url, "/v3/kv/txn", {"success": ops})
-
-
-def _etcd_delete_prefix(etcd_url: str, prefix: str) -> Any:
-    """DeleteRange over etcd's JSON gateway (v3 API): every key starting with ``prefix``."""
-    key = prefix.encode()
-    range_end = key[:-1] + bytes([key[-1] + 1])
-    body = json.dumps(
-        {"key": base64.b64encode(key).decode(), "range_end": base64.b64encode(range_end).decode()}
-    ).encode()
-    for api in ("/v3/kv/deleterange", "/v3beta/kv/deleterange"):
-        req = urllib.request.Request(etcd_url + api, data=body, method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=5) as resp:
-                return resp.read()
-        except OSError:
-            continue
-    return None

@@ -21,9 +21,10 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from ..errors import HostStartError
+from ..errors import HostStartError, ReadinessTimeoutError
 from ..procs import pid_alive, proc_starttime
-from .base import HostInfo
+from ..wait import NotYet, poll
+from .local_info import LocalHostInfo
 
 STATE = "host.json"
 USERS = "users.json"
@@ -51,7 +52,7 @@ def _alive_users(users: dict[str, str]) -> dict[str, str]:
 
 
 class SharedHost:
-    """A worker's handle: ``acquire()`` returns the HostInfo, ``release()`` gives it back."""
+    """A worker's handle: ``acquire()`` returns the LocalHostInfo, ``release()`` gives it back."""
 
     def __init__(
         self,
@@ -67,16 +68,16 @@ class SharedHost:
         self.cache_dir = cache_dir
         self.timeout = timeout
         self.reuse = reuse
-        self.info: HostInfo | None = None
+        self.info: LocalHostInfo | None = None
         self.started_here = False
 
     def _lock(self) -> FileLock:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         return FileLock(str(self.state_dir / LOCK), timeout=self.timeout + 60)
 
-    def _current(self) -> HostInfo | None:
+    def _current(self) -> LocalHostInfo | None:
         try:
-            info = HostInfo.from_json((self.state_dir / STATE).read_text())
+            info = LocalHostInfo.from_json((self.state_dir / STATE).read_text())
         except (OSError, ValueError, TypeError):
             return None
         if not pid_alive(info.supervisor_pid):
@@ -89,7 +90,7 @@ class SharedHost:
             )
         return info
 
-    def acquire(self) -> HostInfo:
+    def acquire(self) -> LocalHostInfo:
         me = str(os.getpid())
         with self._lock():
             users = _alive_users(_read_users(self.state_dir))
@@ -102,7 +103,7 @@ class SharedHost:
         self.info = info
         return info
 
-    def _spawn(self) -> HostInfo:
+    def _spawn(self) -> LocalHostInfo:
         (self.state_dir / STATE).unlink(missing_ok=True)
         argv = [
             sys.executable,
@@ -124,17 +125,27 @@ class SharedHost:
             start_new_session=True,
         )
         log.close()
-        deadline = time.monotonic() + self.timeout + 30
-        while time.monotonic() < deadline:
+
+        def ready() -> LocalHostInfo:
             if proc.poll() is not None:
                 tail = (self.state_dir / LOG).read_text(errors="replace")[-3000:]
                 raise HostStartError(f"the local host did not start:\n{tail}")
             info = self._current()
-            if info is not None:
-                return info
-            time.sleep(0.05)
-        proc.kill()
-        raise HostStartError(f"the local host did not become ready in {self.timeout:.0f}s")
+            if info is None:
+                raise NotYet("no state file yet")
+            return info
+
+        try:
+            return poll(
+                f"the local host (its supervisor, {self.timeout:.0f}s)",
+                ready,
+                time.monotonic() + self.timeout + 30,
+                interval=0.05,
+                timeout_error=HostStartError,
+            )
+        except HostStartError:
+            proc.kill()
+            raise
 
     def release(self) -> None:
         me = str(os.getpid())
@@ -150,12 +161,20 @@ class SharedHost:
             (self.state_dir / STATE).unlink(missing_ok=True)
 
 
-def stop_supervisor(pid: int, timeout: float = 10.0) -> None:
+def stop_supervisor(pid: int, timeout: float = 10.0) -> bool:
+    """SIGTERM the supervisor (it stops the host's processes in order); whether it is gone."""
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while pid_alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.02)
+
+    def gone() -> None:
+        if pid_alive(pid):
+            raise NotYet("still running")
+
+    try:
+        poll(f"supervisor {pid} to stop", gone, time.monotonic() + timeout, interval=0.02)
+    except ReadinessTimeoutError:
+        return False
+    return True
 
 
 # -- the supervisor process -----------------------------------------------------------------
@@ -170,7 +189,13 @@ def _supervise(args: argparse.Namespace) -> int:
     k8s = parse_k8s_version(args.k8s_version)
     resolver = BinaryResolver(k8s, Path(args.cache_dir))
     paths = {t: r.path for t, r in resolver.resolve_all(LOCAL_HOST_TOOLS).items()}
-    host = LocalHost(k8s, paths, timeout=args.timeout, progress=lambda m: print(m, flush=True))
+    host = LocalHost(
+        k8s,
+        paths,
+        timeout=args.timeout,
+        progress=lambda m: print(m, flush=True),
+        cache_dir=Path(args.cache_dir),
+    )
     registry = Path(args.cache_dir) / "hosts" / "running"
     registry.mkdir(parents=True, exist_ok=True)
     record = registry / f"{os.getpid()}.json"
@@ -196,6 +221,8 @@ def _supervise(args: argparse.Namespace) -> int:
 
 
 def _wait_for_users(state_dir: Path, reuse: bool) -> int:
+    """The supervisor's watch, for as long as the host is needed (no deadline: SIGTERM or the
+    last user gone ends it)."""
     idle_since: float | None = None
     while True:  # SIGTERM (KeyboardInterrupt via procs) ends this loop
         time.sleep(0.5)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..kube import JSON, ApiError, Kube
@@ -195,14 +194,3 @@ class Engine:
         v = self.virtual_informers.get(resource)
         h = self.host_informers.get(resource)
         return (v is None or v.synced.is_set()) and (h is None or h.synced.is_set())
-
-
-def retry_on_conflict(fn: Callable[[], Any], attempts: int = 5) -> Any:
-    for i in range(attempts):
-        try:
-            return fn()
-        except ApiError as exc:
-            if exc.status != 409 or i == attempts - 1:
-                raise
-            time.sleep(0.01 * (2**i))
-    return None

@@ -13,9 +13,9 @@ import yaml
 
 from pytest_vcluster import kubeconfig as kc
 from pytest_vcluster.errors import HostStartError
-from pytest_vcluster.hosts.base import HostInfo
 from pytest_vcluster.hosts.kubeconfig import KubeconfigHost
 from pytest_vcluster.hosts.local import LocalHost
+from pytest_vcluster.hosts.local_info import LocalHostInfo as HostInfo
 from pytest_vcluster.versions import parse_k8s_version
 
 K8S = parse_k8s_version(None)

@@ -1,13 +1,16 @@
-"""A local vcluster starts from the host's bootstrap RBAC objects, and only from those."""
+"""A local vcluster starts from the host's bootstrap RBAC objects and system PriorityClasses,
+and only from those; its teardown says what it could not remove."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from kubernetes import client, config
 
+from pytest_vcluster.errors import CleanupError
 from pytest_vcluster.hosts.local import LocalHost
 from pytest_vcluster.hosts.local_vcluster import LocalVCluster
 from pytest_vcluster.versions import parse_k8s_version
@@ -28,6 +31,10 @@ def test_bootstrap_rbac_is_seeded_but_user_objects_are_not(host: LocalHost) -> N
     host_rbac.create_cluster_role(
         client.V1ClusterRole(metadata=client.V1ObjectMeta(name="made-by-a-test"), rules=[])
     )
+    host_api = config.new_client_from_config(str(host.kubeconfig_path))
+    client.SchedulingV1Api(host_api).create_priority_class(
+        client.V1PriorityClass(metadata=client.V1ObjectMeta(name="made-by-a-test"), value=1000)
+    )
     vc = LocalVCluster(host.info(), "seeded")
     assert vc._seed_from_host() > 130  # before start: what the apiserver will find in etcd
     with vc:
@@ -40,6 +47,9 @@ def test_bootstrap_rbac_is_seeded_but_user_objects_are_not(host: LocalHost) -> N
             "system:controller:replicaset-controller",
         } <= names
         assert "made-by-a-test" not in names
+        scheduling = client.SchedulingV1Api(config.new_client_from_config(str(vc.kubeconfig_path)))
+        classes = {p.metadata.name for p in scheduling.list_priority_class().items}
+        assert classes == {"system-cluster-critical", "system-node-critical"}
         # The copies are live objects of this vcluster: they can be changed and deleted here
         # without touching the host's.
         rbac.delete_cluster_role("view")
@@ -54,3 +64,12 @@ def test_another_apiserver_binary_gets_no_seed(host: LocalHost, tmp_path: Path) 
     other.symlink_to(host.info().binary_paths()["kube-apiserver"])
     vc = LocalVCluster(host.info(), "unseeded", binaries={"kube-apiserver": other})
     assert vc._seed_from_host() == 0
+
+
+def test_teardown_that_cannot_reach_etcd_raises(host: LocalHost) -> None:
+    """Before: delete() swallowed every error, so the plugin's CleanupWarning never fired."""
+    gone = dataclasses.replace(host.info(), etcd_url="http://127.0.0.1:9")  # nothing listens
+    vc = LocalVCluster(gone, "orphan")
+    with pytest.raises(CleanupError, match=r"vcluster orphan: not removed: its objects"):
+        vc.delete()
+    assert not vc.workdir.exists()  # the rest was removed all the same

@@ -217,6 +217,37 @@ def test_session_fixture_and_conftest_factory(pytester: pytest.Pytester, cache: 
     result.assert_outcomes(passed=2)
 
 
+def test_factory_arguments_are_checked_like_the_markers(
+    pytester: pytest.Pytester, cache: Path
+) -> None:
+    """Before: vcluster_factory(nonsense=1) made a vcluster, values= were dropped."""
+    pytester.makepyfile(
+        """
+        import pytest
+        from pytest_vcluster.errors import VClusterError
+
+        def test_nonsense(vcluster_factory):
+            with pytest.raises(VClusterError, match="unexpected keyword argument 'nonsense'"):
+                vcluster_factory(nonsense=1)
+
+        def test_schema(vcluster_factory):
+            with pytest.raises(VClusterError, match="values.schema.json.*'nosuchkey'"):
+                vcluster_factory(values={"nosuchkey": 1})
+
+        def test_values_the_local_host_cannot_honour(vcluster_factory):
+            with pytest.raises(VClusterError, match="the local host runs vclusters as processes"):
+                vcluster_factory(values={"syncer": {"workers": 2}})
+
+        def test_the_rest_as_the_marker(vcluster_factory):
+            vc = vcluster_factory(name="made", sync=["-ingresses"])
+            assert vc.name == "made"
+            assert vc.spec.sync == ("-ingresses",)
+        """
+    )
+    result = pytester.runpytest_subprocess(f"--vcluster-cache-dir={cache}", "--vcluster-prewarm=0")
+    result.assert_outcomes(passed=4)
+
+
 @pytest.mark.parametrize("prewarm", [1, 0])
 def test_prewarmed_vcluster_is_handed_out_at_once(
     pytester: pytest.Pytester, cache: Path, prewarm: int

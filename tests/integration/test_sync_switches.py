@@ -65,5 +65,5 @@ def test_services_off(host: LocalHost) -> None:
 
 
 def test_bad_sync_list_is_one_clear_error(host: LocalHost) -> None:
-    with pytest.raises(VClusterError, match=r"sync=\['-nope'\]: unknown resource '-nope'"):
+    with pytest.raises(VClusterError, match=r"sync=\['-nope'\]\): unknown resource '-nope'"):
         VCluster(host.info(), "bad", sync=["-nope"])

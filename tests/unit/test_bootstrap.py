@@ -131,3 +131,32 @@ def test_bootstrap_pods_are_kept(tmp_path: Path) -> None:
     assert names == ["dns-0", "dns-0", "dns-0"]  # first apply, after the deletion, after it ended
     assert kube.deleted == [path, path]  # the user's, then ours of the ended pod
     assert kube.pods[path]["status"]["phase"] == "Pending"
+
+
+class RefusingKube(FakeKube):
+    """The API server refuses one object for good (422, an invalid spec)."""
+
+    def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        if body["metadata"]["name"] == "bad":
+            raise ApiError(422, {"reason": "Invalid"}, "POST", path)
+        return super().create(path, body)
+
+
+def test_an_object_the_server_refuses_is_left_out_not_retried(tmp_path: Path) -> None:
+    (tmp_path / "x.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bad}\n"
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: good}\n"
+    )
+    kube = RefusingKube(failures=2)  # not up yet twice: those are retried
+    waits: list[float] = []
+    thread = bootstrap.start(
+        kube,  # type: ignore[arg-type]
+        str(tmp_path),
+        resolv_conf=str(tmp_path / "none"),
+        sleep=waits.append,
+        stop=threading.Event(),
+    )
+    thread.join(5)
+    assert not thread.is_alive()  # before: retried the 422 forever, 4 times a second
+    assert kube.created == [("/api/v1/namespaces/default/configmaps", "good")]
+    assert waits == [0.1, 0.2]  # the two connection failures only

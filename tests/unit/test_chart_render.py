@@ -13,16 +13,10 @@ import yaml
 
 from pytest_vcluster.binaries import BinaryResolver
 from pytest_vcluster.errors import VClusterError
-from pytest_vcluster.hosts.base import HostInfo
-from pytest_vcluster.hosts.incluster import (
-    CHART_DIR,
-    PKI_VALUES,
-    InClusterVCluster,
-    deep_merge,
-    split_image,
-)
+from pytest_vcluster.hosts.incluster import CHART_DIR, PKI_VALUES, deep_merge, split_image
+from pytest_vcluster.hosts.incluster.chart import chart_values, pod_security_level, write_pki
 from pytest_vcluster.hosts.local_vcluster import SYNCER_RULES, VCLUSTER_CONTROLLERS
-from pytest_vcluster.naming import default_cache_dir
+from pytest_vcluster.naming import default_cache_dir, host_namespace_body
 from pytest_vcluster.versions import parse_k8s_version
 
 IMAGES = {
@@ -45,27 +39,21 @@ def helm() -> Path:
         pytest.skip(f"no helm binary: {exc}")
 
 
-def _vcluster(tmp_path: Path, **kw: Any) -> InClusterVCluster:
-    host = HostInfo(
-        kind="kind",
-        k8s_version="1.37.2",
-        server="https://127.0.0.1:6443",
-        kubeconfig=str(tmp_path / "host.kubeconfig"),
-        etcd_url="",
-        pki_dir="",
-        workdir=str(tmp_path / "host"),
-        binaries={},
-    )
-    return InClusterVCluster(host, "vc1", **kw)
+def values_for(
+    cidr: str = "10.96.0.0/12",
+    coredns_image: str = "",
+    syncer_args: tuple[str, ...] = (),
+    **user: Any,
+) -> dict[str, Any]:
+    """What the plugin hands ``helm install`` for vcluster vc1 (chart values)."""
+    return chart_values(IMAGES, cidr, coredns_image, syncer_args, user)
 
 
 @pytest.fixture(scope="module")
 def pki_args(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     tmp = tmp_path_factory.mktemp("chart")
-    vc = _vcluster(tmp)
-    vc.workdir.mkdir(parents=True)
-    vc._write_pki("10.96.0.0/12")
-    return [f"--set-file=pki.{k}={vc.workdir / 'pki' / f}" for k, f in PKI_VALUES.items()]
+    write_pki(tmp / "pki", "vc1", "vc1", "vcluster-vc1", "10.96.0.0/12")
+    return [f"--set-file=pki.{k}={tmp / 'pki' / f}" for k, f in PKI_VALUES.items()]
 
 
 def render(
@@ -81,8 +69,7 @@ def render(
 
 
 def docs(helm: Path, pki_args: list[str], tmp: Path, **values: Any) -> dict[str, Any]:
-    vc = _vcluster(tmp, values=values)
-    proc = render(helm, pki_args, vc.chart_values(IMAGES, "10.96.0.0/16"), tmp)
+    proc = render(helm, pki_args, values_for("10.96.0.0/16", **values), tmp)
     assert proc.returncode == 0, proc.stderr
     out = {}
     for d in yaml.safe_load_all(proc.stdout):
@@ -210,16 +197,14 @@ def test_user_values_and_syncer_args(helm: Path, pki_args: list[str], tmp_path: 
     objs = docs(helm, pki_args, tmp_path, **vc_values)
     assert "--workers=4" in _containers(objs)["syncer"]["args"]
     assert objs["Service/vc1"]["metadata"]["labels"]["team"] == "a"
-    vc = _vcluster(tmp_path, syncer_args=("--enable-sync-resources=ingresses",))
-    assert vc.chart_values(IMAGES, "10.96.0.0/12")["syncer"]["extraArgs"] == [
-        "--enable-sync-resources=ingresses"
-    ]
+    values = values_for(syncer_args=("--enable-sync-resources=ingresses",))
+    assert values["syncer"]["extraArgs"] == ["--enable-sync-resources=ingresses"]
 
 
 def test_unknown_value_is_refused_by_the_schema(
     helm: Path, pki_args: list[str], tmp_path: Path
 ) -> None:
-    values = _vcluster(tmp_path).chart_values(IMAGES, "10.96.0.0/12")
+    values = values_for()
     values["syncer"]["wokers"] = 3
     proc = render(helm, pki_args, values, tmp_path)
     assert proc.returncode != 0
@@ -234,7 +219,7 @@ def test_missing_image_tag_says_what_to_do(helm: Path, tmp_path: Path) -> None:
 
 
 def test_partial_pki_is_refused(helm: Path, pki_args: list[str], tmp_path: Path) -> None:
-    values = _vcluster(tmp_path).chart_values(IMAGES, "10.96.0.0/12")
+    values = values_for()
     only_ca = [a for a in pki_args if a.startswith("--set-file=pki.caCert=")]
     proc = render(helm, only_ca, values, tmp_path)
     assert proc.returncode != 0
@@ -247,7 +232,7 @@ def test_plain_helm_install_makes_its_own_pki(helm: Path, tmp_path: Path) -> Non
     static admin token in system:masters; the same certificates everywhere in one render."""
     from cryptography import x509
 
-    values = _vcluster(tmp_path).chart_values(IMAGES, "10.96.0.0/16")
+    values = values_for("10.96.0.0/16")
 
     def rendered() -> dict[str, Any]:
         proc = render(helm, [], values, tmp_path)
@@ -372,20 +357,14 @@ def test_privileged_pods_are_denied_unless_the_standard_is_privileged(
 
 
 def test_pod_security_standard_labels_the_namespace_the_plugin_creates(tmp_path: Path) -> None:
-    vc = _vcluster(tmp_path, values={"isolation": {"podSecurityStandard": "restricted"}})
-    sent: list[str] = []
-
-    def kubectl(*args: str, input: str | None = None, **kw: Any) -> Any:
-        sent.append(input or "")
-        return subprocess.CompletedProcess(args, 0, "", "")
-
-    vc.kubectl = kubectl  # type: ignore[method-assign]
-    vc._create_namespace(vc.chart_values(IMAGES, "10.96.0.0/12"))
-    import json
-
-    labels = json.loads(sent[0])["metadata"]["labels"]
+    values = {"isolation": {"podSecurityStandard": "restricted"}}
+    body = host_namespace_body("vc1", {"run": "r"}, pod_security_level(values_for(**values)))
+    labels = body["metadata"]["labels"]
+    assert body["metadata"]["name"] == "vcluster-vc1"
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
     assert labels["app.kubernetes.io/managed-by"] == "pytest-vcluster"
+    assert labels["run"] == "r"
+    assert pod_security_level({}) == "baseline"
 
 
 def test_vcluster_pods_pass_the_restricted_standard(
@@ -485,8 +464,7 @@ def test_coredns_bootstrap_manifests(helm: Path, pki_args: list[str], tmp_path: 
 def test_coredns_image_from_the_host_and_disabled(
     helm: Path, pki_args: list[str], tmp_path: Path
 ) -> None:
-    vc = _vcluster(tmp_path)
-    values = vc.chart_values(IMAGES, "10.96.0.0/12", "registry.k8s.io/coredns/coredns:v1.12.0")
+    values = values_for(coredns_image="registry.k8s.io/coredns/coredns:v1.12.0")
     proc = render(helm, pki_args, values, tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert 'image: "registry.k8s.io/coredns/coredns:v1.12.0"' in proc.stdout
@@ -575,7 +553,7 @@ def test_schema_refuses_bad_values(
     proc = render(
         helm,
         pki_args,
-        _vcluster(tmp_path, values=values).chart_values(IMAGES, "10.96.0.0/12"),
+        values_for(**values),
         tmp_path,
     )
     assert proc.returncode != 0
@@ -585,6 +563,7 @@ def test_schema_refuses_bad_values(
 def test_chart_dir_prefers_the_packaged_copy(tmp_path: Path) -> None:
     from pytest_vcluster.hosts import incluster
 
+    assert incluster.chart_dir() == Path(incluster.__file__).parents[2] / "chart"
     assert (incluster.chart_dir() / "Chart.yaml").is_file()
     assert (incluster.chart_dir() / "values.schema.json").is_file()
 
@@ -652,7 +631,7 @@ def test_kubelet_api_with_the_plugins_pki(helm: Path, pki_args: list[str], tmp_p
 
 
 def test_kubelet_api_with_the_charts_own_pki(helm: Path, tmp_path: Path) -> None:
-    proc = render(helm, [], _vcluster(tmp_path).chart_values(IMAGES, "10.96.0.0/16"), tmp_path)
+    proc = render(helm, [], values_for("10.96.0.0/16"), tmp_path)
     assert proc.returncode == 0, proc.stderr
     _kubelet_wiring(
         {f"{d['kind']}/{d['metadata']['name']}": d for d in yaml.safe_load_all(proc.stdout) if d}

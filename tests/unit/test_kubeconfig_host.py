@@ -124,3 +124,40 @@ def test_kubeconfig_host_header_and_default_from_env(
     result = pytester.runpytest("--vcluster-host=kubeconfig")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines([f"vcluster: host=kubeconfig ({kc}, context current)*"])
+
+
+def test_service_range_discovery_order() -> None:
+    """ServiceCIDR objects, else the 1.1.1.1 refusal (hosts before 1.33 name the range in
+    it), else the default; a probe that was accepted is deleted and is an error."""
+    from pytest_vcluster.errors import VClusterError
+    from pytest_vcluster.servicecidr import discover
+
+    listing = {"items": [{"metadata": {"name": "kubernetes"}, "spec": {"cidrs": ["10.0.0.0/16"]}}]}
+    refusal = "... The range of valid IPs is 10.43.0.0/16"
+    probes: list[dict[str, object]] = []
+    deleted: list[str] = []
+
+    def probe(status: int, body: object) -> object:
+        def create(obj: dict[str, object]) -> tuple[int, object]:
+            probes.append(obj)
+            return status, body
+
+        return create
+
+    assert discover(lambda: listing, probe(422, {}), deleted.append, "ns") == "10.0.0.0/16"
+    assert probes == []
+    assert discover(lambda: None, probe(422, {"message": refusal}), deleted.append, "ns") == (
+        "10.43.0.0/16"
+    )
+    assert probes[0]["metadata"] == {
+        "generateName": "pytest-vcluster-cidr-probe-",
+        "namespace": "ns",
+    }
+    assert discover(lambda: {"items": []}, probe(422, "no range"), print, "ns", "10.96.0.0/12") == (
+        "10.96.0.0/12"
+    )
+    with pytest.raises(VClusterError, match="could not read the service CIDR"):
+        discover(lambda: None, probe(422, "no range"), print, "ns")
+    with pytest.raises(VClusterError, match=r"accepted ClusterIP 1\.1\.1\.1"):
+        discover(lambda: None, probe(201, {"metadata": {"name": "p1"}}), deleted.append, "ns")
+    assert deleted == ["p1"]

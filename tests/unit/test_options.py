@@ -118,9 +118,69 @@ def test_values_file_must_be_a_yaml_mapping(
     values = pytester.path / "values.yaml"
     values.write_text(content)
     pytester.makepyfile(SHOW)
-    result = pytester.runpytest(f"--vcluster-values={values}")
+    result = pytester.runpytest(f"--vcluster-values={values}", "--vcluster-host=kind")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: --vcluster-values: invalid value*{expected}"])
+
+
+def test_chart_values_on_the_local_host_are_a_usage_error(pytester: pytest.Pytester) -> None:
+    """Before: the local runtime ignored --vcluster-values and the marker's values=."""
+    values = pytester.path / "values.yaml"
+    values.write_text("syncer:\n  workers: 2\n")
+    pytester.makepyfile(SHOW)
+    result = pytester.runpytest(f"--vcluster-values={values}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: --vcluster-values: chart values do not apply on --vcluster-host=local*"]
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.vcluster(values={"syncer": {"workers": 2}})
+        def test_x(vcluster):
+            pass
+        """
+    )
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: test_*.py::test_x: @pytest.mark.vcluster(values=...): the local host runs*"]
+    )
+    # The same values on a chart host are fine (checked at collection: no host is started).
+    result = pytester.runpytest("--vcluster-host=kind", "--collect-only", "-q")
+    assert result.ret == pytest.ExitCode.OK
+
+
+def test_vcluster_fixture_arguments_are_checked_at_declaration(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        from pytest_vcluster.fixtures import vcluster_fixture
+
+        shared = vcluster_fixture(scope="module", colour="red")
+        """
+    )
+    pytester.makepyfile("def test_x(shared):\n    pass\n")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: conftest.py:3: vcluster_fixture: got an unexpected keyword argument 'colour'; "
+            "accepted arguments: k8s_version, values, sync, name*"
+        ]
+    )
+    pytester.makeconftest(
+        """
+        from pytest_vcluster.fixtures import vcluster_fixture
+
+        shared = vcluster_fixture(values={"coredns": {"replicas": 2}})
+        """
+    )
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: conftest.py:3: vcluster_fixture(values=...): the local host runs vclusters*"]
+    )
 
 
 def test_keep_values_and_bare_reuse_flag(pytester: pytest.Pytester) -> None:
@@ -134,7 +194,11 @@ def test_keep_values_and_bare_reuse_flag(pytester: pytest.Pytester) -> None:
         """
     )
     result = pytester.runpytest(
-        "-s", "--vcluster-keep=on-failure", "--vcluster-reuse-host", f"--vcluster-values={values}"
+        "-s",
+        "--vcluster-keep=on-failure",
+        "--vcluster-reuse-host",
+        f"--vcluster-values={values}",
+        "--vcluster-host=kind",  # chart values are a chart host's
     )
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
@@ -201,6 +265,7 @@ def test_kind_values_and_reuse_options_via_cli_and_ini(
     values = pytester.path / "v.yaml"
     values.write_text("coredns:\n  replicas: 2\n")
     opts = {
+        "vcluster-host": "kind",
         "vcluster-kind-cluster": "ci-host",
         "vcluster-kind-image": "example/node:v1",
         "vcluster-kind-workers": "2",

@@ -49,3 +49,16 @@ def test_service_account_key_pair_matches() -> None:
     assert isinstance(priv, ec.EllipticCurvePrivateKey)
     assert isinstance(pub, ec.EllipticCurvePublicKey)
     assert priv.public_key().public_numbers() == pub.public_numbers()
+
+
+def test_api_server_names_are_one_list_for_both_runtimes() -> None:
+    from pytest_vcluster.hosts.incluster.chart import api_server_sans
+    from pytest_vcluster.pki import api_server_names, service_ip_sans
+
+    common = api_server_names()
+    assert common[0] == "localhost"
+    assert "kubernetes.default.svc.cluster.local" in common
+    chart = api_server_sans("vc1", "vcluster-vc1")
+    assert set(common) < set(chart)
+    assert "vc1.vcluster-vc1.svc" in chart
+    assert service_ip_sans("10.96.0.0/12") == ("127.0.0.1", "10.96.0.1")

@@ -148,6 +148,77 @@ def test_chunked_bodies_and_watch_streams(server: Any) -> None:
     assert err.value.status == 410
 
 
+def too_many(retry_after: str | None) -> Handler:
+    def handle(h: BaseHTTPRequestHandler) -> None:
+        data = b'{"reason": "TooManyRequests"}'
+        h.send_response(429)
+        if retry_after is not None:
+            h.send_header("Retry-After", retry_after)
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.write(data)
+
+    return handle
+
+
+def test_429_is_sent_again_after_retry_after(server: Any) -> None:
+    url, handlers, seen = server
+    kube = Kube(url)
+    handlers += [too_many("1"), reply(201, {"ok": True})]
+    t0 = time.monotonic()
+    assert kube.create("/api/v1/x", {"k": "v"}) == {"ok": True}
+    assert time.monotonic() - t0 >= 0.95  # waited as asked
+    assert [m for m, _, _ in seen] == ["POST", "POST"]
+    # Without Retry-After the caller decides (its work queue backs off): one request, an error.
+    handlers += [too_many(None)]
+    with pytest.raises(ApiError) as err:
+        kube.get("/api/v1/x")
+    assert (err.value.status, err.value.retry_after) == (429, None)
+    # It asks again only max_retries (3) times; the error says how long the server wants.
+    handlers += [too_many("0")] * 4
+    with pytest.raises(ApiError) as err:
+        kube.get("/api/v1/y")
+    assert (err.value.status, err.value.retry_after) == (429, 0.0)
+    assert len(seen) == 7
+
+
+def test_a_rotated_token_file_is_read_again(server: Any, tmp_path: Any) -> None:
+    url, handlers, _ = server
+    token = tmp_path / "token"
+    token.write_text("first\n")
+    seen: list[str] = []
+
+    def auth(*valid: str) -> Handler:
+        def handle(h: BaseHTTPRequestHandler) -> None:
+            seen.append(h.headers.get("Authorization", ""))
+            ok = seen[-1] in [f"Bearer {v}" for v in valid]
+            reply(200 if ok else 401, {"ok": ok})(h)
+
+        return handle
+
+    kube = Kube(url, token_file=str(token), token_refresh=3600)
+    handlers += [auth("first")]
+    assert kube.get("/a") == {"ok": True}
+    # The kubelet rotated the projected token and the old one expired: a 401, then the new
+    # token is read and the request sent again with it.
+    token.write_text("second\n")
+    handlers += [auth("second"), auth("second")]
+    assert kube.get("/b") == {"ok": True}
+    assert seen == ["Bearer first", "Bearer first", "Bearer second"]
+    # Read again on its own after token_refresh seconds, before any 401.
+    kube = Kube(url, token_file=str(token), token_refresh=0)
+    token.write_text("third\n")
+    handlers += [auth("third")]
+    assert kube.get("/c") == {"ok": True}
+    assert seen[-1] == "Bearer third"
+    assert kube.endpoint()[3] == [("Host", url.split("//")[1]), ("Authorization", "Bearer third")]
+    # A 401 that a re-read does not change is the caller's error.
+    handlers += [auth("fourth")]
+    with pytest.raises(ApiError) as err:
+        kube.get("/d")
+    assert err.value.status == 401
+
+
 def test_urgent_keys_are_served_first_and_never_twice() -> None:
     q = WorkQueue()
     q.add("update-1")

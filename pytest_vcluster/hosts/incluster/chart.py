@@ -1,0 +1,166 @@
+"""What the plugin hands ``helm install``: the chart, its images, its values, its certificates.
+
+Pure functions (and files under a vcluster's work dir): the chart's rendering is tested with
+``helm template`` on exactly these values.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ...errors import InClusterError
+from ...values import deep_merge
+from ...versions import parse_k8s_version
+from ..controlplane import ADMIN_USER
+
+
+def chart_dir() -> Path:
+    """The chart in the package (``pytest_vcluster/chart``, a wheel), else the repo's."""
+    here = Path(__file__).resolve()
+    packaged = here.parents[2] / "chart"
+    if (packaged / "Chart.yaml").is_file():
+        return packaged
+    return here.parents[3] / "chart"
+
+
+CHART_DIR = chart_dir()
+CONTROL_PLANE_REPO = "pytest-vcluster/control-plane"
+SYNCER_REPO = "pytest-vcluster/syncer"
+# --set-file pki.<key>=<file>: the certificates the plugin makes (helm alone makes its own).
+PKI_VALUES = {
+    "caCert": "ca.crt",
+    "caKey": "ca.key",
+    "apiServerCert": "apiserver.crt",
+    "apiServerKey": "apiserver.key",
+    "adminCert": "admin.crt",
+    "adminKey": "admin.key",
+    "serviceAccountKey": "sa.key",
+    "serviceAccountPub": "sa.pub",
+    "kubeletClientCert": "kubelet-client.crt",
+    "kubeletClientKey": "kubelet-client.key",
+}
+
+
+def split_image(ref: str) -> tuple[str, str]:
+    repo, _, tag = ref.rpartition(":")
+    if not repo or "/" in tag:
+        return ref, "latest"
+    return repo, tag
+
+
+def newest_local_image(repo: str, tag_prefix: str = "") -> str | None:
+    """The most recently created ``repo:<tag_prefix>*`` image in Docker, if any."""
+    from ...docker import find_cli
+
+    docker = find_cli()
+    out = docker.run(
+        ["images", "--format", "{{.Repository}}:{{.Tag}}\t{{.CreatedAt}}", repo], check=False
+    ).stdout.decode()
+    rows = [ln.split("\t") for ln in out.splitlines() if "\t" in ln]
+    mine = [r for r in rows if r[0].split(":", 1)[1].startswith(tag_prefix)]
+    return max(mine, key=lambda r: r[1])[0] if mine else None
+
+
+def resolve_images(k8s_version: str) -> dict[str, str]:
+    """Image refs: ``PYTEST_VCLUSTER_{CONTROL_PLANE,SYNCER}_IMAGE``, else the newest built."""
+    tag = parse_k8s_version(k8s_version).tag
+    images: dict[str, str] = {}
+    wanted = (
+        (
+            "controlPlane",
+            CONTROL_PLANE_REPO,
+            tag + "-",
+            f"control-plane/build.py --k8s-version {k8s_version}",
+        ),
+        ("syncer", SYNCER_REPO, "", "syncer/build.py"),
+    )
+    for key, repo, prefix, build in wanted:
+        env = "PYTEST_VCLUSTER_" + repo.split("/")[1].replace("-", "_").upper() + "_IMAGE"
+        ref = os.environ.get(env) or newest_local_image(repo, prefix)
+        if not ref:
+            raise InClusterError(
+                f"no {repo} image for Kubernetes {k8s_version} in Docker: build it with "
+                f"`nice -n 19 python images/{build}` (or set {env})"
+            )
+        images[key] = ref
+    return images
+
+
+def chart_values(
+    images: Mapping[str, str],
+    cidr: str,
+    coredns_image: str = "",
+    syncer_args: Sequence[str] = (),
+    user: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Values the plugin sets (images, service range, syncer flags); the user's win."""
+    cp_repo, cp_tag = split_image(images["controlPlane"])
+    sy_repo, sy_tag = split_image(images["syncer"])
+    ours: dict[str, Any] = {
+        "controlPlane": {
+            "image": {"repository": cp_repo, "tag": cp_tag, "pullPolicy": "IfNotPresent"},
+            "serviceCIDR": cidr,
+        },
+        "syncer": {
+            "image": {"repository": sy_repo, "tag": sy_tag, "pullPolicy": "IfNotPresent"},
+        },
+    }
+    coredns = images.get("coredns") or coredns_image
+    if coredns:
+        dns_repo, dns_tag = split_image(coredns)
+        ours["coredns"] = {"image": {"repository": dns_repo, "tag": dns_tag}}
+    if syncer_args:
+        ours["syncer"]["extraArgs"] = list(syncer_args)
+    return deep_merge(ours, user or {})
+
+
+def pod_security_level(values: Mapping[str, Any]) -> str:
+    """The chart's ``isolation.podSecurityStandard``, which the host namespace enforces."""
+    return str((values.get("isolation") or {}).get("podSecurityStandard") or "baseline")
+
+
+def coredns_enabled(values: Mapping[str, Any]) -> bool:
+    return bool((values.get("coredns") or {}).get("enabled", True))
+
+
+def api_server_sans(release: str, namespace: str) -> tuple[str, ...]:
+    """The API server certificate's names: the common ones and the release's host Service."""
+    from ...pki import api_server_names
+
+    svc = (release, f"{release}.{namespace}", f"{release}.{namespace}.svc")
+    return api_server_names(*svc, f"{release}.{namespace}.svc.cluster.local")
+
+
+def write_pki(d: Path, name: str, release: str, namespace: str, cidr: str) -> None:
+    """The vcluster's CA and certificates into ``d`` (ECDSA: microseconds each)."""
+    from ... import pki
+
+    d.mkdir(parents=True)
+    ca = pki.CertificateAuthority(f"vcluster-{name}-ca")
+    ca.pair.write(d, "ca")
+    ca.issue(
+        "kube-apiserver",
+        dns=api_server_sans(release, namespace),
+        ips=pki.service_ip_sans(cidr),
+        server=True,
+    ).write(d, "apiserver")
+    ca.issue(ADMIN_USER, orgs=("system:masters",), client=True).write(d, "admin")
+    ca.issue("kube-apiserver-kubelet-client", client=True).write(d, "kubelet-client")
+    sa_key, sa_pub = pki.service_account_key()
+    (d / "sa.key").write_bytes(sa_key)
+    (d / "sa.pub").write_bytes(sa_pub)
+
+
+def pki_args(d: Path) -> list[str]:
+    return [f"--set-file=pki.{key}={d / name}" for key, name in PKI_VALUES.items()]
+
+
+def helm_error(stderr: str) -> str:
+    text = stderr.strip()
+    # "Error: INSTALLATION FAILED: values don't meet the specifications of the schema(s) ..."
+    text = re.sub(r"^Error: (INSTALLATION FAILED: )?", "", text)
+    return text[-3000:] or "(no output)"

@@ -1,0 +1,203 @@
+"""An in-cluster vcluster's staged readiness; each stage is one ``poll`` and fails fast.
+
+pod scheduled → containers running (from the pod watch; ErrImagePull, CrashLoopBackOff,
+Unschedulable end the wait at once with the reason and the crashed container's log) → [the
+port-forward] → kube-apiserver ``/readyz`` and the syncer's ``/readyz``, polled every 0.1 s
+through the host's pod proxy (no waiting for the kubelet's probes), then through the
+port-forward → the ``default`` ServiceAccount → the vcluster's DNS Service has its host copy's
+ClusterIP → CoreDNS has a ready endpoint on the host.
+"""
+
+from __future__ import annotations
+
+import http.client
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ...errors import InClusterError, ReadinessTimeoutError
+from ...rest import RestClient
+from ..base import Progress
+from ..pods import pod_problem, pod_summary
+from .hostapi import HostApi
+from .podwatch import PodWatch
+
+
+def _retry() -> tuple[type[BaseException], ...]:
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    return (OSError, http.client.HTTPException, HTTPError, ApiException)
+
+
+class Stages:
+    """When each stage passed, seconds from the start (``timings``), each also a progress line."""
+
+    def __init__(self, name: str, progress: Progress) -> None:
+        self.name, self.progress = name, progress
+        self.t0 = time.monotonic()
+        self.timings: dict[str, float] = {}
+
+    def passed(self, stage: str) -> None:
+        self.timings[stage] = round(time.monotonic() - self.t0, 2)
+        self.progress(
+            f"pytest-vcluster: vcluster {self.name}: {stage} ({self.timings[stage]:.2f}s)"
+        )
+
+
+class Readiness:
+    def __init__(
+        self,
+        name: str,
+        namespace: str,
+        pod: str,
+        api: HostApi,
+        watch: PodWatch,
+        stages: Stages,
+        deadline: float,
+    ) -> None:
+        self.name, self.namespace, self.pod = name, namespace, pod
+        self.api, self.watch, self.stages, self.deadline = api, watch, stages, deadline
+
+    def _poll(self, what: str, check: Callable[[], Any], interval: float = 0.1) -> Any:
+        from ...wait import poll
+
+        def step() -> Any:
+            self.check_pod()
+            return check()
+
+        return poll(
+            f"vcluster {self.name!r}: {what}",
+            step,
+            self.deadline,
+            interval=interval,
+            retry=_retry(),
+            timeout_error=ReadinessTimeoutError,
+        )
+
+    def check_pod(self) -> dict[str, Any] | None:
+        """The pod as last seen; raises at once on a reason that never fixes itself."""
+        pod = self.watch.latest()
+        problem = pod_problem(pod) if pod is not None else None
+        if pod is not None and problem:
+            raise InClusterError(
+                f"vcluster {self.name!r} cannot start: {problem}" + self._log_excerpt(pod)
+            )
+        return pod
+
+    def _log_excerpt(self, pod: dict[str, Any]) -> str:
+        out = []
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            if cs.get("restartCount") or "terminated" in (cs.get("lastState") or {}):
+                try:
+                    text = self.api.log(
+                        self.namespace, self.pod, cs["name"], tail=15, previous=True
+                    )
+                except _retry() as exc:  # the reason above stands on its own
+                    text = f"(no log: {type(exc).__name__})"
+                if text.strip():
+                    out.append(f"\n--- {cs['name']} (previous run) ---\n{text.rstrip()}")
+        return "".join(out)
+
+    # -- the stages -------------------------------------------------------------------------
+    def running(self) -> None:
+        from ...wait import NotYet
+
+        def condition(name: str, phase: str | None = None) -> Callable[[], None]:
+            def check() -> None:
+                pod = self.watch.latest()
+                if pod is None:
+                    raise NotYet("no pod yet")
+                status = pod.get("status") or {}
+                conds = {c["type"]: c.get("status") for c in status.get("conditions") or []}
+                if (phase and status.get("phase") == phase) or (
+                    not phase and conds.get(name) == "True"
+                ):
+                    return
+                raise NotYet(pod_summary(pod))
+
+            return check
+
+        self._poll(f"pod {self.pod} scheduled", condition("PodScheduled"), interval=0.05)
+        self.stages.passed("pod scheduled")
+        self._poll(f"pod {self.pod} running", condition("", "Running"), interval=0.05)
+        self.stages.passed("containers running")
+
+    def endpoints(self, rest: RestClient) -> None:
+        """kube-apiserver ``/readyz``, then the syncer's, through the host's pod proxy (a
+        refused port is a 503 there); then the API server once through the port-forward."""
+        from ...wait import NotYet
+
+        ready = {"API server": False, "syncer": False}
+        targets = {"API server": f"https:{self.pod}:6443", "syncer": f"http:{self.pod}:8081"}
+
+        def check() -> None:
+            for part, target in targets.items():
+                if not ready[part]:
+                    status, body = self.api.proxy_get(self.namespace, target, "readyz")
+                    if status != 200:
+                        raise NotYet(f"{part} /readyz: {status} {body}; {self._state(ready)}")
+                    ready[part] = True
+                    self.stages.passed(f"{part} ready")
+            status, body = rest.get("/readyz")
+            if status != 200:
+                raise NotYet(f"through the port-forward: {status} {body}")
+
+        self._poll("API server and syncer ready", check)
+
+    def _state(self, ready: dict[str, bool]) -> str:
+        pod = self.watch.latest()
+        return ", ".join(f"{k} ready: {v}" for k, v in ready.items()) + (
+            f"; pod: {pod_summary(pod)}" if pod else ""
+        )
+
+    def default_service_account(self, rest: RestClient) -> None:
+        """Created here when missing: the controller-manager's ServiceAccount controller
+        starts ~2 s after the API server is ready; it adopts ours."""
+        from ...wait import NotYet
+
+        path = "/api/v1/namespaces/default/serviceaccounts"
+
+        def check() -> None:
+            status, body = rest.get(path + "/default")
+            if status == 404:
+                status, body = rest.request("POST", path, {"metadata": {"name": "default"}})
+                status = 200 if status in (201, 409) else status
+            if status != 200:
+                raise NotYet(f"{status} {body}")
+
+        self._poll("the default ServiceAccount", check)
+        self.stages.passed("default ServiceAccount")
+
+    def dns(self, rest: RestClient, host_service: str) -> str:
+        """The vcluster's kube-dns Service (the syncer's bootstrap creates it) has the ClusterIP
+        of its host copy, then that host copy has a ready CoreDNS endpoint (read on the host:
+        no wait for the status copy and the vcluster's endpoint controller). Its IP."""
+        from ...wait import NotYet
+
+        def synced() -> str:
+            status, body = rest.get("/api/v1/namespaces/kube-system/services/kube-dns")
+            if status != 200:
+                raise NotYet(f"kube-dns in the vcluster: {status} {body}")
+            virtual_ip = body["spec"].get("clusterIP")
+            host_ip = self.api.service_ip(self.namespace, host_service)
+            if not host_ip or host_ip != virtual_ip:
+                raise NotYet(f"virtual kube-dns {virtual_ip}, host copy {host_ip or 'none yet'}")
+            return host_ip
+
+        ip: str = self._poll("its DNS Service (kube-system/kube-dns) synced", synced)
+        self.stages.passed("DNS service")
+
+        def answering() -> None:
+            if not self.api.has_ready_endpoint(self.namespace, host_service):
+                raise NotYet(f"host Service {host_service}: no ready endpoint yet")
+
+        try:
+            self._poll("CoreDNS ready", answering)
+        except ReadinessTimeoutError as exc:
+            pods = self.api.pods(self.namespace, "vc.pytest-vcluster.io/k8s-app=kube-dns")
+            from ..pods import pods_table
+
+            raise ReadinessTimeoutError(f"{exc}\nhost pods: {pods_table(pods)}") from None
+        self.stages.passed("DNS ready")
+        return ip

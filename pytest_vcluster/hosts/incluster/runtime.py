@@ -1,0 +1,378 @@
+"""An in-cluster vcluster's lifecycle: a Helm release of ``chart/`` in its own host namespace.
+
+Start: images (the host loads them where it must: kind) → host namespace (labelled with the
+run, an expiry and the chart's pod security level) → the host's service range → certificates
+→ ``helm install`` → staged readiness (``readiness.py``) through the port-forward
+(``forward.py``). Delete: ``helm uninstall`` (the syncer's host objects are owned by the
+release's Service, so the garbage collector removes them), then the namespace is marked for
+deletion and its pods are removed at once (synced pods may ignore SIGTERM for their whole
+grace period); the namespace object itself goes after the namespace controller's fixed 5 s,
+which ``wait_deleted()`` waits for.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ... import kubeconfig as kubeconfig_file
+from ...errors import CleanupError, InClusterError, ReadinessTimeoutError
+from ...kept import CHART, KeptRecord
+from ...naming import host_namespace_body, host_namespace_for, validate_name
+from ...procs import ProcessGroup, proc_starttime
+from ...rest import Credentials, RestClient
+from ...spec import VClusterSpec, check_supported
+from ...wait import NotYet, poll
+from ..base import Progress, RuntimeOptions, quiet
+from ..pods import events_table, pods_table, rest_tables
+from . import chart
+from .forward import Forwards
+from .host import ClusterHost
+from .hostapi import HostApi
+from .podwatch import PodWatch
+from .readiness import Readiness, Stages, _retry
+
+_facts: dict[tuple[str, str], str] = {}  # (fact, host kubeconfig) -> service CIDR, image
+
+
+class InClusterVCluster:
+    """Create with ``start()``, remove with ``delete()``; a context manager too."""
+
+    def __init__(
+        self,
+        host: ClusterHost,
+        name: str,
+        *,
+        labels: Mapping[str, str] | None = None,
+        syncer_args: tuple[str, ...] = (),
+        values: Mapping[str, Any] | None = None,
+        images: Mapping[str, str] | None = None,
+        binaries: Mapping[str, Path] | None = None,
+        k8s_version: str | None = None,
+        chart_path: Path = chart.CHART_DIR,
+        detachable: bool = False,
+        progress: Progress = quiet,
+        timeout: float = 120.0,
+    ) -> None:
+        self.host = host
+        self.name = validate_name(name)
+        self.release = name
+        self.host_namespace = host_namespace_for(name)
+        self.labels = dict(labels or {})
+        self.syncer_args = syncer_args
+        self.values = dict(values or {})
+        self.images = dict(images or {})
+        self.tools = host.tools().with_paths(dict(binaries or {}))
+        self.tools.progress = progress
+        self.k8s_version = k8s_version or host.k8s_version
+        self.chart = chart_path
+        self.progress = progress
+        self.timeout = timeout
+        self.workdir = host.workdir / "vclusters" / name
+        self.procs = ProcessGroup(die_with_parent=not detachable)
+        self.forwards = Forwards(host.kubeconfig, self.host_namespace, self.pod_name)
+        self.stages = Stages(name, progress)
+        self.ready_seconds = 0.0
+        self.teardown_seconds = 0.0
+        self.deleted_seconds = 0.0  # from delete() until the host namespace was gone
+        self.dns_ip = ""
+        self._delete_t0 = 0.0
+        self._installed = False
+        self._namespace_created = False
+        self._api: HostApi | None = None
+        self._watch: PodWatch | None = None
+
+    def __enter__(self) -> InClusterVCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.delete()
+
+    # -- what it is -----------------------------------------------------------------------------
+    @property
+    def kubeconfig_path(self) -> Path:
+        return self.workdir / "kubeconfig"
+
+    @property
+    def pod_name(self) -> str:
+        return f"{self.release}-0"
+
+    @property
+    def timings(self) -> dict[str, float]:
+        return self.stages.timings
+
+    @property
+    def local_port(self) -> int:
+        return self.forwards.api_port
+
+    @property
+    def health_port(self) -> int:
+        return self.forwards.health_port
+
+    @property
+    def server(self) -> str:
+        return self.forwards.server
+
+    @property
+    def port_forward_stats(self) -> dict[str, Any]:
+        return self.forwards.stats
+
+    def rest(self) -> RestClient:
+        """cluster-admin on the vcluster's API server, through the port-forward."""
+        d = self.workdir / "pki"
+        creds = Credentials(self.server, d / "ca.crt", d / "admin.crt", d / "admin.key")
+        return RestClient(creds, timeout=2.0)
+
+    def helm(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        argv = [str(self.tools.path("helm")), "--kubeconfig", self.host.kubeconfig, *args]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+
+    def _host_api(self) -> HostApi:
+        if self._api is None:
+            self._api = HostApi(self.host.kubeconfig)
+        return self._api
+
+    def _fact(self, name: str, read: Any) -> str:
+        key = (name, self.host.kubeconfig)
+        if key not in _facts:
+            _facts[key] = read()
+        return _facts[key]
+
+    # -- start ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            try:
+                self.delete()
+            except CleanupError as exc:  # the start's own error is the one to raise
+                self.progress(f"pytest-vcluster: after a failed start: {exc}")
+            raise
+
+    def _start(self) -> None:
+        self.stages = Stages(self.name, self.progress)
+        deadline = self.stages.t0 + self.timeout
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        self.workdir.mkdir(parents=True)
+        images = self.images or chart.resolve_images(self.k8s_version)
+        loaded = self.host.load_images(list(images.values()), self.progress)
+        if loaded:
+            self.stages.timings["kind load"] = round(loaded, 2)
+        api = self._host_api()
+        level = chart.pod_security_level(self.values)
+        api.create_namespace(host_namespace_body(self.name, self.labels, level), self.name)
+        self._namespace_created = True
+        cidr = self._fact("cidr", lambda: api.service_cidr(self.host_namespace))
+        chart.write_pki(self.workdir / "pki", self.name, self.release, self.host_namespace, cidr)
+        dns_image = self._fact("coredns", api.coredns_image)
+        values = chart.chart_values(images, cidr, dns_image, self.syncer_args, self.values)
+        self.stages.passed("images and certificates")
+        self._install(values)
+        self.stages.passed("helm install")
+        self._watch = PodWatch(api, self.host_namespace, self.pod_name)
+        ready = Readiness(
+            self.name, self.host_namespace, self.pod_name, api, self._watch, self.stages, deadline
+        )
+        admin = yaml.safe_load(
+            api.secret_value(self.host_namespace, f"vc-{self.release}", "config")
+        )
+        ready.running()
+        self.forwards.start(deadline)
+        self._write_kubeconfig(admin)
+        self.stages.passed("port-forward")
+        rest = self.rest()
+        ready.endpoints(rest)
+        ready.default_service_account(rest)
+        if chart.coredns_enabled(values):
+            from syncer.translate.names import host_name
+
+            self.dns_ip = ready.dns(rest, host_name("kube-dns", "kube-system", self.name))
+        self._stop_watch()
+        self.ready_seconds = time.monotonic() - self.stages.t0
+        self.progress(f"pytest-vcluster: vcluster {self.name} ready in {self.ready_seconds:.2f}s")
+
+    def _install(self, values: Mapping[str, Any]) -> None:
+        path = self.workdir / "values.yaml"
+        path.write_text(yaml.safe_dump(dict(values), sort_keys=False))
+        proc = self.helm(
+            "install", self.release, str(self.chart), "--namespace", self.host_namespace,
+            "--values", str(path), *chart.pki_args(self.workdir / "pki"),
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise InClusterError(
+                f"helm install of vcluster {self.name!r} failed: {chart.helm_error(proc.stderr)}"
+            )
+        self._installed = True
+
+    def _write_kubeconfig(self, admin: dict[str, Any]) -> None:
+        """The chart's admin kubeconfig (Secret ``vc-<release>``) pointed at the port-forward."""
+        cfg = copy.deepcopy(admin)
+        for cluster in cfg.get("clusters") or []:
+            cluster["cluster"]["server"] = self.server
+        kubeconfig_file.write(self.kubeconfig_path, cfg)
+
+    def _stop_watch(self) -> None:
+        if self._watch is not None:
+            self._watch.stop()
+            self._watch = None
+
+    # -- teardown -------------------------------------------------------------------------------
+    def delete(self, wait: bool = True) -> None:
+        """``helm uninstall``, then the namespace: marked for deletion (nothing new can be created
+        in it), its pods removed at once and its claims waited for. With ``wait=False`` this
+        returns before the namespace object is gone; ``wait_deleted()`` waits for that (the
+        plugin waits for all of a session's namespaces at its end, in parallel)."""
+        t0 = self._delete_t0 = time.monotonic()
+        self.forwards.stop()
+        self._stop_watch()
+        self.procs.stop(timeout=2)
+        if self._installed:
+            self._uninstall()
+        problem = ""
+        if self._namespace_created:
+            failures: tuple[type[BaseException], ...] = (ReadinessTimeoutError, *_retry())
+            try:
+                self._empty_namespace(time.monotonic() + 60)
+            except failures as exc:
+                problem = f"host namespace {self.host_namespace}: {exc}"
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        self.teardown_seconds = time.monotonic() - t0
+        if not problem and wait and not self.wait_deleted():
+            problem = f"host namespace {self.host_namespace} still exists"
+        if not self._namespace_created:
+            self._close_host_api()
+        if problem:
+            raise CleanupError(f"vcluster {self.name}: not removed: {problem}")
+
+    def _uninstall(self) -> None:
+        """Deleting the namespace removes the release too: a failure here is only reported."""
+        try:
+            proc = self.helm("uninstall", self.release, "-n", self.host_namespace, timeout=60)
+        except (subprocess.TimeoutExpired, OSError) as exc:
+            self.progress(f"pytest-vcluster: helm uninstall {self.release}: {exc}")
+            return
+        if proc.returncode == 0 or "not found" in proc.stderr:
+            self._installed = False
+        else:
+            self.progress(f"pytest-vcluster: helm uninstall {self.release}: {proc.stderr}")
+
+    def _empty_namespace(self, end: float) -> None:
+        api, ns = self._host_api(), self.host_namespace
+        if not api.delete_namespace(ns):
+            self._namespace_created = False
+            return
+        api.delete_pods_now(ns)
+
+        def empty() -> None:
+            pods, claims = api.pods_or_claims_left(ns)
+            if pods:  # e.g. re-created by the StatefulSet before the namespace was terminating
+                api.delete_pods_now(ns)
+            if pods or claims:
+                raise NotYet(f"pods left: {pods}, claims left: {claims}")
+
+        poll(f"host namespace {ns} emptied", empty, end, retry=_retry())
+
+    def wait_deleted(self, timeout: float = 120) -> bool:
+        """Wait until the host namespace is gone; whether it is. Sets ``deleted_seconds`` (from
+        the start of ``delete()``)."""
+        try:
+            if self._namespace_created:
+                api, ns = self._host_api(), self.host_namespace
+
+                def gone() -> None:
+                    if api.namespace_exists(ns):
+                        raise NotYet("terminating")
+
+                try:
+                    poll(
+                        f"host namespace {ns} gone",
+                        gone,
+                        time.monotonic() + timeout,
+                        retry=_retry(),
+                    )
+                except ReadinessTimeoutError:
+                    return False
+                self._namespace_created = False
+            self.deleted_seconds = time.monotonic() - self._delete_t0
+            return True
+        finally:
+            self._close_host_api()
+
+    def _close_host_api(self) -> None:
+        if self._api is not None:
+            self._api.close()
+            self._api = None
+
+    def detach(self) -> KeptRecord:
+        """Keep running after this process ends (the port-forward too); a record for ``reap``."""
+        self.forwards.detach(
+            self.tools.path("kubectl"), self.procs, self.workdir / "port-forward.log"
+        )
+        self._stop_watch()
+        children = self.procs.detach()
+        self._installed = self._namespace_created = False  # no longer ours to delete
+        self._close_host_api()
+        return KeptRecord(
+            kind=CHART,
+            name=self.name,
+            host_namespace=self.host_namespace,
+            kubeconfig=str(self.kubeconfig_path),
+            workdir=str(self.workdir),
+            release=self.release,
+            host_kubeconfig=self.host.kubeconfig,
+            pids={str(c.pid): proc_starttime(c.pid) for c in children if c.alive()},
+        )
+
+    # -- for reports ------------------------------------------------------------------------------
+    def diagnostics(self) -> dict[str, str]:
+        """Report sections for a failed test: host pods and events, container log tails, the
+        vcluster's own pods and events."""
+        ns, out = self.host_namespace, {}
+        api = self._host_api()
+        try:
+            out["host pods"] = pods_table(api.pods(ns))
+            out["host events"] = events_table(api.events(ns))
+            for container in ("control-plane", "syncer"):
+                out[f"{container} log (tail)"] = api.log(ns, self.pod_name, container, tail=60)
+        except _retry() as exc:
+            out["host"] = f"(could not read: {type(exc).__name__}: {exc})"[:1000]
+        if self.forwards.active:
+            out["port-forward"] = json.dumps(self.port_forward_stats)
+            out.update(rest_tables(self.rest(), "virtual"))
+        return out
+
+    def rss(self) -> dict[str, int]:
+        """Memory of the vcluster pod's containers (bytes); {} where the host cannot say."""
+        return self.host.container_rss(self.host_namespace, self.pod_name)
+
+
+def new_release(
+    host: ClusterHost, spec: VClusterSpec, options: RuntimeOptions
+) -> InClusterVCluster:
+    """A vcluster of ``spec`` (named) as a Helm release on a chart host (kind, kubeconfig)."""
+    assert spec.name is not None
+    check_supported(spec, host.kind, host.provides, f"vcluster {spec.name}")
+    # Any version with a control-plane image runs on any host (the image is the version).
+    version = str(spec.k8s_version) if spec.k8s_version else host.k8s_version
+    return InClusterVCluster(
+        host,
+        spec.name,
+        k8s_version=version,
+        labels=options.labels,
+        syncer_args=spec.syncer_args(),
+        values=spec.values,
+        images=options.images,
+        binaries=options.binaries,
+        progress=options.progress,
+        timeout=options.timeout,
+        detachable=options.detachable,
+    )

@@ -1,0 +1,146 @@
+"""The vclusters of one pytest process on one host: create (or hand out a prewarmed one),
+and at the end of each use apply the keep policy. No pytest here: the fixtures are thin."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from . import kept
+from .errors import VClusterError
+from .hosts.base import Host, Progress, RuntimeOptions
+from .naming import EXPIRES_LABEL, RUN_LABEL
+from .settings import Settings
+from .spec import VClusterSpec
+from .vcluster import VCluster
+
+EXPIRES_AFTER = 6 * 3600  # `pytest-vcluster reap` removes namespaces of runs older than this
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, stacklevel=2)
+
+
+class Manager:
+    """``warn`` reports what teardown could not remove (the fixtures make it a
+    ``CleanupWarning`` in pytest's summary)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        host: Host,
+        run_id: str,
+        progress: Progress,
+        warn: Callable[[str], None] = _warn,
+    ) -> None:
+        self.settings = settings
+        self.host = host
+        self.run_id = run_id
+        self.progress = progress
+        self.warn = warn
+        self.kept: list[kept.KeptRecord] = []
+        self._counter = itertools.count()
+        self._pool: deque[Future[VCluster]] = deque()
+        self._executor: ThreadPoolExecutor | None = None
+        # Deleted vclusters whose host namespace the namespace controller still removes.
+        self._terminating: deque[VCluster] = deque()
+
+    def new_name(self) -> str:
+        return f"vc{os.getpid()}-{next(self._counter)}"
+
+    # A vcluster with default settings takes seconds to start, mostly kube-apiserver's own
+    # start-up: keep ``prewarm`` of them starting in the background, hand one out on request.
+    def prewarm(self) -> None:
+        if self.settings.prewarm <= 0 or not self.host.provides.prewarm:
+            return
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="vcluster-prewarm")
+        while len(self._pool) < self.settings.prewarm:
+            self._pool.append(self._executor.submit(self._build, VClusterSpec()))
+
+    def _take_prewarmed(self) -> VCluster | None:
+        while self._pool:
+            future = self._pool.popleft()
+            try:
+                vc = future.result()
+            except Exception as exc:  # fall back to a synchronous create, report why
+                self.progress(f"pytest-vcluster: a prewarmed vcluster failed: {exc}")
+                continue
+            self.prewarm()
+            self.progress(f"pytest-vcluster: vcluster {vc.name}: prewarmed, ready")
+            return vc
+        return None
+
+    def create(self, spec: VClusterSpec | None = None) -> VCluster:
+        """A ready vcluster of ``spec`` (validated by ``build_spec``)."""
+        spec = spec or VClusterSpec()
+        if spec.is_default:
+            vc = self._take_prewarmed()
+            if vc is not None:
+                return vc
+        try:
+            return self._build(spec)
+        finally:
+            self.prewarm()
+
+    def _build(self, spec: VClusterSpec) -> VCluster:
+        # Chart values: the --vcluster-values file, then the spec's (the marker's, ...).
+        spec = spec.over(self.settings.values).named(spec.name or self.new_name())
+        options = RuntimeOptions(
+            labels={RUN_LABEL: self.run_id, EXPIRES_LABEL: str(int(time.time()) + EXPIRES_AFTER)},
+            timeout=self.settings.timeout,
+            progress=self.progress,
+            detachable=self.settings.keep != "never",
+        )
+        vc = VCluster.from_spec(self.host, spec, options, cache_dir=self.settings.cache_dir)
+        vc.create()
+        return vc
+
+    def finish(self, vc: VCluster, failed: bool) -> None:
+        """Keep it (per ``--vcluster-keep``) or delete it; never raises."""
+        keep = self.settings.keep == "always" or (self.settings.keep == "on-failure" and failed)
+        if keep:
+            record = dataclasses.replace(vc.detach(), kept_at=time.time())
+            kept.save(record, self.settings.cache_dir)
+            self.kept.append(record)
+            return
+        try:
+            # The namespace controller removes a deleted namespace only after a fixed 5 s: wait
+            # for that once, for all of them, at the end of the session (close()).
+            vc.delete(wait=False)
+        except Exception as exc:  # report, never hide the test's own outcome
+            self.warn(f"vcluster {vc.name}: cleanup failed: {exc}")
+            return
+        if self.host.provides.deferred_namespace_wait:
+            self._terminating.append(vc)
+
+    def close(self) -> None:
+        """Delete the prewarmed vclusters nobody took; wait for the host namespaces that are
+        still terminating (a warning names any that is not gone)."""
+        while self._pool:
+            future = self._pool.popleft()
+            try:
+                vc = future.result()
+            except Exception as exc:  # it never started: nothing to delete, say why
+                self.progress(f"pytest-vcluster: a prewarmed vcluster failed: {exc}")
+                continue
+            try:
+                vc.delete()
+            except VClusterError as exc:
+                self.warn(f"vcluster {vc.name} (prewarmed, unused): cleanup failed: {exc}")
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        if self._terminating:
+            self.progress(
+                f"pytest-vcluster: waiting for {len(self._terminating)} host namespace(s) to go"
+            )
+        while self._terminating:
+            vc = self._terminating.popleft()
+            if not vc.wait_deleted():
+                self.warn(f"vcluster {vc.name}: host namespace {vc.host_namespace} still exists")

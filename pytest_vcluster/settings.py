@@ -1,0 +1,27 @@
+"""The effective settings of a run (CLI over ini over defaults), as plain frozen data: the
+manager and the hosts read them without pytest (``config.py`` builds them from options)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .versions import K8sVersion
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str
+    k8s: K8sVersion
+    cache_dir: Path
+    timeout: float
+    keep: str = "never"
+    values: dict[str, Any] = field(default_factory=dict)
+    reuse_host: bool = False
+    prewarm: int = 1
+    kind_cluster: str = "pytest-vcluster"
+    kind_image: str | None = None
+    kind_workers: int = 0
+    kubeconfig: str = ""
+    context: str | None = None
