@@ -35,7 +35,8 @@ def test_release_runs_until_the_port_forward_and_leaves_nothing(
     host: LocalHost, tmp_path: Path
 ) -> None:
     info = KubeconfigHost(str(host.kubeconfig_path), None, tmp_path).info()
-    vc = VCluster(info, "rel", images=IMAGES, timeout=15, labels={"team": "a"})
+    # The timeout only bounds a run that goes wrong: under xdist load scheduling takes seconds.
+    vc = VCluster(info, "rel", images=IMAGES, timeout=60, labels={"team": "a"})
     impl = vc._impl
     assert isinstance(impl, InClusterVCluster)
     seen: dict[str, str] = {}
