@@ -134,21 +134,30 @@ def refused(exc: ApiError) -> bool:
     return 400 <= exc.status < 500 and exc.status not in (401, 404, 408, 409, 429)
 
 
+#: How long a refused object is asked again: right after the API server is up, some refusals
+#: are its own start-up still running (its system PriorityClasses, RBAC and namespaces come
+#: seconds later: "no PriorityClass with name system-cluster-critical was found").
+REFUSED_GRACE = 30.0
+
+
 def _apply_each(
     kube: Kube, objs: list[JSON], stop: threading.Event, wait: Callable[[float], Any]
 ) -> list[JSON]:
-    """Create each object, retrying while the API server is not up yet; one it refuses is
-    logged and left out (retrying it would only repeat the error). Returns those in place."""
+    """Create each object, retrying while the API server is not up yet; one it still refuses
+    after ``REFUSED_GRACE`` seconds of retries is logged and left out (asking forever would
+    only repeat the error). Returns those in place."""
     placed: list[JSON] = []
     for obj in objs:
-        delay = 0.1
+        delay, refused_for = 0.1, 0.0
         while not stop.is_set():
             try:
                 apply(kube, [obj])
             except ApiError as exc:
                 if refused(exc):
-                    log.error("bootstrap: %s refused, left out: %s", _name(obj), exc)
-                    break
+                    if refused_for >= REFUSED_GRACE:
+                        log.error("bootstrap: %s refused, left out: %s", _name(obj), exc)
+                        break
+                    refused_for += delay
                 log.info("bootstrap: retrying %s in %.1fs: %s", _name(obj), delay, exc)
             except Exception as exc:  # not up yet: connection refused, TLS, a reset
                 log.info("bootstrap: retrying %s in %.1fs: %s", _name(obj), delay, exc)
@@ -156,7 +165,7 @@ def _apply_each(
                 placed.append(obj)
                 break
             wait(delay)
-            delay = min(delay * 2, 0.25)
+            delay = min(delay * 2, 0.25 if not refused_for else 1.0)
     return placed
 
 

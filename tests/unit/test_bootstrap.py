@@ -159,4 +159,40 @@ def test_an_object_the_server_refuses_is_left_out_not_retried(tmp_path: Path) ->
     thread.join(5)
     assert not thread.is_alive()  # before: retried the 422 forever, 4 times a second
     assert kube.created == [("/api/v1/namespaces/default/configmaps", "good")]
-    assert waits == [0.1, 0.2]  # the two connection failures only
+    assert waits[:2] == [0.1, 0.2]  # the two connection failures
+    # Then the refusal, asked again for the grace period (slowing to 1 s), and no longer.
+    refusal = waits[2:]
+    assert bootstrap.REFUSED_GRACE <= sum(refusal) <= bootstrap.REFUSED_GRACE + 1
+    assert max(refusal) == 1.0
+
+
+class StartingKube(FakeKube):
+    """Refuses a Pod until the API server has made its PriorityClasses (its start-up)."""
+
+    def __init__(self, refusals: int) -> None:
+        super().__init__()
+        self.refusals = refusals
+
+    def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        if body["metadata"]["name"] == "dns" and self.refusals:
+            self.refusals -= 1
+            message = "no PriorityClass with name system-cluster-critical was found"
+            raise ApiError(403, {"message": message}, "POST", path)
+        return super().create(path, body)
+
+
+def test_a_refusal_of_the_servers_start_up_is_waited_out(tmp_path: Path) -> None:
+    """Seen on kind: CoreDNS's pod came before the PriorityClass it names, and was dropped."""
+    (tmp_path / "x.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: dns}\n")
+    kube = StartingKube(refusals=3)
+    waits: list[float] = []
+    thread = bootstrap.start(
+        kube,  # type: ignore[arg-type]
+        str(tmp_path),
+        resolv_conf=str(tmp_path / "none"),
+        sleep=waits.append,
+        stop=threading.Event(),
+    )
+    thread.join(5)
+    assert kube.created == [("/api/v1/namespaces/default/configmaps", "dns")]
+    assert len(waits) == 3
