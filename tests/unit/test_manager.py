@@ -97,3 +97,47 @@ def test_an_unused_prewarmed_vcluster_that_cannot_be_deleted_is_reported(
         m.close()
     assert said == ["pytest-vcluster: a prewarmed vcluster failed: never started"]
     assert not m._pool
+
+
+class RecordingHost(FakeHost):
+    """A chart host that records what it was asked to make."""
+
+    k8s_version = "1.37.2"
+
+    def __init__(self) -> None:
+        super().__init__(deferred=True)
+        self.specs: list[Any] = []
+
+    def tools(self) -> Any:
+        from pytest_vcluster.hosts.tools import Tools
+
+        return Tools({}, parse_k8s_version(None))
+
+    def new_vcluster(self, spec: Any, options: Any) -> Any:
+        self.specs.append((spec, options))
+        runtime = FakeVCluster(spec.name)
+        runtime.start = lambda: None  # type: ignore[attr-defined]
+        return runtime
+
+
+def test_values_reach_the_host_over_the_options_values(tmp_path: Path) -> None:
+    """Before: the factory's and vcluster_fixture's values= were dropped on the way."""
+    from pytest_vcluster.spec import build_spec
+
+    settings = Settings(
+        host="x",
+        k8s=parse_k8s_version(None),
+        cache_dir=tmp_path,
+        timeout=1,
+        values={"syncer": {"workers": 2}, "labels": {"team": "a"}},
+    )
+    host = RecordingHost()
+    m = Manager(settings, host, "run1", lambda msg: None)  # type: ignore[arg-type]
+    vc = m.create(build_spec({"values": {"syncer": {"workers": 4}}, "name": "v"}, "test"))
+    spec, options = host.specs[0]
+    assert (vc.name, spec.name) == ("v", "v")
+    assert spec.values == {"syncer": {"workers": 4}, "labels": {"team": "a"}}
+    assert options.labels["pytest-vcluster.io/run-id"] == "run1"
+    assert not options.detachable  # keep=never
+    m.create()  # a default spec gets a generated name
+    assert host.specs[1][0].name.startswith("vc")
