@@ -29,10 +29,10 @@ from . import versions
 from .errors import BinaryNotFoundError, ChecksumMismatchError, VClusterError
 from .gobuild import K8S_COMPONENTS, GoBuilder, Progress, recipe_for
 from .naming import default_cache_dir as default_cache_dir  # re-exported
+from .versions import LOCAL_HOST_TOOLS as LOCAL_HOST_TOOLS  # re-exported
 from .versions import K8sVersion, parse_loose
 
 TOOLS = (*K8S_COMPONENTS, "etcd", "kwok", "helm", "kind")
-LOCAL_HOST_TOOLS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 
 #: Official download locations; the part before the path is replaced by a configured mirror.
 OFFICIAL_BASES = {

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .errors import VClusterError
-from .manager import Manager
 from .markers import parse_marker
 from .naming import EXPIRES_LABEL, RUN_LABEL
 from .settings import Settings
 from .spec import SpecError, VClusterSpec, build_spec
 
 if TYPE_CHECKING:
+    from .manager import Manager
     from .vcluster import VCluster
 
 __all__ = ["EXPIRES_LABEL", "RUN_LABEL", "CleanupWarning", "Manager", "vcluster_fixture"]
@@ -31,6 +31,14 @@ REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 # vcluster_fixture() declarations: their spec (checked against the host at collection) or why
 # they have none (a usage error at collection).
 DECLARED: list[tuple[str, VClusterSpec | SpecError]] = []
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Manager":  # it lived here; the import waits until a vcluster is needed
+        from .manager import Manager
+
+        return Manager
+    raise AttributeError(name)
 
 
 class CleanupWarning(pytest.PytestWarning):

@@ -6,7 +6,7 @@ import contextlib
 import time
 from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -17,7 +17,6 @@ from .fixtures import (
     DECLARED,
     REPORTS,
     SETTINGS,
-    Manager,
     run_id,
     vcluster,
     vcluster_factory,
@@ -30,6 +29,9 @@ from .hosts.registry import host_type
 from .markers import MARKER_LINE, marker_where, parse_marker
 from .settings import Settings
 from .spec import SpecError, check_supported
+
+if TYPE_CHECKING:
+    from .manager import Manager
 
 __all__ = ["vcluster", "vcluster_factory", "vcluster_namespace", "vcluster_session"]
 _STARTED = pytest.StashKey[float]()
@@ -144,6 +146,8 @@ def vcluster_host_info(
 def vcluster_manager(
     pytestconfig: pytest.Config, vcluster_settings: Settings, vcluster_host_info: Host
 ) -> Iterator[Manager]:
+    from .manager import Manager
+
     manager = Manager(
         vcluster_settings,
         vcluster_host_info,

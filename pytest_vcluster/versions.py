@@ -20,6 +20,9 @@ KUBERNETES: dict[str, str] = {
 }
 DEFAULT_KUBERNETES = "1.37"
 
+#: What the local host runs (binaries.py resolves them; kept here, light, for the plugin).
+LOCAL_HOST_TOOLS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+
 #: Versions of the other tools (not tied to the Kubernetes version).
 ETCD = "3.6.16"
 KWOK = "0.8.0"

@@ -16,16 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..binaries import LOCAL_HOST_TOOLS
 from ..naming import default_cache_dir
-from ..rest import Credentials, RestClient
 from ..spec import SpecError, VClusterSpec, check_supported
-from ..versions import parse_k8s_version
+from ..versions import LOCAL_HOST_TOOLS, parse_k8s_version
 from .base import HostContext, Provides, RuntimeOptions
 
 if TYPE_CHECKING:
     from ..kept import KeptRecord
     from ..pki import CertificateAuthority
+    from ..rest import RestClient
     from ..settings import Settings
     from .local_vcluster import LocalVCluster
     from .tools import Tools
@@ -61,6 +60,8 @@ class LocalHostInfo:
         return PROVIDES
 
     def rest(self) -> RestClient:
+        from ..rest import Credentials, RestClient  # ssl and http.client: not at plugin load
+
         d = Path(self.pki_dir)
         return RestClient(Credentials(self.server, d / "ca.crt", d / "admin.crt", d / "admin.key"))
 
