@@ -29,6 +29,23 @@ def quiet(msg: str) -> None:
     pass
 
 
+def start_or_remove(
+    start: Callable[[], None], delete: Callable[[], None], progress: Progress
+) -> None:
+    """Run a runtime's start; when it fails, remove what it made before the error goes on (the
+    start's own error is the one raised; a removal that fails too is only reported)."""
+    from ..errors import CleanupError
+
+    try:
+        start()
+    except BaseException:
+        try:
+            delete()
+        except CleanupError as exc:
+            progress(f"pytest-vcluster: after a failed start: {exc}")
+        raise
+
+
 @dataclass(frozen=True)
 class Provides:
     """What vclusters on a host type get, known before the host exists (options, markers and

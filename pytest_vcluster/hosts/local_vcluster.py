@@ -24,6 +24,7 @@ from ..rest import RestClient
 from ..retry import Transient, idempotent, transient_status
 from ..servicecidr import discover
 from . import etcd
+from .base import start_or_remove
 from .controlplane import ControlPlane, Progress, _quiet, wait_until
 from .local_info import LocalHostInfo
 from .pods import rest_tables
@@ -96,14 +97,7 @@ class LocalVCluster:
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
-        try:
-            self._start()
-        except BaseException:
-            try:
-                self.delete()
-            except CleanupError as exc:  # the start's own error is the one to raise
-                self.progress(f"pytest-vcluster: after a failed start: {exc}")
-            raise
+        start_or_remove(self._start, self.delete, self.progress)
 
     def _start(self) -> None:
         t0 = time.monotonic()

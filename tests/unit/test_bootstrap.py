@@ -142,21 +142,27 @@ class RefusingKube(FakeKube):
         return super().create(path, body)
 
 
+def _bootstrap(kube: FakeKube, directory: Path) -> tuple[threading.Thread, list[float]]:
+    """Run the bootstrap thread over ``directory`` to its end; the waits it asked for."""
+    waits: list[float] = []
+    thread = bootstrap.start(
+        kube,  # type: ignore[arg-type]
+        str(directory),
+        resolv_conf=str(directory / "none"),
+        sleep=waits.append,
+        stop=threading.Event(),
+    )
+    thread.join(5)
+    return thread, waits
+
+
 def test_an_object_the_server_refuses_is_left_out_not_retried(tmp_path: Path) -> None:
     (tmp_path / "x.yaml").write_text(
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bad}\n"
         "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: good}\n"
     )
     kube = RefusingKube(failures=2)  # not up yet twice: those are retried
-    waits: list[float] = []
-    thread = bootstrap.start(
-        kube,  # type: ignore[arg-type]
-        str(tmp_path),
-        resolv_conf=str(tmp_path / "none"),
-        sleep=waits.append,
-        stop=threading.Event(),
-    )
-    thread.join(5)
+    thread, waits = _bootstrap(kube, tmp_path)
     assert not thread.is_alive()  # before: retried the 422 forever, 4 times a second
     assert kube.created == [("/api/v1/namespaces/default/configmaps", "good")]
     assert waits[:2] == [0.1, 0.2]  # the two connection failures
@@ -185,14 +191,6 @@ def test_a_refusal_of_the_servers_start_up_is_waited_out(tmp_path: Path) -> None
     """Seen on kind: CoreDNS's pod came before the PriorityClass it names, and was dropped."""
     (tmp_path / "x.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: dns}\n")
     kube = StartingKube(refusals=3)
-    waits: list[float] = []
-    thread = bootstrap.start(
-        kube,  # type: ignore[arg-type]
-        str(tmp_path),
-        resolv_conf=str(tmp_path / "none"),
-        sleep=waits.append,
-        stop=threading.Event(),
-    )
-    thread.join(5)
+    _, waits = _bootstrap(kube, tmp_path)
     assert kube.created == [("/api/v1/namespaces/default/configmaps", "dns")]
     assert len(waits) == 3

@@ -31,7 +31,7 @@ from ...procs import ProcessGroup, proc_starttime
 from ...rest import Credentials, RestClient
 from ...spec import VClusterSpec, check_supported
 from ...wait import NotYet, poll
-from ..base import Progress, RuntimeOptions, quiet
+from ..base import Progress, RuntimeOptions, quiet, start_or_remove
 from ..pods import events_table, pods_table, rest_tables
 from . import chart
 from .forward import Forwards
@@ -149,14 +149,7 @@ class InClusterVCluster:
 
     # -- start ----------------------------------------------------------------------------------
     def start(self) -> None:
-        try:
-            self._start()
-        except BaseException:
-            try:
-                self.delete()
-            except CleanupError as exc:  # the start's own error is the one to raise
-                self.progress(f"pytest-vcluster: after a failed start: {exc}")
-            raise
+        start_or_remove(self._start, self.delete, self.progress)
 
     def _start(self) -> None:
         self.stages = Stages(self.name, self.progress)
