@@ -19,6 +19,10 @@ from ...wait import NotYet, poll
 
 API_PORT = 6443
 HEALTH_PORT = 8081  # the syncer's /readyz
+# The host API server answers "error dialing backend" when it cannot reach the node's kubelet.
+# A kubelet restarting is back within seconds; a node without one (kwok, virtual-kubelet) never
+# is, and waiting for the whole timeout would only hide the reason.
+KUBELET_GRACE = 10.0
 
 
 class Forwards:
@@ -43,12 +47,25 @@ class Forwards:
         self.api_port = self._forwards[0].start()
         self.health_port = self._forwards[1].start()
 
+        unreachable_since: list[float] = []
+
         def tunnel() -> None:
             try:
                 self._forwards[0].check(timeout=max(1.0, deadline - time.monotonic()))
             except PortForwardError as exc:
                 if " 403" in str(exc):
                     raise InClusterError(str(exc)) from None
+                if "error dialing backend" not in str(exc):
+                    unreachable_since.clear()
+                elif not unreachable_since:
+                    unreachable_since.append(time.monotonic())
+                elif time.monotonic() - unreachable_since[0] > KUBELET_GRACE:
+                    raise InClusterError(
+                        f"{exc}: the host API server has not reached the kubelet of the node "
+                        f"running pod {self.namespace}/{self.pod} for {KUBELET_GRACE:.0f}s; a "
+                        "vcluster on this host needs nodes with a real kubelet (kwok or "
+                        "virtual-kubelet nodes serve no port-forward)"
+                    ) from None
                 raise NotYet(str(exc)) from None
 
         poll(

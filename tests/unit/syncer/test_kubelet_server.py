@@ -37,9 +37,13 @@ class HostScript:
     closed: threading.Event = field(default_factory=threading.Event)
 
 
-def _read_head(f: socket.SocketIO | object) -> tuple[str, dict[str, str]]:
+def _read_head(f: socket.SocketIO | object) -> tuple[str, dict[str, str]] | None:
+    """The request's target and headers; None for a connection closed before a request (the
+    proxy's spare connection, dropped unused)."""
     rfile = f
     line = rfile.readline().decode()  # type: ignore[attr-defined]
+    if not line.strip():
+        return None
     headers: dict[str, str] = {}
     while True:
         h = rfile.readline().decode()  # type: ignore[attr-defined]
@@ -54,7 +58,10 @@ class _Handler(socketserver.StreamRequestHandler):
     script: HostScript
 
     def handle(self) -> None:
-        target, headers = _read_head(self.rfile)
+        head = _read_head(self.rfile)
+        if head is None:
+            return
+        target, headers = head
         self.script.requests.append((target, headers))
         w = self.wfile
         if "/pods/slow" in target:  # a log stream: one line now, one when the test says
