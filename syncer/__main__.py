@@ -11,10 +11,12 @@ from collections.abc import Sequence
 
 from . import bootstrap
 from .app import build
+from .core import dnsprobe
+from .core.controller import Engine
 from .core.metrics import serve
 from .kube import ApiError, Kube
 from .kubelet.server import KubeletConfig, KubeletServer
-from .settings import parse
+from .settings import Settings, parse
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,7 +54,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     engine.metrics.kubelet = kubelet
     engine.resolve_owner()
-    server = serve(settings.health_address, engine.alive, engine.ready.is_set, engine.metrics)
+    server = serve(
+        settings.health_address,
+        engine.alive,
+        engine.ready.is_set,
+        engine.metrics,
+        {"dns": lambda: dns_problem(settings, engine)},
+    )
     # The port line lets a parent process find the health endpoint when it asked for port 0.
     host_, port = server.server_address[:2]
     print(f"syncer: health on {host_!s}:{port}", flush=True)
@@ -68,6 +76,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         kubelet.stop()
     server.shutdown()
     return 0
+
+
+def dns_problem(settings: Settings, engine: Engine) -> str:
+    """ "" when the vcluster's DNS Service answers a lookup from this pod's network (what a
+    pod started now would get), else why not (``/readyz/dns``)."""
+    namespace, _, name = settings.dns_service.partition("/")
+    services = engine.virtual_informers.get("services")
+    svc = services.get(namespace, name) if services is not None else None
+    ip = ((svc or {}).get("spec") or {}).get("clusterIP") or ""
+    if not ip or ip == "None":
+        return f"no DNS Service {settings.dns_service} with a ClusterIP in the vcluster yet"
+    return dnsprobe.probe(ip, f"kubernetes.default.svc.{settings.cluster_domain}")
 
 
 def _version(host: Kube) -> str:

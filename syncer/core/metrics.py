@@ -83,9 +83,16 @@ class Metrics:
 
 
 def serve(
-    address: str, healthy: Callable[[], bool], ready: Callable[[], bool], metrics: Metrics
+    address: str,
+    healthy: Callable[[], bool],
+    ready: Callable[[], bool],
+    metrics: Metrics,
+    checks: Mapping[str, Callable[[], str]] | None = None,
 ) -> ThreadingHTTPServer:
+    """``/healthz``, ``/readyz``, ``/metrics``, and ``/readyz/<check>`` for each of ``checks``
+    (a check returns "" when it passes, else the reason, sent with the 503)."""
     host, _, port = address.rpartition(":")
+    extra = dict(checks or {})
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -95,10 +102,13 @@ def serve(
                 ok, body = ready(), "ok"
             elif self.path == "/metrics":
                 ok, body = True, metrics.render()
+            elif self.path.startswith("/readyz/") and self.path[8:] in extra:
+                problem = extra[self.path[8:]]()
+                ok, body = not problem, problem or "ok"
             else:
                 self.send_error(404)
                 return
-            data = (body if ok else "not ok").encode()
+            data = (body if ok or body != "ok" else "not ok").encode()
             self.send_response(200 if ok else 503)
             self.send_header("Content-Type", "text/plain; charset=utf-8")
             self.send_header("Content-Length", str(len(data)))

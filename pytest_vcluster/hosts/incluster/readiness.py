@@ -5,7 +5,9 @@ Unschedulable end the wait at once with the reason and the crashed container's l
 port-forward] → kube-apiserver ``/readyz`` and the syncer's ``/readyz``, polled every 0.1 s
 through the host's pod proxy (no waiting for the kubelet's probes), then through the
 port-forward → the ``default`` ServiceAccount → the vcluster's DNS Service has its host copy's
-ClusterIP → CoreDNS has a ready endpoint on the host.
+ClusterIP → CoreDNS has a ready endpoint on the host → a lookup through that Service from the
+pod network answers (the syncer's ``/readyz/dns``: kube-proxy programs the node after the
+endpoint is ready).
 """
 
 from __future__ import annotations
@@ -200,4 +202,16 @@ class Readiness:
 
             raise ReadinessTimeoutError(f"{exc}\nhost pods: {pods_table(pods)}") from None
         self.stages.passed("DNS ready")
+
+        def resolves() -> None:
+            # A ready endpoint is not yet a rule on the node: kube-proxy programs the
+            # ClusterIP a moment later, and a pod started before that fails its first lookup.
+            # The syncer asks the Service from the pod network (a syncer image without this
+            # check answers 404: nothing to wait for).
+            status, body = self.api.proxy_get(self.namespace, f"http:{self.pod}:8081", "readyz/dns")
+            if status not in (200, 404):
+                raise NotYet(f"a lookup through the DNS Service from the pod network: {body}")
+
+        self._poll("DNS answering in the pod network", resolves)
+        self.stages.passed("DNS answers")
         return ip
