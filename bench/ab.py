@@ -51,8 +51,11 @@ def ready_samples(result: dict[str, Any]) -> list[float]:
 
 
 def run_side(tree: Path, bench: str, extra: list[str], out: Path) -> dict[str, Any]:
-    env = dict(os.environ, PYTHONPATH=str(tree))
-    argv = [sys.executable, str(tree / "bench" / f"{bench}.py"), *extra, "--out", str(out)]
+    # -P: not the script's folder first (bench/syncer.py would shadow the syncer package in
+    # scripts without their own sys.path fix); the tree's code first, its bench/ helpers after.
+    env = dict(os.environ, PYTHONPATH=f"{tree}{os.pathsep}{tree / 'bench'}")
+    script = tree / "bench" / f"{bench}.py"
+    argv = [sys.executable, "-P", str(script), *extra, "--out", str(out)]
     print(f"ab: {tree.name}: {' '.join(argv[1:])}", file=sys.stderr, flush=True)
     subprocess.run(argv, cwd=tree, env=env, check=True, stdout=subprocess.DEVNULL)
     result: dict[str, Any] = json.loads(out.read_text())
