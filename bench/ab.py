@@ -50,6 +50,12 @@ def ready_samples(result: dict[str, Any]) -> list[float]:
     return out
 
 
+def stage_samples(result: dict[str, Any]) -> list[dict[str, float]]:
+    """Per vcluster, the seconds at which each readiness stage passed (bench/incluster.py)."""
+    seq = (result.get("sequential") or {}).get("samples") or []
+    return [s["stages"] for s in seq if isinstance(s, dict) and isinstance(s.get("stages"), dict)]
+
+
 def run_side(tree: Path, bench: str, extra: list[str], out: Path) -> dict[str, Any]:
     # -P: not the script's folder first (bench/syncer.py would shadow the syncer package in
     # scripts without their own sys.path fix); the tree's code first, its bench/ helpers after.
@@ -85,6 +91,7 @@ def main() -> int:
         ).stdout.strip()
     )
     samples: dict[str, list[float]] = {"old": [], "new": []}
+    stages: dict[str, list[dict[str, float]]] = {"old": [], "new": []}
     rounds: dict[str, list[float]] = {"old": [], "new": []}
     with tempfile.TemporaryDirectory(prefix="pytest-vcluster-ab-") as tmp:
         old_tree = Path(tmp) / "old"
@@ -99,7 +106,9 @@ def main() -> int:
             for i in range(args.rounds):
                 for side in ("old", "new") if i % 2 == 0 else ("new", "old"):
                     out = Path(tmp) / f"{side}-{i}.json"
-                    got = ready_samples(run_side(trees[side], args.bench, args.extra, out))
+                    side_result = run_side(trees[side], args.bench, args.extra, out)
+                    got = ready_samples(side_result)
+                    stages[side].extend(stage_samples(side_result))
                     samples[side].extend(got)
                     rounds[side].append(round(statistics.median(got), 3))
                     print(f"ab: round {i} {side}: ready p50 {rounds[side][-1]}s", file=sys.stderr)
@@ -125,6 +134,26 @@ def main() -> int:
                 "samples": len(samples[side]),
             }
         )
+        if stages[side]:
+            names = list(dict.fromkeys(k for st in stages[side] for k in st))
+            result[side]["stage_p50_s"] = {
+                k: q([st[k] for st in stages[side] if k in st], 0.5) for k in names
+            }
+    common = [
+        k for k in result["old"].get("stage_p50_s", {}) if k in result["new"].get("stage_p50_s", {})
+    ]
+    if common:
+        # A stage only one side has (a new wait, say) is not the code's speed: compare both
+        # sides up to the last stage they share as well.
+        last = common[-1]
+        old_last = result["old"]["stage_p50_s"][last]
+        new_last = result["new"]["stage_p50_s"][last]
+        result["last_common_stage"] = {
+            "stage": last,
+            "old_p50_s": old_last,
+            "new_p50_s": new_last,
+            "new_vs_old_percent": round((new_last / old_last - 1) * 100, 1),
+        }
     change = (result["new"]["ready_p50_s"] / result["old"]["ready_p50_s"] - 1) * 100
     result["new_vs_old_p50_percent"] = round(change, 1)
     out = args.out or RESULTS / f"ab-{args.bench}.json"

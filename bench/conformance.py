@@ -150,6 +150,21 @@ def offer_runtime_class(kubeconfig: Path, handler: str) -> None:
             raise
 
 
+def earlier_host(path: Path, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The host side of an earlier run of the same suite: its result and where it came from.
+    Refused when anything that decides which specs run differs."""
+    old = json.loads(path.read_text())
+    want = {"focus": args.focus, "skip": args.skip, "seed": args.seed, "k8s_version": None}
+    for key, value in want.items():
+        if key == "k8s_version":
+            value = str(parse_k8s_version(None))
+        if old.get(key) != value:
+            raise SystemExit(f"--host-from {path}: {key} is {old.get(key)!r}, this run {value!r}")
+    if "host" not in old:
+        raise SystemExit(f"--host-from {path}: no host side in it")
+    return old["host"], {"file": str(path.name), "when": old.get("when"), "procs": old.get("procs")}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--focus", default=r"\[Conformance\]")
@@ -162,8 +177,18 @@ def main() -> int:
     ap.add_argument("--sides", default="host,vcluster")
     ap.add_argument("--local", action="store_true", help="local vcluster on the local host")
     ap.add_argument("--keep-host", action="store_true", help="leave the kind host running")
+    ap.add_argument(
+        "--host-from",
+        type=Path,
+        default=None,
+        help="take the host side from an earlier result (same version, focus, skip and seed; "
+        "recorded as such) and run only the vcluster side",
+    )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    earlier = earlier_host(args.host_from, args) if args.host_from else None
+    if earlier is not None:
+        args.sides = "vcluster"
     os.environ.setdefault("PYTEST_VCLUSTER_DOWNLOAD_URL", "off")
     k8s = parse_k8s_version(None)
     cache = default_cache_dir()
@@ -217,6 +242,8 @@ def main() -> int:
         finally:
             if not args.keep_host:
                 host.delete()
+    if earlier is not None:
+        result["host"], result["host_from"] = earlier
     if "host" in result and "vcluster" in result:
         # Compared where both sides ran a spec to its end (a time box may cut either).
         ran = lambda r: set(r["passed"]) | set(r["failed"])  # noqa: E731

@@ -87,7 +87,9 @@ def dns_problem(settings: Settings, engine: Engine) -> str:
     ip = ((svc or {}).get("spec") or {}).get("clusterIP") or ""
     if not ip or ip == "None":
         return f"no DNS Service {settings.dns_service} with a ClusterIP in the vcluster yet"
-    return dnsprobe.probe(ip, f"kubernetes.default.svc.{settings.cluster_domain}")
+    # An answer in the pod network takes about a millisecond; a packet dropped before the
+    # rules exist is asked again by the next poll rather than waited for.
+    return dnsprobe.probe(ip, f"kubernetes.default.svc.{settings.cluster_domain}", timeout=0.25)
 
 
 def _version(host: Kube) -> str:
