@@ -14,12 +14,18 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from kubernetes import client
 
 from pytest_vcluster.binaries import BinaryResolver, default_cache_dir
 from pytest_vcluster.docker import Docker, ensure_docker
 from pytest_vcluster.hosts.kind import KindHost
 from pytest_vcluster.scripts import load_script
+from pytest_vcluster.vcluster import VCluster
 from pytest_vcluster.versions import K8sVersion, parse_k8s_version
+
+from .kubelet_api import NAME, SHELL, WEB
+from .kubelet_api import ready as _ready
+from .manifests import pod as _pod
 
 ROOT = Path(__file__).resolve().parents[2]
 E2E_CLUSTER = "pytest-vcluster-e2e"
@@ -137,3 +143,50 @@ def app_image(docker: Docker, cache_dir: Path) -> Iterator[str]:
     archive.unlink()
     yield tag
     docker.run(["rmi", "-f", tag], check=False)
+
+
+# -- the kubelet API tests (test_kubelet_api*_e2e.py): a vcluster with three pods ---------------
+# Module-scoped: each module gets its own; modules with a `vc` or `core` of their own use that.
+@pytest.fixture(scope="module")
+def vc(kind_host: KindHost, vcluster_images: dict[str, str], app_image: str) -> Iterator[VCluster]:
+    kind_host.load_images([app_image])
+    vc = VCluster(kind_host.info(), NAME, images=vcluster_images, timeout=180, progress=print)
+    vc.create()
+    try:
+        vc.apply(
+            [
+                _pod("shell", app_image, SHELL),
+                _pod("web", app_image, WEB, container={"readinessProbe": _ready(8081)}),
+                _pod(
+                    "echoer",
+                    app_image,
+                    "while read l; do echo got-$l; done",
+                    container={"stdin": True},
+                ),
+                {
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "metadata": {"name": "web"},
+                    "spec": {
+                        "selector": {"app": "web"},
+                        "ports": [
+                            {"name": "a", "port": 80, "targetPort": 8080},
+                            {"name": "b", "port": 81, "targetPort": 8081},
+                        ],
+                    },
+                },
+            ]
+        )
+        for pod in ("shell", "web", "echoer"):
+            vc.wait_for("Pod", pod, "Ready", timeout=120)
+        yield vc
+    finally:
+        log = getattr(vc._impl, "workdir", Path("/nonexistent")) / "port-forward.log"
+        if log.exists():  # shown with -s: restarts of the plugin's port-forward, and why
+            print("port-forward.log (tail):\n" + log.read_text()[-3000:])
+        vc.delete()
+
+
+@pytest.fixture(scope="module")
+def core(vc: VCluster) -> client.CoreV1Api:
+    return client.CoreV1Api(vc.api_client)

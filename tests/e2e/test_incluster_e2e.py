@@ -4,6 +4,9 @@
 
 Builds (or finds) the control-plane and syncer images, loads them into the kind cluster and
 creates vclusters with ``VCluster`` on the ``kind_host`` fixture's cluster.
+
+``test_zz_nothing_left_on_the_host`` runs last, after test_incluster_connectivity_e2e.py too
+(modules run in file-name order): nothing of either module may be left on the host.
 """
 
 from __future__ import annotations
@@ -175,152 +178,6 @@ def test_plugin_vcluster_fixture_on_kind(
     assert left.strip() == ""
 
 
-IN_CLUSTER_CLIENT = """
-import json, os, ssl, urllib.request
-sa = "/var/run/secrets/kubernetes.io/serviceaccount"
-url = "https://%s:%s/apis/authentication.k8s.io/v1/selfsubjectreviews" % (
-    os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"])
-body = json.dumps({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
-headers = {"Authorization": "Bearer " + open(sa + "/token").read(),
-           "Content-Type": "application/json"}
-req = urllib.request.Request(url, data=body.encode(), headers=headers, method="POST")
-ctx = ssl.create_default_context(cafile=sa + "/ca.crt")
-review = json.load(urllib.request.urlopen(req, context=ctx))
-print("USER", review["status"]["userInfo"]["username"])
-"""
-
-
-def test_pod_reaches_the_vcluster_api_in_cluster(
-    kind_host: KindHost, vcluster_images: dict[str, str]
-) -> None:
-    """A synced pod talks to *its* API server: Service DNS name, vcluster CA, vcluster token."""
-    with VCluster(kind_host.info(), "e2e-client", images=vcluster_images, timeout=180) as vc:
-        pod = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": "client", "namespace": "default"},
-            "spec": {
-                "restartPolicy": "Never",
-                "containers": [
-                    {
-                        "name": "client",
-                        "image": vcluster_images["syncer"],  # has python3; loaded in the node
-                        "imagePullPolicy": "IfNotPresent",
-                        "command": ["python3", "-c", IN_CLUSTER_CLIENT],
-                    }
-                ],
-            },
-        }
-        vc.apply(pod)
-        done = vc.wait_for(
-            "Pod", "client", lambda p: p.status.phase in ("Succeeded", "Failed"), timeout=90
-        )
-        logs = vc.logs("client")
-        assert done.status.phase == "Succeeded", logs
-        assert "USER system:serviceaccount:default:default" in logs
-
-
-DNS_CLIENT = """
-import socket, sys, time, urllib.request
-for attempt in range(60):
-    try:
-        for url in ("http://web.default", "http://web.default.svc.cluster.local:80"):
-            body = urllib.request.urlopen(url, timeout=3).read().decode()
-            print("GOT", url, socket.gethostbyname(url.split("//")[1].split(":")[0]), body.strip())
-        break
-    except OSError as exc:
-        print("retry", exc, flush=True)
-        time.sleep(1)
-else:
-    sys.exit(1)
-"""
-
-
-def _python_pod(
-    name: str, namespace: str, image: str, code: str, labels: dict[str, str] | None = None
-) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
-        "spec": {
-            "restartPolicy": "Never",
-            "terminationGracePeriodSeconds": 1,
-            "containers": [
-                {
-                    "name": "main",
-                    "image": image,  # has python3; loaded in the node
-                    "imagePullPolicy": "IfNotPresent",
-                    "command": ["python3", "-c", code],
-                }
-            ],
-        },
-    }
-
-
-def test_service_reached_by_name_from_another_pod(
-    kind_host: KindHost, vcluster_images: dict[str, str]
-) -> None:
-    """CoreDNS runs inside the vcluster (created by the syncer, synced like any pod): a pod in
-    another virtual namespace reaches a Service by its name."""
-    with VCluster(kind_host.info(), "e2e-dns", images=vcluster_images, timeout=180) as vc:
-        image = vcluster_images["syncer"]
-        server = (
-            "import http.server, os\n"
-            "os.chdir('/tmp'); open('index.html', 'w').write('hello from web')\n"
-            "http.server.ThreadingHTTPServer(('', 8080), http.server.SimpleHTTPRequestHandler)"
-            ".serve_forever()\n"
-        )
-        vc.apply(_python_pod("web", "default", image, server, {"app": "web"}))
-        vc.apply(
-            {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": {"name": "web", "namespace": "default"},
-                "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
-            }
-        )
-        vc.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "other"}})
-        vc.apply(_python_pod("client", "other", image, DNS_CLIENT))
-        done = vc.wait_for(
-            "Pod",
-            "client",
-            lambda p: p.status.phase in ("Succeeded", "Failed"),
-            namespace="other",
-            timeout=120,
-        )
-        logs = vc.logs("client", namespace="other")
-        assert done.status.phase == "Succeeded", logs + str(vc.diagnostics())
-        assert "hello from web" in logs
-        from kubernetes import client
-
-        core = client.CoreV1Api(vc.api_client)
-        dns = core.read_namespaced_service("kube-dns", "kube-system")
-        web = core.read_namespaced_service("web", "default")
-        assert f"GOT http://web.default {web.spec.cluster_ip} hello from web" in logs
-        # the DNS pod is an ordinary synced pod in the host namespace
-        host_pods = kind_host.kubectl_json("get", "pods", "-n", vc.host_namespace)["items"]
-        names = [
-            (p["metadata"].get("annotations") or {}).get("vc.pytest-vcluster.io/object-name")
-            for p in host_pods
-        ]
-        assert any(n and n.startswith("coredns-") for n in names), names
-        assert dns.spec.cluster_ip == vc._impl.dns_ip
-        # A bare pod the syncer keeps: deleted, it is created again and becomes ready.
-        old = core.read_namespaced_pod("coredns-0", "kube-system").metadata.uid
-        core.delete_namespaced_pod("coredns-0", "kube-system", grace_period_seconds=0)
-        vc.wait_for(
-            "Pod",
-            "coredns-0",
-            lambda p: (
-                p.metadata.uid != old
-                and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
-            ),
-            namespace="kube-system",
-            timeout=90,
-        )
-
-
 def test_unschedulable_pod_fails_fast_with_the_reason(
     kind_host: KindHost, vcluster_images: dict[str, str]
 ) -> None:
@@ -390,57 +247,6 @@ def test_helm_test_hook_persistence_and_nothing_left(
     assert _namespace_gone(kind_host, ns)
     left = kind_host.kubectl_run("get", "pvc", "-A", "-o", "name").stdout
     assert "e2e-pvc" not in left
-
-
-def test_port_forward_carries_each_connection_alone(
-    kind_host: KindHost, vcluster_images: dict[str, str], app_image: str
-) -> None:
-    """The plugin's port-forward opens one tunnel per connection: execs that close their
-    connection abruptly (with ``kubectl port-forward`` each could end every connection: "lost
-    connection to pod") leave a watch opened before them running, on the same local port."""
-    import select
-    import subprocess
-
-    kind_host.load_images([app_image])
-    with VCluster(kind_host.info(), "e2e-pf", images=vcluster_images, timeout=180) as vc:
-        vc.apply(
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {"name": "sh"},
-                "spec": {
-                    "terminationGracePeriodSeconds": 0,
-                    "containers": [{"name": "c", "image": app_image, "imagePullPolicy": "Never",
-                                    "command": ["sleep", "3600"]}],
-                },
-            }
-        )  # fmt: skip
-        vc.wait_for("Pod", "sh", "Ready", timeout=120)
-        port = vc._impl.local_port  # type: ignore[union-attr]
-        watch = subprocess.Popen(
-            [str(vc.tool("kubectl")), f"--kubeconfig={vc.kubeconfig_path}", "get", "pods",
-             "-w", "-o", "name"],
-            stdout=subprocess.PIPE, text=True, bufsize=1,
-        )  # fmt: skip
-        try:
-            assert watch.stdout is not None
-            assert watch.stdout.readline().strip() == "pod/sh"
-            for _ in range(10):
-                vc.kubectl("exec", "sh", "--", "true")
-                vc.kubectl("exec", "-i", "sh", "--", "cat", input="x" * 100_000)
-            assert watch.poll() is None, "the watch ended"
-            vc.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}})
-            vc.kubectl("delete", "pod", "sh", "--wait=false")
-            ready, _, _ = select.select([watch.stdout], [], [], 30)
-            assert ready, "the watch saw nothing after the execs"
-            assert watch.stdout.readline().strip() == "pod/sh"
-        finally:
-            watch.kill()
-            watch.wait()
-        assert vc._impl.local_port == port  # type: ignore[union-attr]
-        stats = vc._impl.port_forward_stats  # type: ignore[union-attr]
-        assert stats["failures"] == 0, stats
-        assert stats["connections"] >= 20, stats
 
 
 def test_vcluster_of_another_kubernetes_version(

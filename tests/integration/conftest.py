@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kubernetes import client, config
 
 from pytest_vcluster.binaries import LOCAL_HOST_TOOLS, BinaryResolver
 from pytest_vcluster.errors import VClusterError
+from pytest_vcluster.hosts.local import LocalHost
+from pytest_vcluster.hosts.local_vcluster import LocalVCluster
 from pytest_vcluster.versions import parse_k8s_version
 
 
@@ -24,3 +28,30 @@ def local_binaries(pytestconfig: pytest.Config) -> dict[str, Path]:
         return {t: r.path for t, r in resolver.resolve_all(LOCAL_HOST_TOOLS).items()}
     except VClusterError as exc:
         pytest.fail(f"{exc}\nRun `pytest-vcluster binaries --build` first.", pytrace=False)
+
+
+# -- the syncer tests (test_syncer*.py): a local host with kwok nodes and a vcluster on it --
+# Module-scoped: each module gets its own; modules with a `host` or `vc` of their own use that.
+@pytest.fixture(scope="module")
+def host(local_binaries: dict[str, Path]) -> Iterator[LocalHost]:
+    with LocalHost(parse_k8s_version(None), local_binaries) as h:
+        yield h
+
+
+@pytest.fixture(scope="module")
+def vc(host: LocalHost) -> Iterator[LocalVCluster]:
+    with LocalVCluster(host.info(), "sync") as v:
+        yield v
+
+
+@pytest.fixture(scope="module")
+def vcore(vc: LocalVCluster) -> client.CoreV1Api:
+    core = client.CoreV1Api(config.new_client_from_config(str(vc.kubeconfig_path)))
+    # Several tests work in team-a; with xdist any of them may run first on a worker.
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="team-a")))
+    return core
+
+
+@pytest.fixture(scope="module")
+def hcore(host: LocalHost) -> client.CoreV1Api:
+    return client.CoreV1Api(host.api_client())

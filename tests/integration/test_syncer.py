@@ -1,68 +1,24 @@
-"""The syncer against two real API servers: a local host (kwok nodes) and a local vcluster."""
+"""The syncer against real API servers (a local host, kwok nodes): sync, deletion, restarts."""
 
 from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from kubernetes import client, config
-from kubernetes.client.rest import ApiException
+from syncer_helpers import running, wait_for
 
 from pytest_vcluster.hosts.local import LocalHost
 from pytest_vcluster.hosts.local_vcluster import LocalVCluster
-from pytest_vcluster.versions import parse_k8s_version
 from syncer.constants import MANAGED_BY_LABEL, OBJECT_UID
 from syncer.translate.names import host_name
-
-T = TypeVar("T")
-
-
-def wait_for(fn: Callable[[], T], timeout: float = 30.0, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-        except ApiException as exc:
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
-
-
-@pytest.fixture(scope="module")
-def host(local_binaries: dict[str, Path]) -> Iterator[LocalHost]:
-    with LocalHost(parse_k8s_version(None), local_binaries) as h:
-        yield h
-
-
-@pytest.fixture(scope="module")
-def vc(host: LocalHost) -> Iterator[LocalVCluster]:
-    with LocalVCluster(host.info(), "sync") as v:
-        yield v
-
-
-@pytest.fixture(scope="module")
-def vcore(vc: LocalVCluster) -> client.CoreV1Api:
-    core = client.CoreV1Api(config.new_client_from_config(str(vc.kubeconfig_path)))
-    # Several tests work in team-a; with xdist any of them may run first on a worker.
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="team-a")))
-    return core
 
 
 @pytest.fixture(scope="module")
 def vapps(vc: LocalVCluster) -> client.AppsV1Api:
     return client.AppsV1Api(config.new_client_from_config(str(vc.kubeconfig_path)))
-
-
-@pytest.fixture(scope="module")
-def hcore(host: LocalHost) -> client.CoreV1Api:
-    return client.CoreV1Api(host.api_client())
 
 
 def deployment(name: str, replicas: int, **pod_spec: Any) -> client.V1Deployment:
@@ -78,12 +34,6 @@ def deployment(name: str, replicas: int, **pod_spec: Any) -> client.V1Deployment
             ),
         ),
     )
-
-
-def running(core: client.CoreV1Api, ns: str, selector: str, n: int) -> list[client.V1Pod]:
-    pods = core.list_namespaced_pod(ns, label_selector=selector).items
-    ok = len(pods) == n and all(p.status.phase == "Running" and p.status.pod_ip for p in pods)
-    return pods if ok else []
 
 
 def host_pods(hcore: client.CoreV1Api, vc: LocalVCluster) -> list[client.V1Pod]:
@@ -504,125 +454,3 @@ def test_pod_token_is_refreshed_before_it_expires(host: LocalHost, hcore: client
         assert review.status.authenticated is True
         assert review.status.user.username == "system:serviceaccount:default:default"
         core.delete_namespaced_pod("t", "default")
-
-
-# -- objects that change after creation ----------------------------------------------------------
-def _pod(name: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "metadata": {"name": name, "labels": {"app": name}, "annotations": {"note": "one"}},
-        "spec": {"containers": [{"name": "c", "image": "busybox:1"}], **spec},
-    }
-
-
-def test_pod_edits_reach_the_host_pod(
-    vc: LocalVCluster, vcore: client.CoreV1Api, hcore: client.CoreV1Api
-) -> None:
-    """Labels, annotations (added, changed, removed), images and the deadline follow; a
-    Service's host endpoints follow the new labels."""
-    vcore.create_namespaced_pod("team-a", _pod("edited"))
-    hname = host_name("edited", "team-a", "sync")
-    wait_for(lambda: running(vcore, "team-a", "app=edited", 1), what="pod running")
-    vcore.create_namespaced_service(
-        "team-a",
-        {
-            "metadata": {"name": "tier"},
-            "spec": {"selector": {"tier": "front"}, "ports": [{"port": 80}]},
-        },
-    )
-    vcore.patch_namespaced_pod(
-        "edited",
-        "team-a",
-        {
-            "metadata": {"labels": {"tier": "front"}, "annotations": {"note": None, "new": "two"}},
-            "spec": {
-                "containers": [{"name": "c", "image": "busybox:2"}],
-                "activeDeadlineSeconds": 600,
-            },
-        },
-    )
-
-    def followed() -> client.V1Pod | None:
-        h = hcore.read_namespaced_pod(hname, vc.host_namespace)
-        labels, ann = h.metadata.labels, h.metadata.annotations
-        ok = (
-            labels.get("vc.pytest-vcluster.io/tier") == "front"
-            and ann.get("new") == "two"
-            and "note" not in ann
-            and h.spec.containers[0].image == "busybox:2"
-            and h.spec.active_deadline_seconds == 600
-        )
-        return h if ok else None
-
-    h = wait_for(followed, what="host pod following the virtual edits")
-    assert h.metadata.labels["vc.pytest-vcluster.io/app"] == "edited"
-
-    def endpoints() -> list[str]:
-        ep = hcore.read_namespaced_endpoints(host_name("tier", "team-a", "sync"), vc.host_namespace)
-        return [a.ip for s in ep.subsets or [] for a in s.addresses or []]
-
-    assert wait_for(endpoints, what="host endpoints of the relabelled pod") == [h.status.pod_ip]
-
-
-def test_pod_with_node_name_runs_on_that_node(
-    vc: LocalVCluster, vcore: client.CoreV1Api, hcore: client.CoreV1Api
-) -> None:
-    """spec.nodeName bypasses the scheduler, as on a real cluster: the pod runs on the host
-    node of that name (a node the vcluster shows), and names no node → refused with an Event."""
-    vcore.create_namespaced_pod("team-a", _pod("placed-first"))
-    first = wait_for(lambda: running(vcore, "team-a", "app=placed-first", 1), what="pod")[0]
-    node = first.spec.node_name
-    vcore.create_namespaced_pod("team-a", _pod("pinned", nodeName=node))
-    pinned = wait_for(lambda: running(vcore, "team-a", "app=pinned", 1), what="pinned pod")[0]
-    assert pinned.spec.node_name == node
-    h = hcore.read_namespaced_pod(host_name("pinned", "team-a", "sync"), vc.host_namespace)
-    assert h.spec.node_name == node
-    vcore.create_namespaced_pod("team-a", _pod("lost", nodeName="no-such-node"))
-
-    def refused() -> Any:
-        p = vcore.read_namespaced_pod("lost", "team-a")
-        return [c for c in p.status.conditions or [] if c.reason == "NodeNotFound"]
-
-    cond = wait_for(refused, what="NodeNotFound condition")[0]
-    assert "spec.nodeName 'no-such-node' is not a node of this vcluster" in cond.message
-    assert node in cond.message
-    events = vcore.list_namespaced_event("team-a", field_selector="involvedObject.name=lost").items
-    assert any(e.reason == "NodeNotFound" for e in events)
-    assert vcore.read_namespaced_pod("lost", "team-a").metadata.deletion_timestamp is None
-
-
-def test_service_selector_port_and_type_changes_reach_the_host(
-    vc: LocalVCluster, vcore: client.CoreV1Api, hcore: client.CoreV1Api
-) -> None:
-    vcore.create_namespaced_service(
-        "team-a",
-        {
-            "metadata": {"name": "changing"},
-            "spec": {"selector": {"app": "a"}, "ports": [{"port": 80}]},
-        },
-    )
-    hname = host_name("changing", "team-a", "sync")
-    wait_for(lambda: hcore.read_namespaced_service(hname, vc.host_namespace), what="host copy")
-    svc = vcore.read_namespaced_service("changing", "team-a")
-    svc.spec.selector = {"app": "b"}
-    svc.spec.type = "NodePort"
-    svc.spec.ports = [client.V1ServicePort(port=81, target_port=8081)]
-    vcore.replace_namespaced_service("changing", "team-a", svc)
-
-    def followed() -> client.V1Service | None:
-        h = hcore.read_namespaced_service(hname, vc.host_namespace)
-        ports = [(p.port, p.target_port) for p in h.spec.ports]
-        ok = h.spec.type == "NodePort" and ports == [(81, 8081)]
-        ok = ok and h.spec.selector.get("vc.pytest-vcluster.io/app") == "b"
-        return h if ok else None
-
-    h = wait_for(followed, what="host Service following the edit")
-    assert "vc.pytest-vcluster.io/namespace" in h.spec.selector
-    # The node port is the host's, and the virtual Service shows it.
-    node_port = h.spec.ports[0].node_port
-    assert node_port
-    wait_for(
-        lambda: (
-            vcore.read_namespaced_service("changing", "team-a").spec.ports[0].node_port == node_port
-        ),
-        what="virtual node port == host node port",
-    )

@@ -1,15 +1,14 @@
-"""Virtual pod -> host pod, security gate, status, recreation (syncer.translate.pods)."""
+"""Virtual pod -> host pod (syncer.translate.pods): references, tokens, env, DNS, metadata."""
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import re
-from collections.abc import Callable
 from typing import Any
 
 import pytest
+from pod_helpers import CTX, NS, SA_VOLUME, container, pod
 
 from syncer.constants import LABEL_PREFIX, OBJECT_NAME, OBJECT_NAMESPACE, OBJECT_UID
 from syncer.translate.names import host_name, translate_labels
@@ -17,77 +16,9 @@ from syncer.translate.pods import (
     SA_MOUNT_PATH,
     PodContext,
     TokenSpec,
-    pod_violations,
     token_specs,
     translate_pod,
 )
-
-Matcher = Callable[..., bool]
-# The Pod Security Standard baseline list, written out independently of the implementation.
-BASELINE = [
-    "AUDIT_WRITE",
-    "CHOWN",
-    "DAC_OVERRIDE",
-    "FOWNER",
-    "FSETID",
-    "KILL",
-    "MKNOD",
-    "NET_BIND_SERVICE",
-    "SETFCAP",
-    "SETGID",
-    "SETPCAP",
-    "SETUID",
-    "SYS_CHROOT",
-]
-NS = "team-a"
-CTX = PodContext(
-    vcluster="vc",
-    host_namespace="host-ns",
-    dns_ip="10.96.0.53",
-    api_host="10.96.0.10",
-    api_port=443,
-    service_account_secret="sa-token-x-team-a-x-vc",
-)
-SA_VOLUME = {
-    "name": "kube-api-access-abcde",
-    "projected": {
-        "defaultMode": 420,
-        "sources": [
-            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
-            {
-                "configMap": {
-                    "name": "kube-root-ca.crt",
-                    "items": [{"key": "ca.crt", "path": "ca.crt"}],
-                }
-            },
-        ],
-    },
-}
-
-
-def pod(name: str = "web-0", **spec: Any) -> dict[str, Any]:
-    """A virtual pod as the virtual API server returns it after admission."""
-    base: dict[str, Any] = {
-        "containers": [
-            {
-                "name": "app",
-                "image": "nginx:1",
-                "volumeMounts": [{"name": SA_VOLUME["name"], "mountPath": SA_MOUNT_PATH}],
-            }
-        ],
-        "volumes": [copy.deepcopy(SA_VOLUME)],
-        "serviceAccountName": "default",
-        "serviceAccount": "default",
-        "dnsPolicy": "ClusterFirst",
-        "priority": 0,
-    }
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": NS, "uid": "pod-uid", "labels": {"app": "web"}},
-        "spec": base | spec,
-        "status": {"phase": "Pending"},
-    }
 
 
 def ref(name: str) -> str:
@@ -98,10 +29,6 @@ def at(obj: Any, *path: str | int) -> Any:
     for step in path:
         obj = obj[step]
     return obj
-
-
-def container(**fields: Any) -> dict[str, Any]:
-    return {"name": "c", "image": "busybox", **fields}
 
 
 REFERENCES = [
@@ -340,26 +267,6 @@ def test_dns_uses_cluster_domain() -> None:
     assert searches == [f"{NS}.svc.corp.local", "svc.corp.local", "corp.local"]
 
 
-def test_scheduling_fields_the_host_may_lack_are_dropped() -> None:
-    virtual = pod(
-        priorityClassName="high",
-        priority=1000,
-        preemptionPolicy="Never",
-        overhead={"cpu": "10m"},
-        schedulerName="custom",
-        nodeName="node-1",
-        subdomain="web",
-    )
-    host = translate_pod(virtual, CTX)
-    spec = host["spec"]
-    for field in ("priorityClassName", "priority", "preemptionPolicy", "overhead", "schedulerName"):
-        assert field not in spec
-    assert spec["nodeName"] == "node-1"
-    assert spec["subdomain"] == "web"
-    assert "status" not in host
-    assert "nodeName" not in translate_pod(pod(), CTX)["spec"]
-
-
 @pytest.mark.parametrize(
     ("name", "spec", "hostname"),
     [
@@ -420,129 +327,6 @@ def test_downward_api_yields_virtual_values(field_path: str, virtual_value: str)
         assert resolve(host, path) == virtual_value
 
 
-def sibling(namespace: str, labels: dict[str, str]) -> dict[str, str]:
-    return translate_labels(labels, namespace, "vc")
-
-
-def anti_affinity(term: dict[str, Any]) -> dict[str, Any]:
-    return {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}
-
-
-@pytest.mark.parametrize(
-    ("term", "other_namespace", "selected"),
-    [
-        ({"labelSelector": {"matchLabels": {"app": "web"}}}, NS, True),
-        ({"labelSelector": {"matchLabels": {"app": "web"}}}, "team-b", False),
-        ({"labelSelector": {"matchLabels": {"app": "db"}}}, NS, False),
-        (
-            {"labelSelector": {"matchLabels": {"app": "web"}}, "namespaces": ["team-b"]},
-            "team-b",
-            True,
-        ),
-        ({"labelSelector": {"matchLabels": {"app": "web"}}, "namespaces": ["team-b"]}, NS, False),
-        (
-            {"labelSelector": {"matchLabels": {"app": "web"}}, "namespaceSelector": {}},
-            "team-z",
-            True,
-        ),
-    ],
-)
-def test_pod_affinity_selects_translated_pods(
-    matches: Matcher, term: dict[str, Any], other_namespace: str, selected: bool
-) -> None:
-    host = translate_pod(pod(affinity=anti_affinity({**term, "topologyKey": "zone"})), CTX)
-    host_term = host["spec"]["affinity"]["podAntiAffinity"][
-        "requiredDuringSchedulingIgnoredDuringExecution"
-    ][0]
-    assert "namespaces" not in host_term
-    assert "namespaceSelector" not in host_term
-    assert host_term["topologyKey"] == "zone"
-    assert matches(host_term["labelSelector"], sibling(other_namespace, {"app": "web"})) is selected
-    assert not matches(host_term["labelSelector"], {"app": "web"})  # host-only pod
-
-
-def test_preferred_affinity_and_topology_spread_are_translated(matches: Matcher) -> None:
-    selector = {"matchLabels": {"app": "web"}}
-    preferred = {"weight": 10, "podAffinityTerm": {"labelSelector": selector, "topologyKey": "z"}}
-    spread = {"maxSkew": 1, "topologyKey": "z", "labelSelector": selector, "matchLabelKeys": ["a"]}
-    virtual = pod(
-        affinity={"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [preferred]}},
-        topologySpreadConstraints=[spread],
-    )
-    spec = translate_pod(virtual, CTX)["spec"]
-    term = spec["affinity"]["podAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]
-    constraint = spec["topologySpreadConstraints"][0]
-    for host_selector in (term["podAffinityTerm"]["labelSelector"], constraint["labelSelector"]):
-        assert matches(host_selector, sibling(NS, {"app": "web"}))
-        assert not matches(host_selector, sibling("team-b", {"app": "web"}))
-    assert "matchLabelKeys" not in constraint  # merged by the virtual API server already
-
-
-@pytest.mark.parametrize(
-    ("spec", "reasons"),
-    [
-        ({}, []),
-        (
-            {"hostNetwork": True, "hostPID": True, "hostIPC": True},
-            ["pod: hostNetwork", "pod: hostPID", "pod: hostIPC"],
-        ),
-        ({"volumes": [{"name": "root", "hostPath": {"path": "/"}}]}, ["volume 'root': hostPath"]),
-        (
-            {"containers": [container(securityContext={"privileged": True})]},
-            ["container 'c': privileged"],
-        ),
-        (
-            {"initContainers": [container(name="init", securityContext={"privileged": True})]},
-            ["init container 'init': privileged"],
-        ),
-        (
-            {"ephemeralContainers": [container(name="dbg", securityContext={"privileged": True})]},
-            ["ephemeral container 'dbg': privileged"],
-        ),
-        (
-            {"containers": [container(ports=[{"containerPort": 80, "hostPort": 8080}])]},
-            ["container 'c': hostPort 8080"],
-        ),
-        ({"containers": [container(ports=[{"containerPort": 80, "hostPort": 0}])]}, []),
-        (
-            {
-                "containers": [
-                    container(
-                        securityContext={
-                            "capabilities": {"add": ["NET_ADMIN", "CHOWN", "SYS_ADMIN"]}
-                        }
-                    )
-                ]
-            },
-            ["container 'c': capability NET_ADMIN", "container 'c': capability SYS_ADMIN"],
-        ),
-        (
-            {
-                "containers": [
-                    container(
-                        securityContext={
-                            "allowPrivilegeEscalation": True,
-                            "privileged": False,
-                            "capabilities": {
-                                "add": BASELINE,
-                                "drop": ["ALL"],
-                            },
-                        }
-                    )
-                ]
-            },
-            [],
-        ),
-        (
-            {"securityContext": {"windowsOptions": {"hostProcess": True}}},
-            ["pod: hostProcess"],
-        ),
-    ],
-)
-def test_pod_violations(spec: dict[str, Any], reasons: list[str]) -> None:
-    assert pod_violations(pod(**spec)) == reasons
-
-
 def test_translation_is_deterministic() -> None:
     virtual = pod(volumes=[copy.deepcopy(SA_VOLUME), {"name": "v", "configMap": {"name": "cm"}}])
     assert translate_pod(virtual, CTX) == translate_pod(copy.deepcopy(virtual), CTX)
@@ -550,14 +334,3 @@ def test_translation_is_deterministic() -> None:
     annotations = translate_pod(virtual, CTX)["metadata"]["annotations"]
     assert (annotations[OBJECT_NAME], annotations[OBJECT_NAMESPACE]) == ("web-0", NS)
     assert annotations[OBJECT_UID] == "pod-uid"
-
-
-def test_runtime_class_runs_on_the_host_class_named_after_its_handler() -> None:
-    virtual = pod(containers=[container()])
-    virtual["spec"] |= {"runtimeClassName": "sandboxed-x1", "overhead": {"cpu": "10m"}}
-    ctx = dataclasses.replace(CTX, runtime_handlers={"sandboxed-x1": "runsc"})
-    spec = translate_pod(virtual, ctx)["spec"]
-    assert spec["runtimeClassName"] == "runsc"
-    assert "overhead" not in spec  # the host's admission sets its own class's overhead
-    # Not (yet) known: the name stays, and the host's admission says what is missing.
-    assert translate_pod(virtual, CTX)["spec"]["runtimeClassName"] == "sandboxed-x1"
