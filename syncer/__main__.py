@@ -16,6 +16,7 @@ from .core.controller import Engine
 from .core.metrics import serve
 from .kube import ApiError, Kube
 from .kubelet.server import KubeletConfig, KubeletServer
+from .resources.pods import dns_service_ip
 from .settings import Settings, parse
 
 
@@ -81,11 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def dns_problem(settings: Settings, engine: Engine) -> str:
     """ "" when the vcluster's DNS Service answers a lookup from this pod's network (what a
     pod started now would get), else why not (``/readyz/dns``)."""
-    namespace, _, name = settings.dns_service.partition("/")
-    services = engine.virtual_informers.get("services")
-    svc = services.get(namespace, name) if services is not None else None
-    ip = ((svc or {}).get("spec") or {}).get("clusterIP") or ""
-    if not ip or ip == "None":
+    ip = dns_service_ip(engine, settings.dns_service)
+    if not ip:
         return f"no DNS Service {settings.dns_service} with a ClusterIP in the vcluster yet"
     # An answer in the pod network takes about a millisecond; a packet dropped before the
     # rules exist is asked again by the next poll rather than waited for.

@@ -97,9 +97,11 @@ def serve(
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path == "/healthz":
-                ok, body = healthy(), "ok"
+                ok = healthy()
+                body = "ok" if ok else "not ok"
             elif self.path == "/readyz":
-                ok, body = ready(), "ok"
+                ok = ready()
+                body = "ok" if ok else "not ok"
             elif self.path == "/metrics":
                 ok, body = True, metrics.render()
             elif self.path.startswith("/readyz/") and self.path[8:] in extra:
@@ -108,7 +110,7 @@ def serve(
             else:
                 self.send_error(404)
                 return
-            data = (body if ok or body != "ok" else "not ok").encode()
+            data = body.encode()
             self.send_response(200 if ok else 503)
             self.send_header("Content-Type", "text/plain; charset=utf-8")
             self.send_header("Content-Length", str(len(data)))

@@ -98,6 +98,16 @@ class RefIndex:
         return (resource, namespace, name) in self.by_target
 
 
+def dns_service_ip(engine: Engine, dns_service: str) -> str:
+    """The ClusterIP of the vcluster's DNS Service (``namespace/name``) as the informer has it;
+    "" while there is none (or it is headless)."""
+    namespace, _, name = dns_service.partition("/")
+    services = engine.virtual_informers.get("services")
+    svc = services.get(namespace, name) if services is not None else None
+    ip = str(((svc or {}).get("spec") or {}).get("clusterIP") or "")
+    return "" if ip == "None" else ip
+
+
 class Pods:
     name = "pods"
 
@@ -329,18 +339,10 @@ class Pods:
         return {name: str(found.get("handler") or "")} if name and found else {}
 
     def _context(self, vpod: JSON, token_secret: str) -> PodContext:
-        dns_ns, _, dns_name = self.s.dns_service.partition("/")
-        dns = self.engine.virtual_informers.get("services")
-        dns_ip = ""
-        if dns is not None:
-            svc = dns.get(dns_ns, dns_name)
-            dns_ip = ((svc or {}).get("spec") or {}).get("clusterIP") or ""
-        if dns_ip == "None":
-            dns_ip = ""
         return PodContext(
             vcluster=self.s.name,
             host_namespace=self.s.host_namespace,
-            dns_ip=dns_ip,
+            dns_ip=dns_service_ip(self.engine, self.s.dns_service),
             api_host=self.s.api_service_host,
             api_port=self.s.api_service_port,
             service_account_secret=token_secret,

@@ -47,19 +47,20 @@ class Forwards:
         self.api_port = self._forwards[0].start()
         self.health_port = self._forwards[1].start()
 
-        unreachable_since: list[float] = []
+        unreachable_since: float | None = None  # first "error dialing backend" in a row
 
         def tunnel() -> None:
+            nonlocal unreachable_since
             try:
                 self._forwards[0].check(timeout=max(1.0, deadline - time.monotonic()))
             except PortForwardError as exc:
                 if " 403" in str(exc):
                     raise InClusterError(str(exc)) from None
                 if "error dialing backend" not in str(exc):
-                    unreachable_since.clear()
-                elif not unreachable_since:
-                    unreachable_since.append(time.monotonic())
-                elif time.monotonic() - unreachable_since[0] > KUBELET_GRACE:
+                    unreachable_since = None
+                elif unreachable_since is None:
+                    unreachable_since = time.monotonic()
+                elif time.monotonic() - unreachable_since > KUBELET_GRACE:
                     raise InClusterError(
                         f"{exc}: the host API server has not reached the kubelet of the node "
                         f"running pod {self.namespace}/{self.pod} for {KUBELET_GRACE:.0f}s; a "

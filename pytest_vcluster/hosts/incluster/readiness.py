@@ -21,6 +21,7 @@ from ...errors import InClusterError, ReadinessTimeoutError
 from ...rest import RestClient
 from ..base import Progress
 from ..pods import pod_problem, pod_summary
+from .forward import API_PORT, HEALTH_PORT
 from .hostapi import HostApi
 from .podwatch import PodWatch
 
@@ -131,7 +132,10 @@ class Readiness:
         from ...wait import NotYet
 
         ready = {"API server": False, "syncer": False}
-        targets = {"API server": f"https:{self.pod}:6443", "syncer": f"http:{self.pod}:8081"}
+        targets = {
+            "API server": f"https:{self.pod}:{API_PORT}",
+            "syncer": f"http:{self.pod}:{HEALTH_PORT}",
+        }
 
         def check() -> None:
             for part, target in targets.items():
@@ -208,7 +212,8 @@ class Readiness:
             # ClusterIP a moment later, and a pod started before that fails its first lookup.
             # The syncer asks the Service from the pod network (a syncer image without this
             # check answers 404: nothing to wait for).
-            status, body = self.api.proxy_get(self.namespace, f"http:{self.pod}:8081", "readyz/dns")
+            syncer = f"http:{self.pod}:{HEALTH_PORT}"
+            status, body = self.api.proxy_get(self.namespace, syncer, "readyz/dns")
             if status not in (200, 404):
                 raise NotYet(f"a lookup through the DNS Service from the pod network: {body}")
 
