@@ -154,10 +154,13 @@ def earlier_host(path: Path, args: argparse.Namespace) -> tuple[dict[str, Any], 
     """The host side of an earlier run of the same suite: its result and where it came from.
     Refused when anything that decides which specs run differs."""
     old = json.loads(path.read_text())
-    want = {"focus": args.focus, "skip": args.skip, "seed": args.seed, "k8s_version": None}
+    want = {
+        "focus": args.focus,
+        "skip": args.skip,
+        "seed": args.seed,
+        "k8s_version": str(parse_k8s_version(None)),
+    }
     for key, value in want.items():
-        if key == "k8s_version":
-            value = str(parse_k8s_version(None))
         if old.get(key) != value:
             raise SystemExit(f"--host-from {path}: {key} is {old.get(key)!r}, this run {value!r}")
     if "host" not in old:
