@@ -26,6 +26,7 @@ from ..translate.pod_plan import (
 )
 from ..translate.pod_refs import containers
 from ..translate.pods import PodContext, pod_violations, translate_pod
+from ..translate.service_env import namespace_service_env
 from .generic import DownSync, status_differs
 from .tokens import Tokens, token_secret_name
 
@@ -349,7 +350,17 @@ class Pods:
             allow_privileged=self.s.allow_privileged,
             cluster_domain=self.s.cluster_domain,
             runtime_handlers=self._runtime_handlers(vpod),
+            service_env=self._service_env(vpod),
         )
+
+    def _service_env(self, vpod: JSON) -> list[dict[str, str]]:
+        services = self.engine.virtual_informers.get("services")
+        if services is None:  # services are not synced: their IPs reach nothing
+            return []
+        services.synced.wait(10)  # a pod made at start still sees the Services made before it
+        namespace = vpod["metadata"]["namespace"]
+        mine = [s for s in services.items() if s["metadata"].get("namespace") == namespace]
+        return namespace_service_env(mine, vpod.get("spec") or {})
 
     def _virtual_ca(self) -> bytes:
         """The CA synced pods trust: ``kube-root-ca.crt`` as the controller-manager publishes

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +63,8 @@ class PodContext:
     cluster_domain: str = "cluster.local"
     #: Handler of each virtual RuntimeClass the pod may name (see _set_runtime_class).
     runtime_handlers: Mapping[str, str] = field(default_factory=dict)
+    #: Variables of the virtual Services in the pod's namespace (service_env.py).
+    service_env: Sequence[Mapping[str, str]] = ()
 
 
 def pod_violations(pod: Mapping[str, Any]) -> list[str]:
@@ -211,10 +213,19 @@ def _api_env(host: str, port: int) -> list[dict[str, str]]:
     return [{"name": name, "value": value} for name, value in values.items()]
 
 
-def _set_api_env(container: dict[str, Any], api_env: list[dict[str, str]]) -> None:
+def _set_env(
+    container: dict[str, Any],
+    api_env: list[dict[str, str]],
+    service_env: Sequence[Mapping[str, str]],
+) -> None:
+    """The API server's variables first (they replace the container's own), then the
+    services' unless the container sets one itself (the kubelet's precedence), then the
+    container's: each may expand ``$(...)`` of those before it."""
     names = {e["name"] for e in api_env}
     user = [e for e in container.get("env") or [] if e.get("name") not in names]
-    container["env"] = [dict(e) for e in api_env] + user
+    taken = names | {e.get("name") for e in user}
+    services = [dict(e) for e in service_env if e["name"] not in taken]
+    container["env"] = [dict(e) for e in api_env] + services + user
 
 
 def _unique(values: list[Any]) -> list[Any]:
@@ -293,7 +304,7 @@ def translate_pod(pod: Mapping[str, Any], ctx: PodContext) -> dict[str, Any]:
     spec["enableServiceLinks"] = False
     api_env = _api_env(ctx.api_host, ctx.api_port)
     for _, container in containers(spec):
-        _set_api_env(container, api_env)
+        _set_env(container, api_env, ctx.service_env)
     _set_dns(spec, namespace, ctx)
     # Otherwise the kubelet would use the translated host name; truncated the kubelet's way.
     hostname = name[:63].rstrip("-.")

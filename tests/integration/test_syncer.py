@@ -454,3 +454,35 @@ def test_pod_token_is_refreshed_before_it_expires(host: LocalHost, hcore: client
         assert review.status.authenticated is True
         assert review.status.user.username == "system:serviceaccount:default:default"
         core.delete_namespaced_pod("t", "default")
+
+
+def test_pod_gets_the_variables_of_its_namespaces_services(
+    vc: LocalVCluster, vcore: client.CoreV1Api, hcore: client.CoreV1Api
+) -> None:
+    """As a kubelet gives them (the host kubelet must not: it would give the host's)."""
+    svc = vcore.create_namespaced_service(
+        "team-a",
+        {
+            "metadata": {"name": "fooservice"},
+            "spec": {"selector": {"app": "x"}, "ports": [{"port": 8765, "name": "http"}]},
+        },
+    )
+    ip = svc.spec.cluster_ip
+    body = {"metadata": {"name": "envvars"}, "spec": {"containers": [{"name": "c", "image": "b"}]}}
+    vcore.create_namespaced_pod("team-a", body)
+    unlinked = {**body, "metadata": {"name": "unlinked"}}
+    unlinked["spec"] = {**body["spec"], "enableServiceLinks": False}
+    vcore.create_namespaced_pod("team-a", unlinked)
+
+    def host_env(name: str) -> dict[str, str]:
+        hpod = hcore.read_namespaced_pod(host_name(name, "team-a", "sync"), vc.host_namespace)
+        return {e.name: e.value for e in hpod.spec.containers[0].env}
+
+    env = wait_for(lambda: host_env("envvars"), what="host pod")
+    assert env["FOOSERVICE_SERVICE_HOST"] == ip
+    assert env["FOOSERVICE_SERVICE_PORT_HTTP"] == "8765"
+    assert env["FOOSERVICE_PORT"] == f"tcp://{ip}:8765"
+    assert not any(k.startswith("FOOSERVICE") for k in wait_for(lambda: host_env("unlinked")))
+    for name in ("envvars", "unlinked"):
+        vcore.delete_namespaced_pod(name, "team-a", grace_period_seconds=0)
+    vcore.delete_namespaced_service("fooservice", "team-a")
