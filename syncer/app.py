@@ -82,7 +82,7 @@ def build(
                 wanted=ips.wanted,
                 keep_from_host=keep_service_ips,
                 after_sync=ips.align,
-                on_invalid=tr.without_cluster_ip,
+                on_invalid=tr.without_refused,
             )
         )
     if "endpoints" in enabled:

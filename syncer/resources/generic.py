@@ -139,8 +139,7 @@ class DownSync:
             # node ports) do not turn every reconcile into a write.
             self.keep_from_host(desired, hobj)
             if needs_update(desired, hobj, self.fields):
-                desired["metadata"]["resourceVersion"] = hobj["metadata"]["resourceVersion"]
-                hobj = self.engine.host.replace(self.host_path(hname), desired)
+                hobj = self._replace(desired, hobj)
         assert hobj is not None
         if self.status_back:
             self.copy_status(vobj, hobj)
@@ -162,6 +161,20 @@ class DownSync:
             )
             created = self.engine.host.create(self.host_path(), retry)
         return created
+
+    def _replace(self, desired: JSON, hobj: JSON) -> JSON:
+        desired["metadata"]["resourceVersion"] = hobj["metadata"]["resourceVersion"]
+        path = self.host_path(hobj["metadata"]["name"])
+        try:
+            replaced: JSON = self.engine.host.replace(path, desired)
+        except ApiError as exc:
+            retry = self.on_invalid(desired, str(exc)) if exc.status == 422 else None
+            if retry is None:
+                raise
+            log.info("%s %s: %s; keeping what the host has", self.name, path, exc)
+            self.keep_from_host(retry, hobj)
+            replaced = self.engine.host.replace(path, retry)
+        return replaced
 
     def copy_status(self, vobj: JSON, hobj: JSON) -> None:
         status = hobj.get("status")

@@ -22,10 +22,11 @@ def _base(obj: Mapping[str, Any], kind: str, api_version: str, ns: str, vc: str)
 def translate_service(svc: Mapping[str, Any], host_namespace: str, vcluster: str) -> dict[str, Any]:
     """Host Service: selector scoped to the virtual namespace, same ClusterIP as the virtual one.
 
-    The virtual API server allocates from the host's service CIDR, so asking the host for the
-    same address usually works and the virtual Service never changes; when the host refuses it
-    (taken, or another range), ``without_cluster_ip`` lets the host choose and the virtual
-    Service is re-created with the host's address.
+    The virtual API server allocates from the host's service CIDR and node-port range, so
+    asking the host for the same address and node ports usually works and the virtual Service
+    never changes (a client keeps the node port its create returned); when the host refuses
+    one (taken, or another range), ``without_refused`` lets the host choose and the virtual
+    Service takes the host's.
     """
     namespace, _ = virtual_identity(svc)
     spec: dict[str, Any] = json_copy(svc.get("spec") or {})
@@ -34,25 +35,30 @@ def translate_service(svc: Mapping[str, Any], host_namespace: str, vcluster: str
         spec["selector"] = translate_selector(spec["selector"], namespace)
     else:
         spec.pop("selector", None)
-    # Node ports and health-check ports are the host's to allocate.
-    spec.pop("healthCheckNodePort", None)
+    spec.pop("healthCheckNodePort", None)  # the host's to allocate
+    node_ports = spec.get("type") in ("NodePort", "LoadBalancer")
     for port in spec.get("ports") or []:
-        port.pop("nodePort", None)
+        if not node_ports:  # left from an earlier type; the host refuses them
+            port.pop("nodePort", None)
     return {**_base(svc, "Service", "v1", host_namespace, vcluster), "spec": spec}
 
 
-def without_cluster_ip(desired: Mapping[str, Any], error_message: str) -> dict[str, Any] | None:
-    """The host Service again with the host choosing its IP, when the host refused the virtual
-    ClusterIP (``error_message`` names spec.clusterIP(s)); None when there is nothing to drop or
-    the refusal was about something else."""
+def without_refused(desired: Mapping[str, Any], error_message: str) -> dict[str, Any] | None:
+    """The host Service again with the host choosing what it refused: the ClusterIP when
+    ``error_message`` names spec.clusterIP(s), the node ports when it names a nodePort; None
+    when there is nothing to drop or the refusal was about something else."""
     spec = desired.get("spec") or {}
-    ip = spec.get("clusterIP")
-    if not ip or ip == "None" or "clusterIP" not in error_message:
-        return None
     out: dict[str, Any] = json_copy(dict(desired))
-    out["spec"].pop("clusterIP", None)
-    out["spec"].pop("clusterIPs", None)
-    return out
+    dropped = False
+    ip = spec.get("clusterIP")
+    if ip and ip != "None" and "clusterIP" in error_message:
+        out["spec"].pop("clusterIP", None)
+        out["spec"].pop("clusterIPs", None)
+        dropped = True
+    if "nodePort" in error_message:
+        for port in out["spec"].get("ports") or []:
+            dropped = port.pop("nodePort", None) is not None or dropped
+    return out if dropped else None
 
 
 def translate_endpoints(

@@ -121,12 +121,37 @@ def test_service_selector_port_and_type_changes_reach_the_host(
 
     h = wait_for(followed, what="host Service following the edit")
     assert "vc.pytest-vcluster.io/namespace" in h.spec.selector
-    # The node port is the host's, and the virtual Service shows it.
+    # The host took the node port the virtual API server allocated: a client keeps the one its
+    # update returned.
     node_port = h.spec.ports[0].node_port
     assert node_port
-    wait_for(
-        lambda: (
-            vcore.read_namespaced_service("changing", "team-a").spec.ports[0].node_port == node_port
-        ),
-        what="virtual node port == host node port",
-    )
+    assert vcore.read_namespaced_service("changing", "team-a").spec.ports[0].node_port == node_port
+
+
+def test_node_port_the_host_refuses_is_the_hosts_on_both_sides(
+    vc: LocalVCluster, vcore: client.CoreV1Api, hcore: client.CoreV1Api
+) -> None:
+    ns = "port-taken"
+    hcore.create_namespace({"metadata": {"name": ns}})
+    try:
+        owner = {"spec": {"type": "NodePort", "ports": [{"port": 80}]}, "metadata": {"name": "o"}}
+        taken = hcore.create_namespaced_service(ns, owner).spec.ports[0].node_port
+        body = {
+            "metadata": {"name": "clash-port"},
+            "spec": {"type": "NodePort", "selector": {"app": "x"},
+                     "ports": [{"port": 80, "nodePort": taken}]},
+        }  # fmt: skip
+        created = vcore.create_namespaced_service("team-a", body)
+        assert created.spec.ports[0].node_port == taken  # free inside the vcluster
+        hname = host_name("clash-port", "team-a", "sync")
+
+        def aligned() -> int:
+            h = hcore.read_namespaced_service(hname, vc.host_namespace).spec.ports[0].node_port
+            v = vcore.read_namespaced_service("clash-port", "team-a").spec.ports[0].node_port
+            return int(v) if v == h else 0
+
+        port = wait_for(aligned, what="virtual node port == the host's")
+        assert port != taken
+        assert hcore.read_namespaced_service("o", ns).spec.ports[0].node_port == taken
+    finally:
+        hcore.delete_namespace(ns)

@@ -17,7 +17,7 @@ from syncer.translate.services import (
     translate_pvc,
     translate_secret,
     translate_service,
-    without_cluster_ip,
+    without_refused,
 )
 
 Matcher = Callable[..., bool]
@@ -72,11 +72,13 @@ def test_selector_less_service_stays_selector_less(spec: dict[str, Any]) -> None
             {"clusterIP": "None", "clusterIPs": ["None"]},
             {"clusterIP": "None", "clusterIPs": ["None"]},
         ),
-        # Node ports are the host's to allocate.
+        # The virtual node port is asked for too (same range); the health-check port is the
+        # host's to allocate.
         (
             {"type": "LoadBalancer", "healthCheckNodePort": 31000},
             {"type": "LoadBalancer"},
         ),
+        ({"type": "NodePort"}, {"type": "NodePort"}),
     ],
 )
 def test_service_ips(spec: dict[str, Any], host_spec: dict[str, Any]) -> None:
@@ -85,10 +87,10 @@ def test_service_ips(spec: dict[str, Any], host_spec: dict[str, Any]) -> None:
     before = copy.deepcopy(virtual)
     host = translate_service(virtual, "host-ns", "vc")
     assert virtual == before
-    assert host["spec"] == {
-        "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}],
-        **host_spec,
-    }
+    port = {"port": 80, "targetPort": 8080, "protocol": "TCP"}
+    if spec.get("type") in ("NodePort", "LoadBalancer"):
+        port["nodePort"] = 30080
+    assert host["spec"] == {"ports": [port], **host_spec}
     assert "status" not in host
     assert host["metadata"]["name"] == ref("web")
     assert host["metadata"]["namespace"] == "host-ns"
@@ -122,7 +124,7 @@ def test_refused_cluster_ip_is_left_to_the_host(
 ) -> None:
     desired = translate_service(service(**spec), "host-ns", "vc")
     before = copy.deepcopy(desired)
-    retry = without_cluster_ip(desired, message)
+    retry = without_refused(desired, message)
     assert desired == before
     if not retried:
         assert retry is None
@@ -134,6 +136,27 @@ def test_refused_cluster_ip_is_left_to_the_host(
         "spec"
     ]
     assert retry["metadata"] == desired["metadata"]
+
+
+PORT_TAKEN = (
+    'PUT /api/v1/namespaces/h/services/web: 422 Service "web" is invalid: '
+    "spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated"
+)
+
+
+def test_refused_node_port_is_left_to_the_host() -> None:
+    desired = translate_service(
+        service(type="NodePort", clusterIP="10.0.0.7", clusterIPs=["10.0.0.7"]), "host-ns", "vc"
+    )
+    desired["spec"]["ports"][0]["nodePort"] = 30080
+    retry = without_refused(desired, PORT_TAKEN)
+    assert retry is not None
+    assert "nodePort" not in retry["spec"]["ports"][0]
+    assert retry["spec"]["clusterIP"] == "10.0.0.7"  # not what was refused
+    assert desired["spec"]["ports"][0]["nodePort"] == 30080
+    # Nothing to drop: no retry.
+    plain = translate_service(service(type="NodePort"), "host-ns", "vc")
+    assert without_refused(plain, PORT_TAKEN) is None
 
 
 def test_endpoints_follow_the_service_name_without_target_refs() -> None:
