@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from .core.controller import Engine
 from .kube import JSON, Kube
+from .resources.apiservice import ApiService
 from .resources.events import EventRecorder, Events
 from .resources.generic import DownSync, keep_service_ips
 from .resources.nodes import Nodes
@@ -68,8 +69,12 @@ def build(
         )
     for sync in configs.values():
         engine.add(sync)
+    api = None
+    if settings.api_endpoint is not None and "services" in enabled:
+        api = ApiService(settings.api_endpoint)
+        engine.add(api)
     if "pods" in enabled:
-        engine.add(Pods(refs, configs))
+        engine.add(Pods(refs, configs, api_address=api.pod_address if api else None))
     if "services" in enabled:
         ips = ServiceIPs(engine)
         engine.add(

@@ -83,6 +83,9 @@ class Settings:
     # A host Service (the chart's API Service) that owns every host object the syncer makes,
     # so `helm uninstall` alone removes them (the host's garbage collector follows).
     owner_service: str = ""
+    # Where the owner Service routes (this pod's API server): the vcluster's own `kubernetes`
+    # Service takes the owner Service's IP and these Endpoints (resources/apiservice.py).
+    api_endpoint: tuple[str, int] | None = None
 
 
 def _resources(value: str) -> set[str]:
@@ -135,6 +138,12 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
         default="",
         help="host Service (in --host-namespace) that owns every host object the syncer makes",
     )
+    p.add_argument(
+        "--api-endpoint",
+        default="",
+        help="POD_IP:PORT of the virtual API server behind --owner-service: the vcluster's "
+        "`kubernetes` Service gets that Service's ClusterIP and this as its endpoint",
+    )
     k = p.add_argument_group("kubelet API of the fake nodes")
     k.add_argument(
         "--kubelet-address",
@@ -174,6 +183,15 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
                 f"--kubelet-address={a.kubelet_address}: expected IP:PORT with the IP the "
                 "API server reaches (advertised as the fake nodes' Hostname address)"
             )
+    api_endpoint = None
+    if a.api_endpoint:
+        host, sep, port = a.api_endpoint.rpartition(":")
+        if not (sep and port.isdigit() and host) or not a.owner_service:
+            p.error(
+                f"--api-endpoint={a.api_endpoint}: expected IP:PORT of the API server's pod, "
+                "with --owner-service naming the host Service in front of it"
+            )
+        api_endpoint = (host.strip("[]"), int(port))
     enabled = {k for k, on in RESOURCES.items() if on}.union(*a.enable_sync_resources)
     disabled = set().union(*a.disable_sync_resources)
     return Settings(
@@ -203,4 +221,5 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
         kubelet_client_cert_file=a.kubelet_client_cert_file,
         simulated_host=a.simulated_host,
         owner_service=a.owner_service,
+        api_endpoint=api_endpoint,
     )

@@ -65,7 +65,13 @@ so every template sees the same certificates.
 {{- $net := splitList "." (first (splitList "/" .Values.controlPlane.serviceCIDR)) -}}
 {{- $kubernetesIP := printf "%s.%s.%s.%d" (index $net 0) (index $net 1) (index $net 2) (add1 (atoi (index $net 3))) -}}
 {{- $dns := list "localhost" $host (printf "%s.cluster.local" $host) "kubernetes" "kubernetes.default" "kubernetes.default.svc" "kubernetes.default.svc.cluster.local" -}}
-{{- $api := genSignedCert "kube-apiserver" (list "127.0.0.1" $kubernetesIP) $dns 3650 $ca -}}
+{{- $ips := list "127.0.0.1" $kubernetesIP -}}
+{{- /* A Service made before the release (as pytest-vcluster does): pods dial its IP */ -}}
+{{- $svc := lookup "v1" "Service" .Release.Namespace $fullname -}}
+{{- if and $svc (ne ($svc.spec.clusterIP | default "None") "None") -}}
+{{- $ips = append $ips $svc.spec.clusterIP -}}
+{{- end -}}
+{{- $api := genSignedCert "kube-apiserver" $ips $dns 3650 $ca -}}
 {{- $kc := genSignedCert "kube-apiserver-kubelet-client" nil nil 3650 $ca -}}
 {{- $sa := genPrivateKey "rsa" -}}
 {{- $_ := set $pki "caCert" $ca.Cert -}}

@@ -51,6 +51,7 @@ class Engine:
         self._stop = threading.Event()
         self.ready = threading.Event()
         self.owner: JSON | None = None  # ownerReference put on every host object (own())
+        self.owner_service: JSON | None = None  # the Service it names, as first read
 
     # -- wiring
     def resolve_owner(self, timeout: float = 60.0) -> None:
@@ -69,6 +70,7 @@ class Engine:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"owner Service {name}: {exc}") from exc
                 time.sleep(0.5)
+        self.owner_service = svc
         self.owner = {
             "apiVersion": "v1",
             "kind": "Service",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..core.controller import Engine
@@ -112,8 +113,15 @@ def dns_service_ip(engine: Engine, dns_service: str) -> str:
 class Pods:
     name = "pods"
 
-    def __init__(self, refs: RefIndex, configs: dict[str, DownSync]) -> None:
+    def __init__(
+        self,
+        refs: RefIndex,
+        configs: dict[str, DownSync],
+        api_address: Callable[[], tuple[str, int] | None] | None = None,
+    ) -> None:
         self.refs = refs
+        # The vcluster's kubernetes Service address for pods, when they can use it (IP:port).
+        self.api_address = api_address
         self.configs = configs  # "configmaps"/"secrets"/"persistentvolumeclaims" -> DownSync
         self._ca: bytes | None = None
         # Host pods this syncer created that the host informer has not reported yet.
@@ -340,12 +348,13 @@ class Pods:
         return {name: str(found.get("handler") or "")} if name and found else {}
 
     def _context(self, vpod: JSON, token_secret: str) -> PodContext:
+        api = self.api_address() if self.api_address else None
         return PodContext(
             vcluster=self.s.name,
             host_namespace=self.s.host_namespace,
             dns_ip=dns_service_ip(self.engine, self.s.dns_service),
-            api_host=self.s.api_service_host,
-            api_port=self.s.api_service_port,
+            api_host=api[0] if api else self.s.api_service_host,
+            api_port=api[1] if api else self.s.api_service_port,
             service_account_secret=token_secret,
             allow_privileged=self.s.allow_privileged,
             cluster_domain=self.s.cluster_domain,

@@ -15,25 +15,40 @@ pytestmark = pytest.mark.e2e
 # after this module, checks that these tests leave nothing on the host either.
 
 IN_CLUSTER_CLIENT = """
-import json, os, ssl, urllib.request
+import json, os, socket, ssl, urllib.request
 sa = "/var/run/secrets/kubernetes.io/serviceaccount"
-url = "https://%s:%s/apis/authentication.k8s.io/v1/selfsubjectreviews" % (
-    os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"])
-body = json.dumps({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
-headers = {"Authorization": "Bearer " + open(sa + "/token").read(),
-           "Content-Type": "application/json"}
-req = urllib.request.Request(url, data=body.encode(), headers=headers, method="POST")
-ctx = ssl.create_default_context(cafile=sa + "/ca.crt")
-review = json.load(urllib.request.urlopen(req, context=ctx))
-print("USER", review["status"]["userInfo"]["username"])
+env = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
+print("ENV", *env)
+print("DNS", socket.gethostbyname("kubernetes.default.svc"))
+for server in ("%s:%s" % env, "kubernetes.default.svc"):
+    url = "https://%s/apis/authentication.k8s.io/v1/selfsubjectreviews" % server
+    body = json.dumps({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+    headers = {"Authorization": "Bearer " + open(sa + "/token").read(),
+               "Content-Type": "application/json"}
+    req = urllib.request.Request(url, data=body.encode(), headers=headers, method="POST")
+    ctx = ssl.create_default_context(cafile=sa + "/ca.crt")
+    review = json.load(urllib.request.urlopen(req, context=ctx))
+    print("USER", server, review["status"]["userInfo"]["username"])
 """
 
 
 def test_pod_reaches_the_vcluster_api_in_cluster(
     kind_host: KindHost, vcluster_images: dict[str, str]
 ) -> None:
-    """A synced pod talks to *its* API server: Service DNS name, vcluster CA, vcluster token."""
+    """A synced pod talks to *its* API server, by the variables and by
+    ``kubernetes.default.svc``: the vcluster's ``kubernetes`` Service has the IP of the
+    release's host Service (the first IP of the range is the host's API server), and its
+    Endpoints and EndpointSlice name the vcluster's pod, as a real cluster's name its servers."""
+    from kubernetes import client
+
     with VCluster(kind_host.info(), "e2e-client", images=vcluster_images, timeout=180) as vc:
+        host_svc = kind_host.kubectl_json("get", "service", "e2e-client", "-n", vc.host_namespace)
+        ip = host_svc["spec"]["clusterIP"]
+        core = client.CoreV1Api(vc.api_client)
+        vc.wait_for(
+            "Service", "kubernetes", lambda s: s.spec.clusterIP == ip, namespace="default",
+            timeout=30,
+        )  # fmt: skip
         pod = {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -56,7 +71,21 @@ def test_pod_reaches_the_vcluster_api_in_cluster(
         )
         logs = vc.logs("client")
         assert done.status.phase == "Succeeded", logs
-        assert "USER system:serviceaccount:default:default" in logs
+        assert f"ENV {ip} 443" in logs
+        assert f"DNS {ip}" in logs
+        for server in (f"{ip}:443", "kubernetes.default.svc"):
+            assert f"USER {server} system:serviceaccount:default:default" in logs
+        (vpod,) = kind_host.kubectl_json(
+            "get", "pods", "-n", vc.host_namespace, "-l", "app.kubernetes.io/name=vcluster"
+        )["items"]
+        ep = core.read_namespaced_endpoints("kubernetes", "default")
+        assert [a.ip for a in ep.subsets[0].addresses] == [vpod["status"]["podIP"]]
+        assert [p.port for p in ep.subsets[0].ports] == [6443]
+        eps = client.DiscoveryV1Api(vc.api_client).read_namespaced_endpoint_slice(
+            "kubernetes", "default"
+        )
+        assert [e.addresses for e in eps.endpoints] == [[vpod["status"]["podIP"]]]
+        assert [p.port for p in eps.ports] == [6443]
 
 
 DNS_CLIENT = """

@@ -135,8 +135,12 @@ def api_server_sans(release: str, namespace: str) -> tuple[str, ...]:
     return api_server_names(*svc, f"{release}.{namespace}.svc.cluster.local")
 
 
-def write_pki(d: Path, name: str, release: str, namespace: str, cidr: str) -> None:
-    """The vcluster's CA and certificates into ``d`` (ECDSA: microseconds each)."""
+def write_pki(
+    d: Path, name: str, release: str, namespace: str, cidr: str, service_ip: str = ""
+) -> None:
+    """The vcluster's CA and certificates into ``d`` (ECDSA: microseconds each).
+    ``service_ip``: the release's host Service's ClusterIP, which the vcluster's pods dial as
+    their ``kubernetes`` Service (the syncer gives that Service this IP)."""
     from ... import pki
 
     d.mkdir(parents=True)
@@ -145,7 +149,7 @@ def write_pki(d: Path, name: str, release: str, namespace: str, cidr: str) -> No
     ca.issue(
         "kube-apiserver",
         dns=api_server_sans(release, namespace),
-        ips=pki.service_ip_sans(cidr),
+        ips=pki.service_ip_sans(cidr) + ((service_ip,) if service_ip else ()),
         server=True,
     ).write(d, "apiserver")
     ca.issue(ADMIN_USER, orgs=("system:masters",), client=True).write(d, "admin")
@@ -153,6 +157,33 @@ def write_pki(d: Path, name: str, release: str, namespace: str, cidr: str) -> No
     sa_key, sa_pub = pki.service_account_key()
     (d / "sa.key").write_bytes(sa_key)
     (d / "sa.pub").write_bytes(sa_pub)
+
+
+def api_service_body(release: str, namespace: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The chart's API Service, made before ``helm install`` so its ClusterIP can go into the
+    certificate; the ownership marks let helm adopt it (and ``helm uninstall`` delete it)."""
+    port = int((values.get("service") or {}).get("port") or 443)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": release,  # the chart's vcluster.fullname
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "Helm"},
+            "annotations": {
+                "meta.helm.sh/release-name": release,
+                "meta.helm.sh/release-namespace": namespace,
+            },
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {
+                "app.kubernetes.io/name": "vcluster",
+                "app.kubernetes.io/instance": release,
+            },
+            "ports": [{"name": "https", "port": port, "targetPort": "https", "protocol": "TCP"}],
+        },
+    }
 
 
 def pki_args(d: Path) -> list[str]:

@@ -141,6 +141,17 @@ class HostApi:
         except (ApiException, KeyError) as exc:
             raise InClusterError(f"reading Secret {ns}/{name} ({key}): {_short(exc)}") from None
 
+    def create_service(self, body: dict[str, Any]) -> str:
+        """Create a Service; its ClusterIP."""
+        from kubernetes.client.exceptions import ApiException
+
+        ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
+        try:
+            svc = self._json(self.core.create_namespaced_service, ns, body)
+        except ApiException as exc:
+            raise InClusterError(f"creating Service {ns}/{name}: {_message(exc)}") from None
+        return str(svc["spec"].get("clusterIP") or "")
+
     def service_ip(self, ns: str, name: str) -> str:
         """The ClusterIP of a host Service, "" while it does not exist."""
         from kubernetes.client.exceptions import ApiException

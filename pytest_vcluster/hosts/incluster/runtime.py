@@ -165,7 +165,12 @@ class InClusterVCluster:
         api.create_namespace(host_namespace_body(self.name, self.labels, level), self.name)
         self._namespace_created = True
         cidr = self._fact("cidr", lambda: api.service_cidr(self.host_namespace))
-        chart.write_pki(self.workdir / "pki", self.name, self.release, self.host_namespace, cidr)
+        service_ip = api.create_service(
+            chart.api_service_body(self.release, self.host_namespace, self.values)
+        )
+        chart.write_pki(
+            self.workdir / "pki", self.name, self.release, self.host_namespace, cidr, service_ip
+        )
         dns_image = self._fact("coredns", api.coredns_image)
         values = chart.chart_values(images, cidr, dns_image, self.syncer_args, self.values)
         self.stages.passed("images and certificates")
