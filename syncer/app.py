@@ -101,6 +101,17 @@ def build(
                 wanted=lambda ep: ServiceIPs.selectorless(engine, ep),
             )
         )
+        # Slices a user writes for a selector-less Service (the controllers' own are not).
+        engine.add(
+            DownSync(
+                "endpointslices",
+                "/apis/discovery.k8s.io/v1",
+                "EndpointSlice",
+                tr.translate_endpoint_slice,
+                ("addressType", "endpoints", "ports"),
+                wanted=lambda eps: ServiceIPs.selectorless_slice(engine, eps),
+            )
+        )
     if "ingresses" in enabled:
         engine.add(
             DownSync(

@@ -49,4 +49,5 @@ SYNCER_RULES = [
         "verbs": ["get", "patch", "update"],
     },
     {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["*"]},
+    {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["*"]},
 ]

@@ -147,7 +147,13 @@ def host_request(
 ) -> bytes:
     """The request to the host API server: the caller's end-to-end headers, our identity."""
     upgrade = bool(_header(headers, "upgrade"))
-    lines = [f"{method} {prefix}{r.host_target} HTTP/1.1"]
+    # A log is asked in HTTP/1.0, so its body comes unchunked, ended by the close. Relayed
+    # chunked, the last data chunk and the final empty one reach the API server in one TLS
+    # record, its reader returns them as one read with io.EOF, and its WebSocket log writer
+    # (wsstream's messageCopy) drops the data of a read that returns EOF: the whole log of a
+    # container that has ended writing is lost (conformance: "Pods should support retrieving
+    # logs from the container over websockets").
+    lines = [f"{method} {prefix}{r.host_target} {'HTTP/1.1' if upgrade else 'HTTP/1.0'}"]
     lines += [f"{k}: {v}" for k, v in identity]
     lines += [f"{k}: {v}" for k, v in headers if k.lower() not in _DROP]
     # One request per connection: the end of the host's response is the end of ours.

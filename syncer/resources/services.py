@@ -16,6 +16,7 @@ from ..constants import OBJECT_UID
 from ..core.controller import Engine
 from ..kube import JSON, ApiError
 from ..translate.names import host_name
+from ..translate.services import user_slice_service
 
 log = logging.getLogger(__name__)
 _SYSTEM = {("default", "kubernetes")}
@@ -57,6 +58,14 @@ class ServiceIPs:
             return False
         services = engine.virtual_informers.get("services")
         svc = services.get(meta["namespace"], meta["name"]) if services else None
+        return svc is not None and not (svc.get("spec") or {}).get("selector")
+
+    @staticmethod
+    def selectorless_slice(engine: Engine, eps: JSON) -> bool:
+        """A user's EndpointSlice for a selector-less Service of its namespace."""
+        name = user_slice_service(eps)
+        services = engine.virtual_informers.get("services")
+        svc = services.get(eps["metadata"]["namespace"], name) if services and name else None
         return svc is not None and not (svc.get("spec") or {}).get("selector")
 
     def align(self, vsvc: JSON, hsvc: JSON) -> None:

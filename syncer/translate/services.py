@@ -76,6 +76,46 @@ def translate_endpoints(
     return out
 
 
+#: EndpointSlice labels (discovery.k8s.io).
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+MANAGED_BY_SLICE_LABEL = "endpointslice.kubernetes.io/managed-by"
+#: Slices these controllers write in the vcluster are not copied: the host's own write them
+#: for the host copies (of selected pods, and of the Endpoints the syncer copies).
+CONTROLLER_SLICES = frozenset(
+    {"endpointslice-controller.k8s.io", "endpointslicemirroring-controller.k8s.io"}
+)
+SLICE_MANAGER = "syncer.vc.pytest-vcluster.io"
+
+
+def user_slice_service(eps: Mapping[str, Any]) -> str:
+    """The Service an EndpointSlice a user wrote serves ("" when a controller wrote it, or it
+    names none): the slices the syncer copies, with the selector-less Service they serve."""
+    labels = (eps.get("metadata") or {}).get("labels") or {}
+    if labels.get(MANAGED_BY_SLICE_LABEL) in CONTROLLER_SLICES:
+        return ""
+    return str(labels.get(SERVICE_NAME_LABEL) or "")
+
+
+def translate_endpoint_slice(
+    eps: Mapping[str, Any], host_namespace: str, vcluster: str
+) -> dict[str, Any]:
+    """Host EndpointSlice of a selector-less Service: the host Service's name in its
+    service-name label (kube-proxy finds it by that), no targetRefs (virtual objects), and
+    managed by the syncer (the host's controllers leave it alone)."""
+    namespace, _ = virtual_identity(eps)
+    out = _base(eps, "EndpointSlice", "discovery.k8s.io/v1", host_namespace, vcluster)
+    service = user_slice_service(eps)
+    out["metadata"]["labels"][SERVICE_NAME_LABEL] = host_name(service, namespace, vcluster)
+    out["metadata"]["labels"][MANAGED_BY_SLICE_LABEL] = SLICE_MANAGER
+    endpoints = json_copy(eps.get("endpoints") or [])
+    for endpoint in endpoints:
+        endpoint.pop("targetRef", None)
+    out["addressType"] = eps.get("addressType", "IPv4")
+    out["endpoints"] = endpoints
+    out["ports"] = json_copy(eps.get("ports") or [])
+    return out
+
+
 def _rename_backend(backend: dict[str, Any] | None, namespace: str, vcluster: str) -> None:
     service = (backend or {}).get("service")
     if service and service.get("name"):

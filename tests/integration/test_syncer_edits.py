@@ -155,3 +155,62 @@ def test_node_port_the_host_refuses_is_the_hosts_on_both_sides(
         assert hcore.read_namespaced_service("o", ns).spec.ports[0].node_port == taken
     finally:
         hcore.delete_namespace(ns)
+
+
+def test_users_endpoint_slices_of_a_selectorless_service_reach_the_host(
+    vc: LocalVCluster, vcore: client.CoreV1Api, hcore: client.CoreV1Api
+) -> None:
+    """The slices a user writes by hand for a selector-less Service (the conformance spec's
+    "multiple endpoint IPs specified in multiple EndpointSlices"): on the host, named for
+    the host Service, so its proxy routes to them; deleted with the virtual ones."""
+    from kubernetes import config
+
+    disc = client.DiscoveryV1Api(config.new_client_from_config(str(vc.kubeconfig_path)))
+    hdisc = client.DiscoveryV1Api(hcore.api_client)
+    vcore.create_namespaced_service(
+        "team-a", {"metadata": {"name": "custom"}, "spec": {"ports": [{"port": 80}]}}
+    )
+    body = {
+        "metadata": {
+            "name": "custom-1",
+            "labels": {
+                "kubernetes.io/service-name": "custom",
+                "endpointslice.kubernetes.io/managed-by": "a-test",
+            },
+        },
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["10.244.3.3"], "conditions": {"ready": True}}],
+        "ports": [{"name": "http", "port": 8090, "protocol": "TCP"}],
+    }
+    disc.create_namespaced_endpoint_slice("team-a", body)
+    hsvc = host_name("custom", "team-a", "sync")
+    hname = host_name("custom-1", "team-a", "sync")
+
+    def copied() -> Any:
+        eps = hdisc.read_namespaced_endpoint_slice(hname, vc.host_namespace)
+        return eps if eps.endpoints and eps.endpoints[0].addresses == ["10.244.3.3"] else None
+
+    eps = wait_for(copied, what="host EndpointSlice")
+    assert eps.metadata.labels["kubernetes.io/service-name"] == hsvc
+    assert [(p.name, p.port) for p in eps.ports] == [("http", 8090)]
+    # An edit follows; the host's slices of the Service are only this one (no mirrored twin).
+    body["endpoints"][0]["addresses"] = ["10.244.3.4"]
+    disc.patch_namespaced_endpoint_slice("custom-1", "team-a", {"endpoints": body["endpoints"]})
+    wait_for(
+        lambda: hdisc.read_namespaced_endpoint_slice(hname, vc.host_namespace)
+        .endpoints[0].addresses == ["10.244.3.4"],
+        what="host EndpointSlice edited",
+    )  # fmt: skip
+    mine = hdisc.list_namespaced_endpoint_slice(
+        vc.host_namespace, label_selector=f"kubernetes.io/service-name={hsvc}"
+    ).items
+    assert [s.metadata.name for s in mine] == [hname]
+    disc.delete_namespaced_endpoint_slice("custom-1", "team-a")
+
+    def gone() -> bool:
+        names = [s.metadata.name for s in hdisc.list_namespaced_endpoint_slice(
+            vc.host_namespace).items]  # fmt: skip
+        return hname not in names
+
+    wait_for(gone, what="host EndpointSlice deleted")
+    vcore.delete_namespaced_service("custom", "team-a")

@@ -334,3 +334,62 @@ def test_a_cluster_ip_service_keeps_no_host_node_ports() -> None:
     )
     assert desired["spec"]["ports"] == [{"port": 80}]
     assert desired["spec"]["clusterIP"] == "10.96.0.9"
+
+
+def _slice(managed_by: str | None = "e2e-test", service: str | None = "custom") -> dict[str, Any]:
+    labels = {"app": "x"}
+    if service is not None:
+        labels["kubernetes.io/service-name"] = service
+    if managed_by is not None:
+        labels["endpointslice.kubernetes.io/managed-by"] = managed_by
+    out = obj("EndpointSlice", name="custom-abc")
+    out["metadata"]["labels"] = labels
+    out |= {
+        "addressType": "IPv4",
+        "endpoints": [
+            {
+                "addresses": ["10.244.0.9"],
+                "conditions": {"ready": True},
+                "nodeName": "kind-worker",
+                "targetRef": {"kind": "Pod", "name": "p", "namespace": NS},
+            }
+        ],
+        "ports": [{"name": "port80", "port": 8090, "protocol": "TCP"}],
+    }
+    return out
+
+
+@pytest.mark.parametrize(
+    ("managed_by", "service", "served"),
+    [
+        ("e2e-test", "custom", "custom"),
+        (None, "custom", "custom"),
+        ("endpointslice-controller.k8s.io", "custom", ""),  # the host's controller does it
+        ("endpointslicemirroring-controller.k8s.io", "custom", ""),  # mirrored Endpoints
+        ("e2e-test", None, ""),
+    ],
+)
+def test_only_a_users_slices_of_a_service_are_copied(
+    managed_by: str | None, service: str | None, served: str
+) -> None:
+    from syncer.translate.services import user_slice_service
+
+    assert user_slice_service(_slice(managed_by, service)) == served
+
+
+def test_endpoint_slice_names_the_host_service_and_no_virtual_objects() -> None:
+    from syncer.translate.services import translate_endpoint_slice
+
+    virtual = _slice()
+    before = copy.deepcopy(virtual)
+    host = translate_endpoint_slice(virtual, "host-ns", "vc")
+    assert virtual == before
+    labels = host["metadata"]["labels"]
+    assert labels["kubernetes.io/service-name"] == ref("custom")
+    assert labels["endpointslice.kubernetes.io/managed-by"] == "syncer.vc.pytest-vcluster.io"
+    assert host["metadata"]["name"] == ref("custom-abc")
+    assert host["endpoints"] == [
+        {"addresses": ["10.244.0.9"], "conditions": {"ready": True}, "nodeName": "kind-worker"}
+    ]
+    assert host["ports"] == virtual["ports"]
+    assert host["addressType"] == "IPv4"
