@@ -37,10 +37,11 @@ TOOLS = (*K8S_COMPONENTS, "etcd", "kwok", "helm", "kind")
 #: Official download locations; the part before the path is replaced by a configured mirror.
 OFFICIAL_BASES = {
     "k8s": "https://dl.k8s.io",
-    "etcd": "https://github.com",
     "helm": "https://get.helm.sh",
     "kind": "https://kind.sigs.k8s.io",
+    "github": "https://github.com",
 }
+GITHUB_API = "https://api.github.com"
 DOWNLOAD_OFF = "off"
 _VERSION_ARGS = {
     "kubectl": ["version", "--client"],
@@ -61,10 +62,15 @@ class Download:
     path: str
     checksum_path: str
     member: str | None = None  # file inside a .tar.gz
+    #: The checksum is the asset's ``digest`` in this GitHub releases-API answer (kwok).
+    release_api: bool = False
+    #: Official base of the checksum when it is not the artifact's (a mirror serves both).
+    checksum_base: str | None = None
 
-    def urls(self, base: str) -> tuple[str, str]:
+    def urls(self, base: str, mirrored: bool) -> tuple[str, str]:
         base = base.rstrip("/")
-        return base + self.path, base + self.checksum_path
+        sums = base if mirrored or self.checksum_base is None else self.checksum_base
+        return base + self.path, sums + self.checksum_path
 
 
 def download_spec(tool: str, version: str) -> tuple[str, Download] | None:
@@ -76,14 +82,22 @@ def download_spec(tool: str, version: str) -> tuple[str, Download] | None:
     if tool == "etcd":
         d = f"/etcd-io/etcd/releases/download/v{version}"
         name = f"etcd-v{version}-linux-{a}"
-        return "etcd", Download(f"{d}/{name}.tar.gz", f"{d}/SHA256SUMS", f"{name}/etcd")
+        return "github", Download(f"{d}/{name}.tar.gz", f"{d}/SHA256SUMS", f"{name}/etcd")
     if tool == "helm":
         p = f"/helm-v{version}-linux-{a}.tar.gz"
         return "helm", Download(p, p + ".sha256sum", f"linux-{a}/helm")
     if tool == "kind":
         p = f"/dl/v{version}/kind-linux-{a}"
         return "kind", Download(p, p + ".sha256sum")
-    return None  # kwok publishes no per-asset checksum: PATH or Go build only
+    if tool == "kwok":  # no checksum file: GitHub's releases API gives each asset's digest
+        tag = f"v{version}"
+        return "github", Download(
+            f"/kubernetes-sigs/kwok/releases/download/{tag}/kwok-linux-{a}",
+            f"/repos/kubernetes-sigs/kwok/releases/tags/{tag}",
+            release_api=True,
+            checksum_base=GITHUB_API,
+        )
+    return None
 
 
 def parse_checksum(text: str, filename: str) -> str:
@@ -303,11 +317,14 @@ class BinaryResolver:
             tried.append("download: disabled (PYTEST_VCLUSTER_DOWNLOAD_URL=off)")
             return False
         key, dl = spec
-        url, sum_url = dl.urls(self.download_base or OFFICIAL_BASES[key])
+        url, sum_url = dl.urls(self.download_base or OFFICIAL_BASES[key], bool(self.download_base))
+        name = url.rsplit("/", 1)[-1]
         try:
             self.progress(f"pytest-vcluster: downloading {tool} {version} from {url}")
-            sums = _fetch_text(sum_url)
-            want = parse_checksum(sums, url.rsplit("/", 1)[-1])
+            if dl.release_api:
+                want = release_digest(_fetch_release(sum_url), name, sum_url)
+            else:
+                want = parse_checksum(_fetch_text(sum_url), name)
             artifact = out.with_name("artifact")
             got = _fetch_to(url, artifact)
         except (OSError, urllib.error.URLError, ValueError) as exc:
@@ -324,6 +341,42 @@ class BinaryResolver:
         else:
             _extract_member(artifact, dl.member, out)
         return True
+
+
+def release_digest(release: Mapping[str, object], asset: str, url: str) -> str:
+    """The sha256 GitHub gives ``asset`` in a releases-API answer (``"digest": "sha256:…"``);
+    ValueError when the asset or its digest is missing (older releases have none)."""
+    assets = release.get("assets")
+    found = [a for a in assets if a.get("name") == asset] if isinstance(assets, list) else []
+    if not found:
+        raise ValueError(f"release {url} has no asset {asset}")
+    digest = str(found[0].get("digest") or "")
+    algo, _, value = digest.partition(":")
+    if algo != "sha256" or not value:
+        raise ValueError(
+            f"release {url} gives no sha256 digest for {asset} (got {digest or 'none'}), so it "
+            "is not downloaded unverified"
+        )
+    return parse_checksum(value, asset)
+
+
+def _fetch_release(url: str) -> Mapping[str, object]:
+    """A GitHub releases-API answer (with ``GITHUB_TOKEN``, when set, for its rate limit)."""
+    headers = {"Accept": "application/vnd.github+json"}
+    token = os.environ.get("GITHUB_TOKEN")
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=15) as r:
+            data: object = json.loads(r.read(4 << 20))
+    except urllib.error.HTTPError as exc:
+        if exc.code in (403, 429) and exc.headers.get("X-RateLimit-Remaining") == "0":
+            hint = "a token with a higher limit" if token else "GITHUB_TOKEN to a token to raise it"
+            raise ValueError(f"GitHub API rate limit reached ({url}); set {hint}") from None
+        raise
+    if not isinstance(data, dict):
+        raise ValueError(f"{url} is not a release")
+    return data
 
 
 def _fetch_text(url: str) -> str:

@@ -226,3 +226,98 @@ def test_parse_checksum(text: str, name: str, ok: bool) -> None:
     else:
         with pytest.raises(ChecksumMismatchError):
             parse_checksum(text, name)
+
+
+# -- kwok: the digest from GitHub's releases API (a real HTTP server answering like GitHub) --
+KWOK_ASSET = f"kwok-linux-{A}"
+
+
+class ReleaseApi(Mirror):
+    """The mirror, plus ``/repos/.../releases/tags/<tag>`` answered as GitHub does, or with
+    its rate-limit refusal; records the Authorization header it was sent."""
+
+    def __init__(self, root: Path, release: dict[str, object] | None, limited: bool) -> None:
+        super().__init__(root)
+        api = self
+        self.auth: list[str | None] = []
+        handler = self.server.RequestHandlerClass
+
+        class Api(handler):  # type: ignore[misc,valid-type]
+            def do_GET(self) -> None:
+                if not self.path.startswith("/repos/"):
+                    return super().do_GET()  # type: ignore[no-any-return]
+                api.auth.append(self.headers.get("Authorization"))
+                if limited:
+                    self.send_response(403)
+                    self.send_header("X-RateLimit-Remaining", "0")
+                    self.end_headers()
+                    return None
+                body = json.dumps(release).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return None
+
+        self.server.RequestHandlerClass = Api
+
+
+def _kwok_api(
+    tmp_path: Path, digest: str | None, limited: bool = False
+) -> tuple[ReleaseApi, bytes]:
+    from pytest_vcluster.versions import KWOK
+
+    data = _script(f"kwok version v{KWOK}")  # the asset's bytes (a runnable stand-in)
+    asset: dict[str, object] = {"name": KWOK_ASSET, "size": len(data)}
+    if digest is not None:
+        asset["digest"] = digest.replace("<sha>", _sha(data))
+    api = ReleaseApi(tmp_path / "gh", {"tag_name": f"v{KWOK}", "assets": [asset]}, limited)
+    api.put(f"/kubernetes-sigs/kwok/releases/download/v{KWOK}/{KWOK_ASSET}", data)
+    return api, data
+
+
+def test_kwok_is_downloaded_with_the_releases_digest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GITHUB_TOKEN", "t0k3n")
+    api, data = _kwok_api(tmp_path, "sha256:<sha>")
+    try:
+        r = resolver(tmp_path, api.url).resolve("kwok")
+    finally:
+        api.close()
+    assert r.source == "download"
+    assert r.path.read_bytes() == data
+    assert api.auth == ["Bearer t0k3n"]
+
+
+def test_kwok_with_a_wrong_digest_is_refused(tmp_path: Path) -> None:
+    api, _ = _kwok_api(tmp_path, "sha256:" + "0" * 64)
+    try:
+        with pytest.raises(ChecksumMismatchError, match=r"kwok .* has sha256"):
+            resolver(tmp_path, api.url).resolve("kwok")
+    finally:
+        api.close()
+    assert not (tmp_path / "cache" / "bin" / f"kwok-{binaries.versions.KWOK}" / "kwok").exists()
+
+
+@pytest.mark.parametrize(
+    ("digest", "limited", "said"),
+    [
+        (None, False, "gives no sha256 digest for " + KWOK_ASSET),
+        ("md5:abc", False, "gives no sha256 digest"),
+        ("sha256:<sha>", True, "rate limit reached .* set GITHUB_TOKEN"),
+    ],
+)
+def test_kwok_without_a_usable_digest_is_not_downloaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, digest: str | None, limited: bool, said: str
+) -> None:
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+    api, _ = _kwok_api(tmp_path, digest, limited)
+    try:
+        with pytest.raises(BinaryNotFoundError, match=said) as info:
+            resolver(tmp_path, api.url).resolve("kwok")
+    finally:
+        api.close()
+    assert "PYTEST_VCLUSTER_KWOK" in str(info.value)  # and the fixes
+    assert [h for h in api.hits if "releases/download" in h] == []  # never fetched
