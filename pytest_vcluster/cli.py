@@ -59,6 +59,14 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also stop hosts kept for reuse and delete every vcluster namespace on kind hosts",
     )
+    d = sub.add_parser(
+        "doctor",
+        help="check this machine for each host (binaries, Docker, images, memory) and say "
+        "how to fix what is missing; exit code 1 when the local host cannot start",
+    )
+    d.add_argument("--k8s-version", default=None)
+    d.add_argument("--cache-dir", default=None)
+    d.add_argument("--no-docker", action="store_true", help="skip Docker and the images")
     h = sub.add_parser("local-host", help="run the embedded local host until Ctrl-C")
     h.add_argument("--k8s-version", default=None)
     h.add_argument("--cache-dir", default=None)
@@ -95,6 +103,14 @@ def cmd_binaries(args: argparse.Namespace) -> int:
             r = found
         print(f"{tool:<24} {r.version:<10} {r.source:<9} {r.path}")
     return 1 if failed else 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from . import doctor
+
+    resolver = _resolver(args)
+    print(f"Kubernetes {resolver.k8s}; cache {resolver.cache_dir}; {doctor.environment_note()}")
+    return doctor.report(doctor.diagnose(resolver, docker=not args.no_docker))
 
 
 def cmd_local_host(args: argparse.Namespace) -> int:
@@ -143,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "list": cmd_list,
         "reap": cmd_reap,
         "local-host": cmd_local_host,
+        "doctor": cmd_doctor,
     }
     try:
         return commands[args.command](args)
