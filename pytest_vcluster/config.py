@@ -17,6 +17,7 @@ from .settings import Settings
 from .versions import parse_k8s_version
 
 KEEP = ("never", "on-failure", "always")
+ARTIFACTS_WHEN = ("failed", "always")
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,15 @@ OPTIONS = (
         None,
     ),
     Option("vcluster-values", "YAML file of chart values applied to every vcluster", None),
+    Option(
+        "vcluster-artifacts",
+        "directory for each failed test's vcluster objects, logs, events and syncer log "
+        "(one folder per test; default: none written)",
+        None,
+    ),
+    Option(
+        "vcluster-artifacts-when", "write artifacts for: failed|always (default failed)", "failed"
+    ),
     Option(
         "vcluster-reuse-host",
         "keep the host running after the run and reuse it next time: true|false",
@@ -226,6 +236,15 @@ def settings_from(config: pytest.Config) -> Settings:
             config, "vcluster-kubeconfig", lambda v: v or default_kubeconfig(), "a file path"
         ),
         context=_parse(config, "vcluster-context", lambda v: v or None, "a context name"),
+        artifacts=_parse(
+            config,
+            "vcluster-artifacts",
+            lambda v: Path(v).expanduser().resolve() if v else None,
+            "a directory path",
+        ),
+        artifacts_when=_parse(
+            config, "vcluster-artifacts-when", _choice(ARTIFACTS_WHEN), " | ".join(ARTIFACTS_WHEN)
+        ),
     )
     _check_host(config, settings)
     _check_values_apply(config, settings)

@@ -185,7 +185,8 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     item.stash.setdefault(REPORTS, {})[report.when] = report
-    if report.failed and report.when in ("setup", "call"):
+    failed = report.failed and report.when in ("setup", "call")
+    if failed:
         for vc in item.stash.get(ACTIVE, []):
             try:
                 sections = vc.diagnostics()
@@ -194,7 +195,26 @@ def pytest_runtest_makereport(
             sections["connect"] = f"KUBECONFIG={vc.kubeconfig_path} kubectl get pods -A"
             for title, text in sections.items():
                 report.sections.append((f"vcluster {vc.name}: {title}", text))
+    s = item.config.stash[SETTINGS]
+    always = s.artifacts_when == "always" and report.when == "call"
+    if s.artifacts is not None and (failed or always) and item.stash.get(ACTIVE, []):
+        _write_artifacts(item, report, s.artifacts)
     return report
+
+
+def _write_artifacts(item: pytest.Item, report: pytest.TestReport, root: Path) -> None:
+    """A folder per test (``--vcluster-artifacts``), named in the report and the JUnit XML."""
+    from . import artifacts
+
+    folder = root / artifacts.folder_for(item.nodeid)
+    for vc in item.stash.get(ACTIVE, []):
+        try:
+            artifacts.write(vc, folder / vc.name)
+        except Exception as exc:  # never mask the test's own outcome
+            report.sections.append((f"vcluster {vc.name}: artifacts", f"not written: {exc!r}"))
+    # The JUnit XML writes the properties of the teardown report, made from the item's.
+    item.user_properties.append(("vcluster_artifacts", str(folder)))
+    report.sections.append(("vcluster artifacts", str(folder)))
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

@@ -25,3 +25,5 @@ class Settings:
     kind_workers: int = 0
     kubeconfig: str = ""
     context: str | None = None
+    artifacts: Path | None = None  # --vcluster-artifacts: a folder per test written there
+    artifacts_when: str = "failed"  # or "always"

@@ -249,8 +249,8 @@ class VCluster:
         except ApiException as exc:
             raise VClusterError(f"logs of pod {namespace}/{pod}: {_api_message(exc)}") from None
 
-    def diagnostics(self) -> dict[str, str]:
-        return self._impl.diagnostics()
+    def diagnostics(self, log_lines: int = 60) -> dict[str, str]:
+        return self._impl.diagnostics(log_lines)
 
     # -- command-line tools on this vcluster ------------------------------------------------------
     def tool(self, name: str) -> Path:

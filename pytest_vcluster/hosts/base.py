@@ -92,8 +92,8 @@ class Runtime(Protocol):
     def detach(self) -> KeptRecord:
         """Leave it running after this process ends; what ``pytest-vcluster reap`` needs."""
 
-    def diagnostics(self) -> dict[str, str]:
-        """Report sections for a failed test."""
+    def diagnostics(self, log_lines: int = 60) -> dict[str, str]:
+        """Report sections for a failed test (its own logs: the last ``log_lines``; 0: all)."""
 
     def rss(self) -> dict[str, int]:
         """Resident memory of its processes or containers, in bytes, by name."""

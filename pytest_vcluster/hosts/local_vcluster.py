@@ -355,11 +355,14 @@ class LocalVCluster:
             pids={str(c.pid): proc_starttime(c.pid) for c in children if c.alive()},
         )
 
-    def diagnostics(self) -> dict[str, str]:
+    def diagnostics(self, log_lines: int = 60) -> dict[str, str]:
         """Report sections for a failed test: pods, events, syncer log, name map."""
         out: dict[str, str] = {}
         if self.syncer is not None:
-            out["syncer log (tail)"] = self.syncer.log_tail(60)
+            if log_lines:
+                out["syncer log (tail)"] = self.syncer.log_tail(log_lines)
+            else:
+                out["syncer log"] = self.syncer.log_path.read_text(errors="replace")
         if self.control_plane is not None:
             out.update(rest_tables(self.control_plane.rest(), "virtual"))
         out.update(rest_tables(self._host_rest(), "host", self.host_namespace))

@@ -355,3 +355,50 @@ def test_namespace_per_test_and_command_line_tools(pytester: pytest.Pytester, ca
         f"--vcluster-cache-dir={cache}", "--vcluster-prewarm=0", "-p", "no:randomly"
     )
     result.assert_outcomes(passed=3)
+
+
+def test_failed_test_leaves_an_artifacts_folder(pytester: pytest.Pytester, cache: Path) -> None:
+    """``--vcluster-artifacts``: a folder per failed test a person can read (objects, events,
+    the name map, the syncer log), its Secrets' values left out, named in the JUnit XML."""
+    pytester.makepyfile(
+        """
+        from kubernetes import client
+
+        def test_fails(vcluster):
+            core = client.CoreV1Api(vcluster.api_client)
+            core.create_namespaced_config_map("default", client.V1ConfigMap(
+                metadata=client.V1ObjectMeta(name="settings"), data={"mode": "loud"}))
+            core.create_namespaced_secret("default", client.V1Secret(
+                metadata=client.V1ObjectMeta(name="creds"), string_data={"pw": "hunter2"}))
+            core.create_namespaced_pod("default", client.V1Pod(
+                metadata=client.V1ObjectMeta(name="looked-at"),
+                spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="x")])))
+            vcluster.wait_for("Pod", "looked-at", "Running")
+            assert False, "on purpose"
+
+        def test_passes(vcluster):
+            pass
+        """
+    )
+    art, junit = pytester.path / "art", pytester.path / "junit.xml"
+    result = pytester.runpytest_subprocess(
+        f"--vcluster-cache-dir={cache}", f"--vcluster-artifacts={art}", f"--junitxml={junit}"
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    (folder,) = art.iterdir()  # the failed test's only
+    assert folder.name.startswith("test_failed_test_leaves_an_artifacts_folder.py__test_fails-")
+    (vc,) = folder.iterdir()
+    files = {p.relative_to(vc).as_posix() for p in vc.rglob("*") if p.is_file()}
+    assert {"events.txt", "name-map.txt", "host-pods.yaml", "timings.json"} <= files
+    assert "objects/configmaps.v1.yaml" in files
+    assert "mode: loud" in (vc / "objects/configmaps.v1.yaml").read_text()
+    assert "pw: '<redacted" in (vc / "objects/secrets.v1.yaml").read_text()
+    assert not [f for f in files if "hunter2" in (vc / f).read_text(errors="replace")]
+    assert "Pod looked-at-x-default-x-" in (vc / "name-map.txt").read_text()
+    assert "<- default/looked-at" in (vc / "name-map.txt").read_text()
+    assert "syncer: health on" in (vc / "syncer-log.txt").read_text()  # whole, from its start
+    # Logs of a simulated pod cannot be read: said, not hidden.
+    assert "logs/default/looked-at/c" in (vc / "errors.txt").read_text()
+    assert json.loads((vc / "timings.json").read_text())["ready_seconds"] > 0
+    assert str(folder) in junit.read_text()  # <property name="vcluster_artifacts" ...>
+    result.stdout.fnmatch_lines(["*vcluster artifacts*", f"*{folder}*"])

@@ -78,6 +78,11 @@ def test_cli_wins_over_ini(pytester: pytest.Pytester) -> None:
             "*--vcluster-keep: invalid value 'sometimes'*accepted: never | on-failure | always*",
         ),
         ([], "vcluster_keep = forever", "*ini vcluster_keep: invalid value 'forever'*"),
+        (
+            ["--vcluster-artifacts-when=sometimes"],
+            "",
+            "*--vcluster-artifacts-when: invalid value 'sometimes'*accepted: failed | always*",
+        ),
         (["--vcluster-reuse-host=maybe"], "", "*--vcluster-reuse-host: invalid value 'maybe'*"),
         (["--vcluster-prewarm=9"], "", "*--vcluster-prewarm: invalid value '9'*0 to 8*"),
         ([], "vcluster_prewarm = some", "*ini vcluster_prewarm: invalid value 'some'*"),

@@ -204,7 +204,7 @@ class HostApi:
         return sorted(items, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime")))
 
     def log(
-        self, ns: str, pod: str, container: str, *, tail: int = 60, previous: bool = False
+        self, ns: str, pod: str, container: str, *, tail: int | None = 60, previous: bool = False
     ) -> str:
         resp = self.core.read_namespaced_pod_log(
             pod,

@@ -331,7 +331,7 @@ class InClusterVCluster:
         )
 
     # -- for reports ------------------------------------------------------------------------------
-    def diagnostics(self) -> dict[str, str]:
+    def diagnostics(self, log_lines: int = 60) -> dict[str, str]:
         """Report sections for a failed test: host pods and events, container log tails, the
         vcluster's own pods and events."""
         ns, out = self.host_namespace, {}
@@ -340,7 +340,8 @@ class InClusterVCluster:
             out["host pods"] = pods_table(api.pods(ns))
             out["host events"] = events_table(api.events(ns))
             for container in ("control-plane", "syncer"):
-                out[f"{container} log (tail)"] = api.log(ns, self.pod_name, container, tail=60)
+                text = api.log(ns, self.pod_name, container, tail=log_lines or None)
+                out[f"{container} log" + (" (tail)" if log_lines else "")] = text
         except _retry() as exc:
             out["host"] = f"(could not read: {type(exc).__name__}: {exc})"[:1000]
         if self.forwards.active:
