@@ -47,6 +47,11 @@ HOST = "pytest-vcluster-conformance"
 SKIP = r"\[Serial\]|\[Disruptive\]|\[Flaky\]|\[Feature:"
 
 
+#: The kind host's namespaces carry no Pod Security labels: privileged. The vcluster's chart
+#: defaults to baseline (no hostNetwork, hostPort, privileged pods): compared like for like.
+HOST_LIKE_VALUES: dict[str, Any] = {"isolation": {"podSecurityStandard": "privileged"}}
+
+
 def spec_name(report: dict[str, Any]) -> str:
     """The spec's full text as ginkgo prints it."""
     texts = [t for t in report.get("ContainerHierarchyTexts") or [] if t]
@@ -187,6 +192,14 @@ def main() -> int:
         help="take the host side from an earlier result (same version, focus, skip and seed; "
         "recorded as such) and run only the vcluster side",
     )
+    ap.add_argument(
+        "--vcluster-values",
+        type=json.loads,
+        default=HOST_LIKE_VALUES,
+        help="chart values of the vcluster, as JSON (default: the pod security the kind host "
+        "has, privileged, so hostNetwork/hostPort specs can run on both sides; '{}': the "
+        "chart's own, baseline)",
+    )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     earlier = earlier_host(args.host_from, args) if args.host_from else None
@@ -209,6 +222,7 @@ def main() -> int:
         "procs": args.procs,
         "seed": args.seed,
         "timeout_per_side": args.timeout,
+        "vcluster_values": args.vcluster_values,
     }
     sides = [s.strip() for s in args.sides.split(",") if s.strip()]
     if args.local:
@@ -234,7 +248,10 @@ def main() -> int:
                 ref: hashlib.sha256(ref.encode()).hexdigest()[:8] for ref in test_images
             }
             offer_runtime_class(host.kubeconfig_path, PRECONFIGURED_HANDLER)
-            vc = VCluster(host.info(), "conformance", images=images, timeout=240, progress=log)
+            vc = VCluster(
+                host.info(), "conformance", images=images, timeout=240, progress=log,
+                values=args.vcluster_values,
+            )  # fmt: skip
             vc.create()
             try:
                 kubeconfigs = {"host": host.kubeconfig_path, "vcluster": vc.kubeconfig_path}

@@ -21,6 +21,7 @@ from ..constants import ENDED_PHASES, OBJECT_NAME, OBJECT_NAMESPACE, OBJECT_UID
 from ..core.controller import Engine
 from ..kube import JSON, ApiError
 from ..translate.pods import TokenSpec, cert_specs, token_specs
+from ..translate.trust_bundles import BundleSpec, bundle_data, bundle_specs
 from .podcerts import PodCertificates
 
 TOKEN_EXPIRY = "vc.pytest-vcluster.io/token-expiry"  # earliest expiry of the Secret's tokens
@@ -46,9 +47,11 @@ class Tokens:
         self._ca = ca  # the CA certificate synced pods trust
         self._due: dict[str, float] = {}  # token secret -> when to renew it
         self.certs = PodCertificates(engine)
+        self._bundles: dict[str, dict[str, str]] = {}  # token secret -> trust bundles written
 
     def forget(self, host_pod: str) -> None:
         self._due.pop(token_secret_name(host_pod), None)
+        self._bundles.pop(token_secret_name(host_pod), None)
         self.certs.forget(token_secret_name(host_pod))
 
     def created(self, host_pod: str) -> None:
@@ -71,12 +74,39 @@ class Tokens:
         name = token_secret_name(hpod["metadata"]["name"])
         if tokens:
             self._tokens(vpod, hpod, name, tokens, key)
+        bundles = bundle_specs(vpod)
+        if bundles:
+            self._trust_bundles(vpod, hpod, name, bundles, key)
         if certs:
             data, wake = self.certs.step(vpod, name, certs)
             if data:
                 self._store(vpod, hpod, name, {k: _b64(v) for k, v in data.items()}, {})
             if wake:
                 self.engine.queue.add_after(key, max(wake - time.time(), 0.0))
+
+    def _trust_bundles(
+        self,
+        vpod: JSON,
+        hpod: JSON,
+        name: str,
+        specs: list[BundleSpec],
+        key: tuple[str, str, str],
+    ) -> None:
+        """The pod's clusterTrustBundle files, from the virtual cluster's bundles; written when
+        they change (seen on the pod's next reconcile); a required bundle that is missing
+        is looked for again in a few seconds (the kubelet keeps the pod waiting meanwhile)."""
+        listing = self.engine.virtual.get(CTB_PATH)
+        found = listing.get("items") or []
+        data: dict[str, str] = {}
+        for spec in specs:
+            content = bundle_data(found, spec)
+            if content is None:
+                self.engine.queue.add_after(key, BUNDLE_RETRY)
+                continue
+            data[spec.key] = _b64(content)
+        if data and data != self._bundles.get(name):
+            self._store(vpod, hpod, name, data, {})
+            self._bundles[name] = data
 
     def _tokens(
         self, vpod: JSON, hpod: JSON, name: str, specs: list[TokenSpec], key: tuple[str, str, str]
@@ -184,6 +214,10 @@ class Tokens:
         except (KeyError, ValueError, TypeError):
             return None
         return expiry - (1 - self.s.token_refresh) * self.s.token_seconds
+
+
+CTB_PATH = "/apis/certificates.k8s.io/v1/clustertrustbundles"
+BUNDLE_RETRY = 2.0  # seconds, while a required ClusterTrustBundle does not exist
 
 
 def _b64(data: bytes) -> str:

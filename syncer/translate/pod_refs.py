@@ -55,11 +55,11 @@ def _downward_items(downward: dict[str, Any] | None) -> None:
             item["fieldRef"]["fieldPath"] = field_path(item["fieldRef"]["fieldPath"])
 
 
-#: Replaces a projected credential source — ``serviceAccountToken`` or ``podCertificate``, which
-#: the host kubelet would obtain for the host pod — (volume name, index, source) with another
-#: source; without one such sources are dropped.
+#: Replaces a projected source the host kubelet would resolve against the *host* —
+#: ``serviceAccountToken``, ``podCertificate``, ``clusterTrustBundle`` — (volume name, index,
+#: source) with another source; without one such sources are dropped.
 TokenSource = Callable[[str, int, dict[str, Any]], dict[str, Any]]
-CREDENTIAL_SOURCES = ("serviceAccountToken", "podCertificate")
+CREDENTIAL_SOURCES = ("serviceAccountToken", "podCertificate", "clusterTrustBundle")
 
 
 def translate_volume(volume: dict[str, Any], ref: Ref, token: TokenSource | None = None) -> None:

@@ -11,6 +11,7 @@ from .metadata import host_metadata, json_copy, virtual_identity
 from .names import host_name
 from .pod_plan import MANAGED_ANNOTATIONS, managed_annotations
 from .pod_refs import containers, translate_spec_refs
+from .trust_bundles import bundle_key
 
 SA_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 SA_VOLUME_PREFIX = "kube-api-access-"
@@ -279,6 +280,9 @@ def translate_pod(pod: Mapping[str, Any], ctx: PodContext) -> dict[str, Any]:
         if "serviceAccountToken" in source:
             path = source["serviceAccountToken"]["path"]
             items = [{"key": _token_key(volume, index), "path": path}]
+        elif "clusterTrustBundle" in source:
+            path = source["clusterTrustBundle"]["path"]
+            items = [{"key": bundle_key(volume, index), "path": path}]
         else:
             cert = source["podCertificate"]
             prefix = _cert_key(volume, index)

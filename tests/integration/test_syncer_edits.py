@@ -214,3 +214,49 @@ def test_users_endpoint_slices_of_a_selectorless_service_reach_the_host(
 
     wait_for(gone, what="host EndpointSlice deleted")
     vcore.delete_namespaced_service("custom", "team-a")
+
+
+def test_cluster_trust_bundles_are_the_vclusters(
+    vc: LocalVCluster, vcore: client.CoreV1Api, hcore: client.CoreV1Api
+) -> None:
+    """A projected clusterTrustBundle names a bundle of the vcluster (the host kubelet would
+    look on the host): its certificates go into the pod's token Secret, which the host pod
+    mounts at the source's path."""
+    import base64
+
+    from kubernetes import config
+
+    from pytest_vcluster.pki import CertificateAuthority
+    from syncer.resources.tokens import token_secret_name
+
+    pem = CertificateAuthority("bundle-test").pair.cert_pem.decode()
+    api = config.new_client_from_config(str(vc.kubeconfig_path))
+    client.CertificatesV1Api(api).create_cluster_trust_bundle(
+        {"metadata": {"name": "test-bundle"}, "spec": {"trustBundle": pem}}
+    )
+    body = _pod(
+        "with-ctb",
+        volumes=[
+            {
+                "name": "ctbs",
+                "projected": {
+                    "sources": [{"clusterTrustBundle": {"name": "test-bundle", "path": "ca.pem"}}]
+                },
+            }
+        ],
+    )
+    vcore.create_namespaced_pod("team-a", body)
+    hname = host_name("with-ctb", "team-a", "sync")
+    hpod = wait_for(lambda: hcore.read_namespaced_pod(hname, vc.host_namespace), what="host pod")
+    (vol,) = [v for v in hpod.spec.volumes if v.name == "ctbs"]
+    (src,) = vol.projected.sources
+    assert src.cluster_trust_bundle is None  # the host's bundles are not asked
+    assert [(i.key, i.path) for i in src.secret.items] == [("ctb.ctbs.0", "ca.pem")]
+
+    def written() -> str:
+        secret = hcore.read_namespaced_secret(token_secret_name(hname), vc.host_namespace)
+        return base64.b64decode((secret.data or {}).get("ctb.ctbs.0", "")).decode()
+
+    got = wait_for(written, what="bundle in the token Secret")
+    assert got.strip() == pem.strip()
+    vcore.delete_namespaced_pod("with-ctb", "team-a", grace_period_seconds=0)
