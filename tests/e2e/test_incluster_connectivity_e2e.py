@@ -29,6 +29,11 @@ for server in ("%s:%s" % env, "kubernetes.default.svc"):
     ctx = ssl.create_default_context(cafile=sa + "/ca.crt")
     review = json.load(urllib.request.urlopen(req, context=ctx))
     print("USER", server, review["status"]["userInfo"]["username"])
+# OIDC discovery as a workload does it: the keys' URI must be one its CA and name check accept.
+get = lambda url: urllib.request.urlopen(urllib.request.Request(url, headers=headers), context=ctx)
+discovery = json.load(get("https://kubernetes.default.svc/.well-known/openid-configuration"))
+keys = json.load(get(discovery["jwks_uri"]))
+print("JWKS", discovery["jwks_uri"], len(keys["keys"]))
 """
 
 
@@ -75,6 +80,7 @@ def test_pod_reaches_the_vcluster_api_in_cluster(
         assert f"DNS {ip}" in logs
         for server in (f"{ip}:443", "kubernetes.default.svc"):
             assert f"USER {server} system:serviceaccount:default:default" in logs
+        assert "JWKS https://kubernetes.default.svc.cluster.local/openid/v1/jwks 1" in logs
         (vpod,) = kind_host.kubectl_json(
             "get", "pods", "-n", vc.host_namespace, "-l", "app.kubernetes.io/name=vcluster"
         )["items"]
