@@ -10,12 +10,12 @@ from pod_helpers import CTX, pod
 
 from pytest_vcluster.pki import CertificateAuthority
 from syncer.translate.pods import translate_pod
+from syncer.translate.selectors import selects
 from syncer.translate.trust_bundles import (
     BundleSpec,
     anchors,
     bundle_data,
     bundle_specs,
-    selects,
 )
 
 A = CertificateAuthority("a").pair.cert_pem.decode()
