@@ -84,6 +84,12 @@ OPTIONS = (
     ),
     Option("vcluster-values", "YAML file of chart values applied to every vcluster", None),
     Option(
+        "vcluster-ttl",
+        "seconds after which `pytest-vcluster reap` and the in-cluster janitor may delete a "
+        "vcluster's host namespace (a run killed before its teardown; default 21600)",
+        "21600",
+    ),
+    Option(
         "vcluster-artifacts",
         "directory for each failed test's vcluster objects, logs, events and syncer log "
         "(one folder per test; default: none written)",
@@ -236,6 +242,7 @@ def settings_from(config: pytest.Config) -> Settings:
             config, "vcluster-kubeconfig", lambda v: v or default_kubeconfig(), "a file path"
         ),
         context=_parse(config, "vcluster-context", lambda v: v or None, "a context name"),
+        ttl=_parse(config, "vcluster-ttl", _timeout, "a positive number of seconds"),
         artifacts=_parse(
             config,
             "vcluster-artifacts",

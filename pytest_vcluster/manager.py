@@ -20,8 +20,6 @@ from .settings import Settings
 from .spec import VClusterSpec
 from .vcluster import VCluster
 
-EXPIRES_AFTER = 6 * 3600  # `pytest-vcluster reap` removes namespaces of runs older than this
-
 
 def _warn(message: str) -> None:
     warnings.warn(message, stacklevel=2)
@@ -93,7 +91,10 @@ class Manager:
         # Chart values: the --vcluster-values file, then the spec's (the marker's, ...).
         spec = spec.over(self.settings.values).named(spec.name or self.new_name())
         options = RuntimeOptions(
-            labels={RUN_LABEL: self.run_id, EXPIRES_LABEL: str(int(time.time()) + EXPIRES_AFTER)},
+            labels={
+                RUN_LABEL: self.run_id,
+                EXPIRES_LABEL: str(int(time.time() + self.settings.ttl)),
+            },
             timeout=self.settings.timeout,
             progress=self.progress,
             detachable=self.settings.keep != "never",

@@ -25,5 +25,6 @@ class Settings:
     kind_workers: int = 0
     kubeconfig: str = ""
     context: str | None = None
+    ttl: float = 6 * 3600  # seconds: then `reap` and the in-cluster janitor may remove it
     artifacts: Path | None = None  # --vcluster-artifacts: a folder per test written there
     artifacts_when: str = "failed"  # or "always"

@@ -402,3 +402,22 @@ def test_failed_test_leaves_an_artifacts_folder(pytester: pytest.Pytester, cache
     assert json.loads((vc / "timings.json").read_text())["ready_seconds"] > 0
     assert str(folder) in junit.read_text()  # <property name="vcluster_artifacts" ...>
     result.stdout.fnmatch_lines(["*vcluster artifacts*", f"*{folder}*"])
+
+
+def test_ttl_sets_when_a_vclusters_namespace_may_be_reaped(
+    pytester: pytest.Pytester, cache: Path
+) -> None:
+    """``--vcluster-ttl``: the expiry label the janitor and ``reap`` go by."""
+    pytester.makepyfile(
+        """
+        import time
+        from kubernetes import client
+
+        def test_label(vcluster, host_client):
+            ns = client.CoreV1Api(host_client).read_namespace(vcluster.host_namespace)
+            expires = float(ns.metadata.labels["pytest-vcluster.io/expires"])
+            assert 0 < expires - time.time() <= 120
+        """
+    )
+    result = pytester.runpytest_subprocess(f"--vcluster-cache-dir={cache}", "--vcluster-ttl=120")
+    result.assert_outcomes(passed=1)

@@ -79,6 +79,11 @@ def test_cli_wins_over_ini(pytester: pytest.Pytester) -> None:
         ),
         ([], "vcluster_keep = forever", "*ini vcluster_keep: invalid value 'forever'*"),
         (
+            ["--vcluster-ttl=0"],
+            "",
+            "*--vcluster-ttl: invalid value '0'*positive number of seconds*",
+        ),
+        (
             ["--vcluster-artifacts-when=sometimes"],
             "",
             "*--vcluster-artifacts-when: invalid value 'sometimes'*accepted: failed | always*",
