@@ -1,5 +1,5 @@
 """The in-cluster janitor's choice of namespaces (pytest_vcluster.janitor); against a real API
-server in tests/integration/test_janitor.py."""
+server in tests/integration/test_janitor_sweep.py."""
 
 from __future__ import annotations
 
