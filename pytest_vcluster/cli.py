@@ -67,6 +67,15 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--k8s-version", default=None)
     d.add_argument("--cache-dir", default=None)
     d.add_argument("--no-docker", action="store_true", help="skip Docker and the images")
+    im = sub.add_parser(
+        "images",
+        help="the control-plane and syncer images of in-cluster vclusters: build (by recipe "
+        "hash, skipped when Docker has them) or list",
+    )
+    im.add_argument("action", choices=("build", "list"))
+    im.add_argument("--k8s-version", default=None)
+    im.add_argument("--cache-dir", default=None)
+    im.add_argument("--force", action="store_true", help="with build: build again")
     h = sub.add_parser("local-host", help="run the embedded local host until Ctrl-C")
     h.add_argument("--k8s-version", default=None)
     h.add_argument("--cache-dir", default=None)
@@ -111,6 +120,29 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     resolver = _resolver(args)
     print(f"Kubernetes {resolver.k8s}; cache {resolver.cache_dir}; {doctor.environment_note()}")
     return doctor.report(doctor.diagnose(resolver, docker=not args.no_docker))
+
+
+def cmd_images(args: argparse.Namespace) -> int:
+    from . import images
+    from .hosts.incluster.chart import CONTROL_PLANE_REPO, SYNCER_REPO
+
+    k8s = str(parse_k8s_version(args.k8s_version))
+    if args.action == "build":
+        found = images.ensure(k8s, _cache(args), print, force=args.force)
+        for key, ref in found.items():
+            print(f"{key:<13} {ref}")
+        return 0
+    from .docker import find_cli
+
+    docker = find_cli()
+    for repo in (CONTROL_PLANE_REPO, SYNCER_REPO):
+        out = docker.out(
+            ["images", "--format", "{{.Repository}}:{{.Tag}}\t{{.CreatedSince}}", repo]
+        )
+        print(out or f"{repo}: none built")
+    for key, ref in images.named().items():
+        print(f"{key:<13} {ref} (named by {images.ENV[key]})")
+    return 0
 
 
 def cmd_local_host(args: argparse.Namespace) -> int:
@@ -160,6 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "reap": cmd_reap,
         "local-host": cmd_local_host,
         "doctor": cmd_doctor,
+        "images": cmd_images,
     }
     try:
         return commands[args.command](args)

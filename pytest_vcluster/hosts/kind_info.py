@@ -77,6 +77,12 @@ class KindHostInfo:
         return any(r.host_kubeconfig == self.kubeconfig for r in kept)
 
     # -- what only kind has -------------------------------------------------------------------
+    def images(self, k8s_version: str, progress: Progress) -> dict[str, str]:
+        """Built here when Docker lacks them (by recipe hash), then ``kind load``-ed."""
+        from .. import images
+
+        return images.ensure(k8s_version, Path(self.cache_dir), progress)
+
     def load_images(self, images: list[str], progress: Progress) -> float:
         with _load_lock:
             todo = [i for i in images if (self.cluster, i) not in _loaded]

@@ -276,6 +276,13 @@ class KubeconfigHostInfo:
     def needed_after_run(self, kept: list[KeptRecord]) -> bool:
         return False  # nothing of ours to stop: the cluster is someone else's
 
+    def images(self, k8s_version: str, progress: Any) -> dict[str, str]:
+        """Named ones (a registry the cluster pulls from), else the newest local build (a
+        cluster that sees the local Docker, as a kind cluster used as a kubeconfig host)."""
+        from .incluster.chart import resolve_images
+
+        return resolve_images(k8s_version)
+
     def load_images(self, images: list[str], progress: Any) -> float:
         return 0.0  # the cluster pulls them from its registry
 

@@ -31,6 +31,9 @@ class ClusterHost(Protocol):
 
     def tools(self) -> Tools: ...
 
+    def images(self, k8s_version: str, progress: Progress) -> dict[str, str]:
+        """The control-plane and syncer image refs (chart keys) its vclusters run."""
+
     def load_images(self, images: list[str], progress: Progress) -> float:
         """Make ``images`` available to the host's nodes; seconds it took (0: nothing to do)."""
 

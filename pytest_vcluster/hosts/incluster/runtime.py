@@ -156,7 +156,7 @@ class InClusterVCluster:
         deadline = self.stages.t0 + self.timeout
         shutil.rmtree(self.workdir, ignore_errors=True)
         self.workdir.mkdir(parents=True)
-        images = self.images or chart.resolve_images(self.k8s_version)
+        images = self.images or self.host.images(self.k8s_version, self.progress)
         loaded = self.host.load_images(list(images.values()), self.progress)
         if loaded:
             self.stages.timings["kind load"] = round(loaded, 2)

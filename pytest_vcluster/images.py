@@ -1,0 +1,105 @@
+"""The control-plane and syncer images of in-cluster vclusters: named by the user, or built on
+first use from this checkout's recipes and found again by their recipe hash.
+
+``PYTEST_VCLUSTER_CONTROL_PLANE_IMAGE`` / ``PYTEST_VCLUSTER_SYNCER_IMAGE`` name images of one's
+own (a registry's, for a cluster that pulls). Otherwise ``images/control-plane/build.py`` and
+``images/syncer/build.py`` (offline: binaries from the cache, a debootstrap root filesystem) are
+the recipes; each tags its image with a hash of everything that goes into it, so an image of
+the current sources is found in Docker at once and a changed source (a syncer edit) builds a new
+one — never the stale "newest" image. ``pytest-vcluster images build`` does the same ahead of a
+run; the kind host calls :func:`ensure` when a vcluster needs them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .errors import InClusterError
+
+Progress = Callable[[str], None]
+_found: dict[tuple[str, str, str], str] = {}  # (key, version, cache) -> ref, this process
+_lock = threading.Lock()
+ENV = {
+    "controlPlane": "PYTEST_VCLUSTER_CONTROL_PLANE_IMAGE",
+    "syncer": "PYTEST_VCLUSTER_SYNCER_IMAGE",
+}
+
+
+def named() -> dict[str, str]:
+    """The images the user named (environment), by chart key."""
+    return {key: os.environ[env] for key, env in ENV.items() if os.environ.get(env)}
+
+
+def recipes_dir() -> Path | None:
+    """``images/`` of this checkout, or None (an installed wheel carries no recipes)."""
+    root = Path(__file__).resolve().parents[1] / "images"
+    return root if (root / "syncer" / "build.py").is_file() else None
+
+
+def _builders(k8s_version: str, cache_dir: Path, docker: Any) -> dict[str, Any]:
+    from .scripts import load_script
+    from .versions import parse_k8s_version
+
+    root = recipes_dir()
+    if root is None:
+        raise InClusterError(
+            "no control-plane/syncer image recipes here (images/ of a pytest-vcluster checkout): "
+            f"set {ENV['controlPlane']} and {ENV['syncer']} to images your cluster can run"
+        )
+    cp = load_script(root / "control-plane" / "build.py", "pytest_vcluster_cp_image_build")
+    sy = load_script(root / "syncer" / "build.py", "pytest_vcluster_syncer_image_build")
+    k8s = parse_k8s_version(k8s_version)
+    return {
+        "controlPlane": cp.ControlPlaneImage(k8s, cache_dir, docker=docker),
+        "syncer": sy.SyncerImage(cache_dir, docker=docker),
+    }
+
+
+def ensure(
+    k8s_version: str,
+    cache_dir: Path,
+    progress: Progress,
+    *,
+    docker: Any = None,
+    force: bool = False,
+) -> dict[str, str]:
+    """Image refs by chart key: the named ones, else this checkout's, built when Docker lacks
+    them (minutes the first time; a lookup by tag after)."""
+    out = named()
+    with _lock:  # hashing a recipe reads its binaries (~0.5 s): once per process
+        for key in ENV:
+            if key not in out and (key, k8s_version, str(cache_dir)) in _found and not force:
+                out[key] = _found[(key, k8s_version, str(cache_dir))]
+        missing = [key for key in ENV if key not in out]
+        if missing:
+            out |= _ensure(missing, k8s_version, cache_dir, progress, docker, force)
+    return out
+
+
+def _ensure(
+    missing: list[str],
+    k8s_version: str,
+    cache_dir: Path,
+    progress: Progress,
+    docker: Any,
+    force: bool,
+) -> dict[str, str]:
+    from .docker import ensure_docker
+
+    docker = docker or ensure_docker(start=True, cache_dir=cache_dir, progress=progress)
+    builders = _builders(k8s_version, cache_dir, docker)
+    out = {}
+    for key in missing:
+        what = f"{key} image for Kubernetes {k8s_version}" if key == "controlPlane" else key
+        progress(f"pytest-vcluster: {what}: looking for it by its recipe hash")
+        try:
+            tag, built = builders[key].build(force=force)
+        except Exception as exc:  # a build script's own errors: one message naming the image
+            raise InClusterError(f"building the {what} failed: {exc}") from exc
+        progress(f"pytest-vcluster: {what}: {tag} ({'built' if built else 'found in Docker'})")
+        out[key] = _found[(key, k8s_version, str(cache_dir))] = tag
+    return out
