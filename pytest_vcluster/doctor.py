@@ -128,16 +128,19 @@ def loopback_port() -> Finding:
     return Finding("ok", "ports", f"127.0.0.1 binds (got {port})")
 
 
-def images(k8s: K8sVersion) -> list[Finding]:
-    """The kind host's images, as the plugin would pick them."""
+def images(k8s: K8sVersion, cache_dir: Path) -> list[Finding]:
+    """The kind host's images for the current sources: built already, or on first use."""
+    from . import images as recipes
     from .errors import VClusterError
-    from .hosts.incluster.chart import resolve_images
 
     try:
-        found = resolve_images(str(k8s))
+        found = recipes.look(str(k8s), cache_dir, find_cli())
     except (VClusterError, DockerError, OSError) as exc:
         return [Finding("warn", "images", str(exc))]
-    return [Finding("ok", f"image {key}", ref) for key, ref in found.items()]
+    return [
+        Finding("ok", f"image {key}", ref + ("" if present else " (built on first use, minutes)"))
+        for key, (ref, present) in found.items()
+    ]
 
 
 def diagnose(resolver: BinaryResolver, *, docker: bool = True) -> list[Finding]:
@@ -148,7 +151,7 @@ def diagnose(resolver: BinaryResolver, *, docker: bool = True) -> list[Finding]:
         findings = docker_daemon()
         out += findings
         if findings[0].level == "ok":
-            out += images(resolver.k8s)
+            out += images(resolver.k8s, resolver.cache_dir)
     return out
 
 

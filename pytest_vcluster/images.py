@@ -59,6 +59,18 @@ def _builders(k8s_version: str, cache_dir: Path, docker: Any) -> dict[str, Any]:
     }
 
 
+def look(k8s_version: str, cache_dir: Path, docker: Any) -> dict[str, tuple[str, bool]]:
+    """Without building: each image's ref and whether Docker has it (named ones: assumed)."""
+    out = {key: (ref, True) for key, ref in named().items()}
+    missing = [key for key in ENV if key not in out]
+    if missing:
+        builders = _builders(k8s_version, cache_dir, docker)
+        for key in missing:
+            tag = builders[key].tag()
+            out[key] = (tag, bool(docker.image_exists(tag)))
+    return out
+
+
 def ensure(
     k8s_version: str,
     cache_dir: Path,
