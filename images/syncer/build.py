@@ -8,8 +8,8 @@
 2. Python packages: wheels built on the host (``pip wheel``: this project without its
    dependencies, and what the syncer imports — ``kubernetes``, ``cryptography`` (pod
    certificates) — at the versions installed here with their dependencies), then
-   ``pip install --target`` into ``/opt/syncer`` (bookworm's python3 is 3.11, like the wheels'
-   ``cp311`` tags; the host interpreter must be 3.11 too).
+   ``pip install --target`` into ``/opt/syncer`` with wheels for bookworm's python3 (3.11),
+   whichever Python runs this build (``target_interpreter``).
 3. ``docker import`` of rootfs + packages with ``ENTRYPOINT ["python3", "-m", "syncer"]``,
    ``PYTHONPATH=/opt/syncer`` and user 65532.
 
@@ -30,7 +30,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pytest_vcluster.binaries import default_cache_dir
+from pytest_vcluster.binaries import arch, default_cache_dir
 from pytest_vcluster.docker import Docker, ensure_docker
 from pytest_vcluster.errors import VClusterError
 from pytest_vcluster.rootfs import SLIM_PATHS, debootstrap_rootfs
@@ -68,6 +68,17 @@ def source_files() -> list[Path]:
     files = [p for p in sorted(HERE.rglob("*")) if p.is_file() and p.suffix != ".md"]
     files += [*sorted((ROOT / "syncer").rglob("*.py")), ROOT / "pyproject.toml"]
     return [p for p in files if "__pycache__" not in p.parts]
+
+
+def target_interpreter() -> list[str]:
+    """pip options selecting wheels for the image's Python, not the one running this."""
+    major, minor = PYTHON_ABI
+    machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(arch(), arch())
+    tags = [f"manylinux{v}_{machine}" for v in ("2014", "_2_17", "_2_28")]
+    out = ["--python-version", f"{major}.{minor}", "--implementation", "cp"]
+    out += [arg for abi in (f"cp{major}{minor}", "abi3", "none") for arg in ("--abi", abi)]
+    out += [arg for tag in tags for arg in ("--platform", tag)]
+    return [*out, "--only-binary=:all:"]
 
 
 class SyncerImage:
@@ -120,12 +131,10 @@ class SyncerImage:
         )
 
     def site_packages(self, dest: Path) -> None:
-        """Wheels built on the host, installed into ``dest`` (which becomes /opt/syncer)."""
-        if sys.version_info[:2] != PYTHON_ABI:
-            raise VClusterError(
-                f"the syncer image has Python {PYTHON_ABI[0]}.{PYTHON_ABI[1]}: build it with "
-                f"that interpreter (this is {sys.version_info[0]}.{sys.version_info[1]})"
-            )
+        """This project's wheel and the syncer's dependencies for the image's interpreter
+        (bookworm's CPython 3.11), installed into ``dest`` (which becomes /opt/syncer) by the
+        host's pip whatever Python runs it: binary wheels for that interpreter and platform
+        (``--python-version``/``--abi``/``--platform``), nothing compiled here."""
         wheels = dest.parent / "wheels"
         wheels.mkdir(parents=True, exist_ok=True)
         pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
@@ -138,10 +147,9 @@ class SyncerImage:
         )
         if leftover:
             shutil.rmtree(ROOT / "build", ignore_errors=True)
-        subprocess.run([*nice, *pip, "wheel", "-w", str(wheels), *self.requirements()], check=True)
-        ours = next(wheels.glob("pytest_vcluster-*.whl"))
-        install = [*nice, *pip, "install", "--no-index", "--find-links", str(wheels)]
-        install += ["--target", str(dest), "--no-warn-script-location"]
+        ours = next(wheels.glob("pytest_vcluster-*.whl"))  # pure Python: any interpreter
+        install = [*nice, *pip, "install", "--target", str(dest), "--no-warn-script-location"]
+        install += target_interpreter()
         subprocess.run([*install, *self.requirements()], check=True)
         subprocess.run([*install, "--no-deps", str(ours)], check=True)
         shutil.rmtree(dest / "bin", ignore_errors=True)
