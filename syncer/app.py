@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from .core.controller import Engine
 from .kube import JSON, Kube
+from .resources.addresses import AddressPolicy
 from .resources.apiservice import ApiService
 from .resources.events import EventRecorder, Events
 from .resources.generic import DownSync, keep_service_ips
@@ -75,6 +76,8 @@ def build(
         engine.add(api)
     if "pods" in enabled:
         engine.add(Pods(refs, configs, api_address=api.pod_address if api else None))
+    addresses = AddressPolicy(settings.allowed_endpoint_cidrs)
+    engine.add(addresses)  # after Pods: it listens to the host pods informer
     if "services" in enabled:
         ips = ServiceIPs(engine)
         engine.add(
@@ -96,7 +99,7 @@ def build(
                 "endpoints",
                 "/api/v1",
                 "Endpoints",
-                tr.translate_endpoints,
+                addresses.endpoints(tr.translate_endpoints),
                 ("subsets",),
                 wanted=lambda ep: ServiceIPs.selectorless(engine, ep),
             )
@@ -107,7 +110,7 @@ def build(
                 "endpointslices",
                 "/apis/discovery.k8s.io/v1",
                 "EndpointSlice",
-                tr.translate_endpoint_slice,
+                addresses.slices(tr.translate_endpoint_slice),
                 ("addressType", "endpoints", "ports"),
                 wanted=lambda eps: ServiceIPs.selectorless_slice(engine, eps),
             )

@@ -6,6 +6,8 @@ import argparse
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from .translate.endpoint_policy import Network, parse_cidrs
+
 #: Resources the syncer knows, with their default on/off state (as the original virtualcluster).
 RESOURCES: dict[str, bool] = {
     "pods": True,
@@ -86,6 +88,8 @@ class Settings:
     # Where the owner Service routes (this pod's API server): the vcluster's own `kubernetes`
     # Service takes the owner Service's IP and these Endpoints (resources/apiservice.py).
     api_endpoint: tuple[str, int] | None = None
+    # Addresses a selector-less Service's Endpoints may name besides this vcluster's pods.
+    allowed_endpoint_cidrs: tuple[Network, ...] = ()
 
 
 def _resources(value: str) -> set[str]:
@@ -96,6 +100,13 @@ def _resources(value: str) -> set[str]:
             f"unknown resource(s) {', '.join(sorted(unknown))}; known: {', '.join(RESOURCES)}"
         )
     return names
+
+
+def _cidrs(value: str) -> tuple[Network, ...]:
+    try:
+        return parse_cidrs(v for v in value.split(",") if v.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse(argv: Sequence[str] | None = None) -> Settings:
@@ -137,6 +148,13 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
         "--owner-service",
         default="",
         help="host Service (in --host-namespace) that owns every host object the syncer makes",
+    )
+    p.add_argument(
+        "--allow-endpoint-cidrs",
+        type=_cidrs,
+        default=(),
+        help="comma-separated CIDRs a selector-less Service's Endpoints/EndpointSlices may "
+        "name on the host besides this vcluster's pods (default: none)",
     )
     p.add_argument(
         "--api-endpoint",
@@ -222,4 +240,5 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
         simulated_host=a.simulated_host,
         owner_service=a.owner_service,
         api_endpoint=api_endpoint,
+        allowed_endpoint_cidrs=a.allow_endpoint_cidrs,
     )

@@ -161,12 +161,18 @@ def test_users_endpoint_slices_of_a_selectorless_service_reach_the_host(
     vc: LocalVCluster, vcore: client.CoreV1Api, hcore: client.CoreV1Api
 ) -> None:
     """The slices a user writes by hand for a selector-less Service (the conformance spec's
-    "multiple endpoint IPs specified in multiple EndpointSlices"): on the host, named for
-    the host Service, so its proxy routes to them; deleted with the virtual ones."""
+    "multiple endpoint IPs specified in multiple EndpointSlices"): on the host, named for the
+    host Service, so its proxy routes to them; deleted with the virtual ones. Only addresses of
+    the vcluster's pods go: another (the host's API server, say) is left out, with an Event."""
     from kubernetes import config
 
     disc = client.DiscoveryV1Api(config.new_client_from_config(str(vc.kubeconfig_path)))
     hdisc = client.DiscoveryV1Api(hcore.api_client)
+    for name in ("slice-a", "slice-b"):
+        vcore.create_namespaced_pod("team-a", _pod(name))
+    pods = [wait_for(lambda n=n: running(vcore, "team-a", f"app={n}", 1), what=n)[0]
+            for n in ("slice-a", "slice-b")]  # fmt: skip
+    ip_a, ip_b = (p.status.pod_ip for p in pods)
     vcore.create_namespaced_service(
         "team-a", {"metadata": {"name": "custom"}, "spec": {"ports": [{"port": 80}]}}
     )
@@ -179,28 +185,35 @@ def test_users_endpoint_slices_of_a_selectorless_service_reach_the_host(
             },
         },
         "addressType": "IPv4",
-        "endpoints": [{"addresses": ["10.244.3.3"], "conditions": {"ready": True}}],
+        "endpoints": [{"addresses": [ip_a], "conditions": {"ready": True}}],
         "ports": [{"name": "http", "port": 8090, "protocol": "TCP"}],
     }
     disc.create_namespaced_endpoint_slice("team-a", body)
     hsvc = host_name("custom", "team-a", "sync")
     hname = host_name("custom-1", "team-a", "sync")
 
-    def copied() -> Any:
+    def host_addresses() -> list[str]:
         eps = hdisc.read_namespaced_endpoint_slice(hname, vc.host_namespace)
-        return eps if eps.endpoints and eps.endpoints[0].addresses == ["10.244.3.3"] else None
+        return [a for e in eps.endpoints or [] for a in e.addresses]
 
-    eps = wait_for(copied, what="host EndpointSlice")
+    wait_for(lambda: host_addresses() == [ip_a], what="host EndpointSlice")
+    eps = hdisc.read_namespaced_endpoint_slice(hname, vc.host_namespace)
     assert eps.metadata.labels["kubernetes.io/service-name"] == hsvc
     assert [(p.name, p.port) for p in eps.ports] == [("http", 8090)]
-    # An edit follows; the host's slices of the Service are only this one (no mirrored twin).
-    body["endpoints"][0]["addresses"] = ["10.244.3.4"]
+    # An edit follows; an address that is no pod of this vcluster does not reach the host.
+    body["endpoints"] = [
+        {"addresses": [ip_b], "conditions": {"ready": True}},
+        {"addresses": ["10.96.0.1"], "conditions": {"ready": True}},  # the host's API server
+    ]
     disc.patch_namespaced_endpoint_slice("custom-1", "team-a", {"endpoints": body["endpoints"]})
-    wait_for(
-        lambda: hdisc.read_namespaced_endpoint_slice(hname, vc.host_namespace)
-        .endpoints[0].addresses == ["10.244.3.4"],
-        what="host EndpointSlice edited",
-    )  # fmt: skip
+    wait_for(lambda: host_addresses() == [ip_b], what="host EndpointSlice edited")
+
+    def warned() -> list[str]:
+        events = vcore.list_namespaced_event("team-a").items
+        return [e.message for e in events if e.reason == "AddressesNotSynced"]
+
+    assert "10.96.0.1" in wait_for(warned, what="the refusal's Event")[0]
+    # The host's slices of the Service are only this one (no mirrored twin).
     mine = hdisc.list_namespaced_endpoint_slice(
         vc.host_namespace, label_selector=f"kubernetes.io/service-name={hsvc}"
     ).items
@@ -214,6 +227,34 @@ def test_users_endpoint_slices_of_a_selectorless_service_reach_the_host(
 
     wait_for(gone, what="host EndpointSlice deleted")
     vcore.delete_namespaced_service("custom", "team-a")
+    for name in ("slice-a", "slice-b"):
+        vcore.delete_namespaced_pod(name, "team-a", grace_period_seconds=0)
+
+
+def test_selectorless_endpoints_reach_the_host_only_for_the_vclusters_pods(
+    vc: LocalVCluster, vcore: client.CoreV1Api, hcore: client.CoreV1Api
+) -> None:
+    """A hand-written Endpoints reaches the host with its pod's address, not with another."""
+    vcore.create_namespaced_service(
+        "team-a", {"metadata": {"name": "by-hand"}, "spec": {"ports": [{"port": 80}]}}
+    )
+    vcore.create_namespaced_pod("team-a", _pod("late"))
+    ip = wait_for(lambda: running(vcore, "team-a", "app=late", 1), what="pod")[0].status.pod_ip
+    addresses = [{"ip": ip}, {"ip": "192.0.2.7"}]
+    vcore.create_namespaced_endpoints(
+        "team-a",
+        {"metadata": {"name": "by-hand"},
+         "subsets": [{"addresses": addresses, "ports": [{"port": 8080}]}]},
+    )  # fmt: skip
+    hname = host_name("by-hand", "team-a", "sync")
+
+    def host_ips() -> list[str]:
+        ep = hcore.read_namespaced_endpoints(hname, vc.host_namespace)
+        return [a.ip for s in ep.subsets or [] for a in s.addresses or []]
+
+    wait_for(lambda: host_ips() == [ip], what="host Endpoints with the pod's address only")
+    vcore.delete_namespaced_service("by-hand", "team-a")
+    vcore.delete_namespaced_pod("late", "team-a", grace_period_seconds=0)
 
 
 def test_cluster_trust_bundles_are_the_vclusters(

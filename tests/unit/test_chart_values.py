@@ -68,6 +68,23 @@ def test_sync_flags_are_understood_by_the_syncer(
     assert settings.allow_privileged
     assert settings.bootstrap_dir == "/bootstrap"
     assert settings.api_service_host == "vc1.vcluster-vc1.svc"
+    assert settings.api_endpoint is not None  # $(POD_IP):6443, the kubernetes Service's
+    assert settings.allowed_endpoint_cidrs == ()
+
+
+def test_allowed_endpoint_cidrs_reach_the_syncer(
+    helm: Path, pki_args: list[str], tmp_path: Path
+) -> None:
+    import ipaddress
+
+    from syncer.settings import parse
+
+    values = {"sync": {"endpoints": {"allowedCIDRs": ["192.0.2.0/24", "fd00::/64"]}}}
+    settings = parse(_syncer_args(docs(helm, pki_args, tmp_path, **values)))
+    assert settings.allowed_endpoint_cidrs == (
+        ipaddress.ip_network("192.0.2.0/24"),
+        ipaddress.ip_network("fd00::/64"),
+    )
 
 
 def test_privileged_pods_are_denied_unless_the_standard_is_privileged(
