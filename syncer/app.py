@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from .core.controller import Engine
 from .kube import JSON, Kube
@@ -85,7 +86,7 @@ def build(
                 "services",
                 "/api/v1",
                 "Service",
-                tr.translate_service,
+                partial(tr.translate_service, external_ips=settings.allow_external_ips),
                 ("spec",),
                 wanted=ips.wanted,
                 keep_from_host=keep_service_ips,

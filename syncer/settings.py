@@ -90,6 +90,7 @@ class Settings:
     api_endpoint: tuple[str, int] | None = None
     # Addresses a selector-less Service's Endpoints may name besides this vcluster's pods.
     allowed_endpoint_cidrs: tuple[Network, ...] = ()
+    allow_external_ips: bool = False  # copy a Service's externalIPs to the host (CVE-2020-8554)
 
 
 def _resources(value: str) -> set[str]:
@@ -148,6 +149,11 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
         "--owner-service",
         default="",
         help="host Service (in --host-namespace) that owns every host object the syncer makes",
+    )
+    p.add_argument(
+        "--allow-external-ips",
+        action="store_true",
+        help="copy Services' externalIPs to the host (off: a tenant could take traffic for any IP)",
     )
     p.add_argument(
         "--allow-endpoint-cidrs",
@@ -241,4 +247,5 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
         owner_service=a.owner_service,
         api_endpoint=api_endpoint,
         allowed_endpoint_cidrs=a.allow_endpoint_cidrs,
+        allow_external_ips=a.allow_external_ips,
     )

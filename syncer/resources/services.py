@@ -69,8 +69,19 @@ class ServiceIPs:
         return svc is not None and not (svc.get("spec") or {}).get("selector")
 
     def align(self, vsvc: JSON, hsvc: JSON) -> None:
+        self._warn_external_ips(vsvc)
         self._align_ip(vsvc, hsvc)
         self._align_node_ports(vsvc, hsvc)
+
+    def _warn_external_ips(self, vsvc: JSON) -> None:
+        ips = (vsvc.get("spec") or {}).get("externalIPs")
+        if ips and not self.engine.settings.allow_external_ips and self.engine.recorder:
+            message = (
+                f"externalIPs {', '.join(ips)} not synced to the host: they would route any "
+                "traffic to those IPs cluster-wide (CVE-2020-8554); allowed by the chart value "
+                "sync.services.allowExternalIPs"
+            )
+            self.engine.recorder.warn(vsvc, "Service", "ExternalIPsNotSynced", message)
 
     def _align_node_ports(self, vsvc: JSON, hsvc: JSON) -> None:
         """The virtual Service shows the host's node ports (those are the ones that answer)."""

@@ -19,7 +19,9 @@ def _base(obj: Mapping[str, Any], kind: str, api_version: str, ns: str, vc: str)
     }
 
 
-def translate_service(svc: Mapping[str, Any], host_namespace: str, vcluster: str) -> dict[str, Any]:
+def translate_service(
+    svc: Mapping[str, Any], host_namespace: str, vcluster: str, *, external_ips: bool = False
+) -> dict[str, Any]:
     """Host Service: selector scoped to the virtual namespace, same ClusterIP as the virtual one.
 
     The virtual API server allocates from the host's service CIDR and node-port range, so
@@ -36,6 +38,13 @@ def translate_service(svc: Mapping[str, Any], host_namespace: str, vcluster: str
     else:
         spec.pop("selector", None)
     spec.pop("healthCheckNodePort", None)  # the host's to allocate
+    if not external_ips:
+        # On the host, kube-proxy would send traffic for these IPs — any IP, cluster-wide — to
+        # this Service (CVE-2020-8554): a tenant must not get that by default.
+        spec.pop("externalIPs", None)
+        if spec.get("type", "ClusterIP") == "ClusterIP":
+            # Defaulted because of those IPs; without them the host refuses it.
+            spec.pop("externalTrafficPolicy", None)
     node_ports = spec.get("type") in ("NodePort", "LoadBalancer")
     for port in spec.get("ports") or []:
         if not node_ports:  # left from an earlier type; the host refuses them

@@ -301,3 +301,25 @@ def test_cluster_trust_bundles_are_the_vclusters(
     got = wait_for(written, what="bundle in the token Secret")
     assert got.strip() == pem.strip()
     vcore.delete_namespaced_pod("with-ctb", "team-a", grace_period_seconds=0)
+
+
+def test_external_ips_are_not_copied_to_the_host(
+    vc: LocalVCluster, vcore: client.CoreV1Api, hcore: client.CoreV1Api
+) -> None:
+    """A tenant's externalIPs would take any IP's traffic on the host (CVE-2020-8554)."""
+    vcore.create_namespaced_service(
+        "team-a",
+        {"metadata": {"name": "grabby"},
+         "spec": {"selector": {"app": "x"}, "ports": [{"port": 80}],
+                  "externalIPs": ["203.0.113.7"]}},
+    )  # fmt: skip
+    hname = host_name("grabby", "team-a", "sync")
+    host = wait_for(lambda: hcore.read_namespaced_service(hname, vc.host_namespace), what="copy")
+    assert not host.spec.external_ips
+
+    def warned() -> list[str]:
+        events = vcore.list_namespaced_event("team-a").items
+        return [e.message for e in events if e.reason == "ExternalIPsNotSynced"]
+
+    assert "203.0.113.7" in wait_for(warned, what="the Event")[0]
+    vcore.delete_namespaced_service("grabby", "team-a")

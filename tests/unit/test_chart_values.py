@@ -70,6 +70,7 @@ def test_sync_flags_are_understood_by_the_syncer(
     assert settings.api_service_host == "vc1.vcluster-vc1.svc"
     assert settings.api_endpoint is not None  # $(POD_IP):6443, the kubernetes Service's
     assert settings.allowed_endpoint_cidrs == ()
+    assert not settings.allow_external_ips
 
 
 def test_allowed_endpoint_cidrs_reach_the_syncer(
@@ -79,8 +80,14 @@ def test_allowed_endpoint_cidrs_reach_the_syncer(
 
     from syncer.settings import parse
 
-    values = {"sync": {"endpoints": {"allowedCIDRs": ["192.0.2.0/24", "fd00::/64"]}}}
+    values = {
+        "sync": {
+            "endpoints": {"allowedCIDRs": ["192.0.2.0/24", "fd00::/64"]},
+            "services": {"allowExternalIPs": True},
+        }
+    }
     settings = parse(_syncer_args(docs(helm, pki_args, tmp_path, **values)))
+    assert settings.allow_external_ips
     assert settings.allowed_endpoint_cidrs == (
         ipaddress.ip_network("192.0.2.0/24"),
         ipaddress.ip_network("fd00::/64"),

@@ -393,3 +393,13 @@ def test_endpoint_slice_names_the_host_service_and_no_virtual_objects() -> None:
     ]
     assert host["ports"] == virtual["ports"]
     assert host["addressType"] == "IPv4"
+
+
+def test_external_ips_stay_virtual_unless_allowed() -> None:
+    """CVE-2020-8554: on the host they would take traffic for any IP, cluster-wide."""
+    virtual = service(externalIPs=["203.0.113.7"], externalTrafficPolicy="Cluster")
+    host = translate_service(virtual, "host-ns", "vc")["spec"]
+    assert "externalIPs" not in host
+    assert "externalTrafficPolicy" not in host  # the host refuses it without them
+    allowed = translate_service(virtual, "host-ns", "vc", external_ips=True)
+    assert allowed["spec"]["externalIPs"] == ["203.0.113.7"]
