@@ -47,9 +47,13 @@ HOST = "pytest-vcluster-conformance"
 SKIP = r"\[Serial\]|\[Disruptive\]|\[Flaky\]|\[Feature:"
 
 
-#: The kind host's namespaces carry no Pod Security labels: privileged. The vcluster's chart
-#: defaults to baseline (no hostNetwork, hostPort, privileged pods): compared like for like.
-HOST_LIKE_VALUES: dict[str, Any] = {"isolation": {"podSecurityStandard": "privileged"}}
+#: The kind host's namespaces carry no Pod Security labels (privileged) and it admits
+#: externalIPs. The vcluster's chart defaults to neither (baseline: no hostNetwork, hostPort,
+#: privileged pods; externalIPs stay virtual): compared like for like.
+HOST_LIKE_VALUES: dict[str, Any] = {
+    "isolation": {"podSecurityStandard": "privileged"},
+    "sync": {"services": {"allowExternalIPs": True}},
+}
 
 
 def spec_name(report: dict[str, Any]) -> str:
