@@ -200,9 +200,9 @@ def main() -> int:
         "--vcluster-values",
         type=json.loads,
         default=HOST_LIKE_VALUES,
-        help="chart values of the vcluster, as JSON (default: the pod security the kind host "
-        "has, privileged, so hostNetwork/hostPort specs can run on both sides; '{}': the "
-        "chart's own, baseline)",
+        help="chart values of the vcluster, as JSON (default: what the kind host admits, "
+        "privileged pods and externalIPs, so those specs can run on both sides; '{}': the "
+        "chart's own defaults)",
     )
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
