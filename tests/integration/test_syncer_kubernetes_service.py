@@ -39,7 +39,9 @@ def engine(host: LocalHost, vc: LocalVCluster, owner: client.V1Service) -> Itera
             f"--virtual-kubeconfig={vc.kubeconfig_path}",
             f"--host-kubeconfig={host.kubeconfig_path}",
             "--owner-service=front",
-            f"--api-endpoint={POD_IP}:6443",
+            # The API server's own port, as in the chart: whether the syncer or the API server
+            # makes the Service first, its target port is the same.
+            f"--api-endpoint={POD_IP}:{vc.control_plane.port}",  # type: ignore[union-attr]
             "--workers=2",
         ]
     )
@@ -89,7 +91,7 @@ def test_endpoints_and_slice_name_the_api_servers_pod_and_come_back(
         return ep if ep.subsets and ep.subsets[0].addresses[0].ip == POD_IP else None
 
     ep = wait_for(endpoints, what="kubernetes Endpoints")
-    assert [p.port for p in ep.subsets[0].ports] == [6443]
+    assert [p.port for p in ep.subsets[0].ports] == [vc.control_plane.port]  # type: ignore[union-attr]
     assert ep.metadata.labels["endpointslice.kubernetes.io/skip-mirror"] == "true"
     eps = wait_for(lambda: disc.read_namespaced_endpoint_slice("kubernetes", "default"))
     assert [e.addresses for e in eps.endpoints] == [[POD_IP]]
