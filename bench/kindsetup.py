@@ -7,6 +7,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from pytest_vcluster import images as recipes
 from pytest_vcluster.binaries import BinaryResolver
 from pytest_vcluster.docker import Docker, ensure_docker
 from pytest_vcluster.hosts.kind import KindHost
@@ -35,12 +36,7 @@ class KindSetup:
         docker = ensure_docker(start=True, cache_dir=cache, progress=log)
         node = load_script(ROOT / "images/kind-node/build.py", "pytest_vcluster_kind_node_build")
         node_image = str(node.NodeImageBuilder(k8s, cache, docker=docker, progress=log).build().tag)
-        cp = load_script(ROOT / "images/control-plane/build.py", "pytest_vcluster_cp_image_build")
-        sy = load_script(ROOT / "images/syncer/build.py", "pytest_vcluster_syncer_image_build")
-        images = {
-            "controlPlane": cp.ControlPlaneImage(k8s, cache, docker=docker).build()[0],
-            "syncer": sy.SyncerImage(cache, docker=docker).build()[0],
-        }
+        images = recipes.build(str(k8s), cache, log, docker=docker)
         resolver = BinaryResolver(k8s, cache, download_base="off")
         return cls(
             k8s,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,24 +88,27 @@ def ensure(
                 out[key] = _found[(key, k8s_version, str(cache_dir))]
         missing = [key for key in ENV if key not in out]
         if missing:
-            out |= _ensure(missing, k8s_version, cache_dir, progress, docker, force)
+            out |= build(k8s_version, cache_dir, progress, docker=docker, keys=missing, force=force)
     return out
 
 
-def _ensure(
-    missing: list[str],
+def build(
     k8s_version: str,
     cache_dir: Path,
     progress: Progress,
-    docker: Any,
-    force: bool,
+    *,
+    docker: Any = None,
+    keys: Sequence[str] = tuple(ENV),
+    force: bool = False,
 ) -> dict[str, str]:
+    """The images of this checkout's recipes (names from the environment ignored: what the
+    e2e suite and the benchmarks run), built when Docker lacks them."""
     from .docker import ensure_docker
 
     docker = docker or ensure_docker(start=True, cache_dir=cache_dir, progress=progress)
     builders = _builders(k8s_version, cache_dir, docker)
     out = {}
-    for key in missing:
+    for key in keys:
         what = f"{key} image for Kubernetes {k8s_version}" if key == "controlPlane" else key
         progress(f"pytest-vcluster: {what}: looking for it by its recipe hash")
         try:

@@ -70,12 +70,7 @@ def api_endpoints(ip: str, port: int) -> JSON:
         "apiVersion": "v1",
         "kind": "Endpoints",
         "metadata": {"name": "kubernetes", "namespace": "default", "labels": {SKIP_MIRROR: "true"}},
-        "subsets": [
-            {
-                "addresses": [{"ip": ip}],
-                "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
-            }
-        ],
+        "subsets": [{"addresses": [{"ip": ip}], "ports": [_port(port)]}],
     }
 
 

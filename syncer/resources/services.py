@@ -42,6 +42,13 @@ def host_node_ports(vsvc: JSON, hsvc: JSON) -> list[JSON] | None:
     return ports if changed else None
 
 
+def _selectorless_service(engine: Engine, namespace: str, name: str) -> bool:
+    """Whether the vcluster has this Service without a selector (its endpoints by hand)."""
+    services = engine.virtual_informers.get("services")
+    svc = services.get(namespace, name) if services else None
+    return svc is not None and not (svc.get("spec") or {}).get("selector")
+
+
 class ServiceIPs:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -56,17 +63,13 @@ class ServiceIPs:
         meta = ep["metadata"]
         if (meta["namespace"], meta["name"]) in _SYSTEM:
             return False
-        services = engine.virtual_informers.get("services")
-        svc = services.get(meta["namespace"], meta["name"]) if services else None
-        return svc is not None and not (svc.get("spec") or {}).get("selector")
+        return _selectorless_service(engine, meta["namespace"], meta["name"])
 
     @staticmethod
     def selectorless_slice(engine: Engine, eps: JSON) -> bool:
         """A user's EndpointSlice for a selector-less Service of its namespace."""
         name = user_slice_service(eps)
-        services = engine.virtual_informers.get("services")
-        svc = services.get(eps["metadata"]["namespace"], name) if services and name else None
-        return svc is not None and not (svc.get("spec") or {}).get("selector")
+        return bool(name) and _selectorless_service(engine, eps["metadata"]["namespace"], name)
 
     def align(self, vsvc: JSON, hsvc: JSON) -> None:
         self._warn_external_ips(vsvc)

@@ -115,11 +115,9 @@ def _load(path: Path, name: str) -> ModuleType:
 @pytest.fixture(scope="session")
 def vcluster_images(k8s: K8sVersion, cache_dir: Path, docker: Docker) -> dict[str, str]:
     """The control-plane and syncer images, built (or found) once per session."""
-    cp = _load(ROOT / "images/control-plane/build.py", "pytest_vcluster_cp_image_build")
-    sy = _load(ROOT / "images/syncer/build.py", "pytest_vcluster_syncer_image_build")
-    cp_tag, _ = cp.ControlPlaneImage(k8s, cache_dir, docker=docker).build()
-    sy_tag, _ = sy.SyncerImage(cache_dir, docker=docker).build()
-    return {"controlPlane": cp_tag, "syncer": sy_tag}
+    from pytest_vcluster import images
+
+    return images.build(str(k8s), cache_dir, print, docker=docker)
 
 
 @pytest.fixture(scope="session")

@@ -78,8 +78,10 @@ def resolve_images(k8s_version: str) -> dict[str, str]:
         ),
         ("syncer", SYNCER_REPO, "", "syncer/build.py"),
     )
+    from ...images import ENV
+
     for key, repo, prefix, build in wanted:
-        env = "PYTEST_VCLUSTER_" + repo.split("/")[1].replace("-", "_").upper() + "_IMAGE"
+        env = ENV[key]
         ref = os.environ.get(env) or newest_local_image(repo, prefix)
         if not ref:
             raise InClusterError(
