@@ -45,6 +45,11 @@ except ImportError:  # pragma: no cover - the syncer image may lack it
         return json.dumps(obj, separators=(",", ":")).encode()
 
 
+def timestamp() -> str:
+    """Now, as the API's timestamps are written (RFC 3339, seconds, UTC)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
 class ApiError(Exception):
     def __init__(
         self, status: int, body: Any, method: str, path: str, retry_after: float | None = None

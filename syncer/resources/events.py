@@ -7,16 +7,11 @@ user of the virtual cluster needs to debug, so they are re-created on the virtua
 from __future__ import annotations
 
 import hashlib
-import time
 from typing import ClassVar
 
 from ..core.controller import Engine
-from ..kube import JSON, ApiError
+from ..kube import JSON, ApiError, timestamp
 from ..translate.metadata import virtual_ref
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 class EventRecorder:
@@ -47,8 +42,8 @@ class EventRecorder:
             "message": message,
             "type": type_,
             "source": {"component": "vcluster-syncer"},
-            "firstTimestamp": _now(),
-            "lastTimestamp": _now(),
+            "firstTimestamp": timestamp(),
+            "lastTimestamp": timestamp(),
             "count": 1,
         }
         try:

@@ -14,11 +14,10 @@ advertised as the node's ``Hostname`` address, which the virtual API server is t
 from __future__ import annotations
 
 import threading
-import time
 
 from ..constants import MANAGED_BY_LABEL
 from ..core.controller import Engine
-from ..kube import JSON, ApiError
+from ..kube import JSON, ApiError, timestamp
 
 FAKE_NODE_LABEL = "vc.pytest-vcluster.io/fake-node"
 DECLARED_FEATURES = ("ExtendWebSocketsToKubelet",)
@@ -47,7 +46,7 @@ def fake_node_status(
     ``version``: the kubelet version shown (the host's: the API server decides by it whether
     a kubelet speaks WebSocket streams itself or needs them translated to SPDY).
     ``node_ip``: the host node's IP, shown as InternalIP ("" while no pod on it reported it)."""
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    now = timestamp()
     status: JSON = {
         "conditions": [
             {

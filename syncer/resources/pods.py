@@ -2,20 +2,20 @@
 
 The virtual cluster has no scheduler and no kubelet: the host schedules and runs the pod, the
 syncer binds the virtual pod to a fake node of the same name and copies the status back.
-Deletion flows both ways: a deleted virtual pod deletes its host pod (then is finalized); a host
-pod that disappears takes its virtual pod along so the owning controller recreates it.
+Deletion flows both ways: a deleted virtual pod deletes its host pod (then ends in a terminal
+phase and is finalized); a host pod that disappears takes its virtual pod along so the owning
+controller recreates it.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..core.controller import Engine
 from ..core.workqueue import FOLLOW_UP
-from ..kube import JSON, ApiError
+from ..kube import JSON, ApiError, timestamp
 from ..translate.metadata import virtual_ref
 from ..translate.names import host_name
 from ..translate.pod_plan import (
@@ -26,6 +26,7 @@ from ..translate.pod_plan import (
     spec_patch,
 )
 from ..translate.pod_refs import containers
+from ..translate.pod_status import terminal_status, virtual_status
 from ..translate.pods import PodContext, pod_violations, translate_pod
 from ..translate.service_env import namespace_service_env
 from .generic import DownSync, status_differs
@@ -173,9 +174,15 @@ class Pods:
         if step.action in ("delete-host", "replace-host"):
             assert hpod is not None
             self._delete_host(hpod, step.grace)
+        elif step.action == "status":
+            assert vpod is not None
+            assert hpod is not None
+            self._copy_status(vpod, hpod)
         elif step.action in ("finalize-virtual", "delete-virtual"):
             # delete-virtual is sync_to_virtual: its controller makes a new pod
             assert vpod is not None
+            if step.action == "finalize-virtual":
+                self._end(vpod)
             self.engine.virtual.delete(
                 self.vpath(namespace, name), grace=0, uid=vpod["metadata"]["uid"]
             )
@@ -255,7 +262,12 @@ class Pods:
             except ApiError as exc:
                 if exc.status != 409:  # already bound
                     raise
-        status = hpod.get("status") or {}
+        self._copy_status(vpod, hpod)
+        self.tokens.ensure(vpod, hpod)  # after the binding: the tokens name the node
+
+    def _copy_status(self, vpod: JSON, hpod: JSON) -> None:
+        ns, name = vpod["metadata"]["namespace"], vpod["metadata"]["name"]
+        status = virtual_status(hpod.get("status") or {}, vpod.get("status"))
         if status_differs(status, vpod.get("status")) and not self._status_pending(vpod, hpod):
             patched = self.engine.virtual.merge_patch(
                 self.vpath(ns, name) + "/status", {"status": status}
@@ -264,7 +276,22 @@ class Pods:
                 hpod["metadata"].get("resourceVersion"),
                 (patched.get("metadata") or {}).get("resourceVersion"),
             )
-        self.tokens.ensure(vpod, hpod)  # after the binding: the tokens name the node
+
+    def _end(self, vpod: JSON) -> None:
+        """A terminating virtual pod whose host copy is gone ends in a terminal phase before
+        it is removed, as a kubelet's pods do (its host copy's last status may never have
+        reached the syncer); finalizers of controllers wait for that phase."""
+        status = terminal_status(vpod.get("status"), now=timestamp())
+        if status is None:
+            return
+        meta = vpod["metadata"]
+        try:
+            self.engine.virtual.merge_patch(
+                self.vpath(meta["namespace"], meta["name"]) + "/status", {"status": status}
+            )
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
 
     def _update_host(self, vpod: JSON, hpod: JSON) -> None:
         hname = hpod["metadata"]["name"]
@@ -414,7 +441,7 @@ class Pods:
             "status": "False",
             "reason": reason,
             "message": message,
-            "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "lastTransitionTime": timestamp(),
         }
         self.engine.virtual.request(
             "PATCH",

@@ -20,7 +20,8 @@ _BOOKKEEPING = frozenset({OBJECT_NAME, OBJECT_NAMESPACE, OBJECT_UID, MANAGED_ANN
 _OWNED = LABEL_PREFIX + "/"
 
 Action = Literal[
-    "none",  # nothing to do (the host copy is terminating, or both are gone)
+    "none",  # nothing to do (both are gone, or the host copy is not this pod's and going)
+    "status",  # the host copy is terminating: only its status comes back (its last, terminal)
     "create",  # sync_to_host: no host copy yet
     "update",  # sync: metadata, mutable spec, binding, status, token
     "delete-host",  # the virtual pod is gone or terminating: delete the host copy
@@ -59,18 +60,19 @@ def plan(
     if vpod is None:
         return Plan("delete-host") if hpod is not None else Plan("none")
     vmeta = vpod.get("metadata") or {}
+    hmeta = (hpod or {}).get("metadata") or {}
+    ours = (hmeta.get("annotations") or {}).get(OBJECT_UID) == vmeta.get("uid")
     if vmeta.get("deletionTimestamp"):
         if hpod is None:
             return Plan("finalize-virtual")
-        if (hpod.get("metadata") or {}).get("deletionTimestamp"):
-            return Plan("none")
+        if hmeta.get("deletionTimestamp"):
+            return Plan("status" if ours else "none")
         return Plan("delete-host", grace=vmeta.get("deletionGracePeriodSeconds"))
     if hpod is not None:
-        annotations = (hpod.get("metadata") or {}).get("annotations") or {}
-        if annotations.get(OBJECT_UID) != vmeta.get("uid"):
+        if not ours:
             return Plan("replace-host", grace=0, reason="left over from an earlier pod")
-        if (hpod.get("metadata") or {}).get("deletionTimestamp"):
-            return Plan("none")
+        if hmeta.get("deletionTimestamp"):
+            return Plan("status")
         return Plan("update")
     node = (vpod.get("spec") or {}).get("nodeName")
     phase = (vpod.get("status") or {}).get("phase")

@@ -94,6 +94,47 @@ def test_pod_with_node_name_runs_on_that_node(
     assert vcore.read_namespaced_pod("lost", "team-a").metadata.deletion_timestamp is None
 
 
+def test_an_evicted_pod_ends_failed_with_its_disruption_condition(
+    vc: LocalVCluster, vcore: client.CoreV1Api, hcore: client.CoreV1Api
+) -> None:
+    """Eviction in the vcluster: the host copy goes, and the virtual pod — held by a finalizer,
+    as a Job's pods are — ends in phase Failed with the eviction's DisruptionTarget condition
+    (what a Job's pod failure policy reads) before it is removed, as a kubelet's pod would."""
+    finalizer = "example.com/keep"
+    body = _pod("evicted")
+    body["metadata"]["finalizers"] = [finalizer]
+    vcore.create_namespaced_pod("team-a", body)
+    hname = host_name("evicted", "team-a", "sync")
+    wait_for(lambda: running(vcore, "team-a", "app=evicted", 1), what="pod running")
+    vcore.create_namespaced_pod_eviction(
+        "evicted", "team-a", {"metadata": {"name": "evicted", "namespace": "team-a"}}
+    )
+
+    def host_gone() -> bool:
+        names = [p.metadata.name for p in hcore.list_namespaced_pod(vc.host_namespace).items]
+        return hname not in names
+
+    wait_for(host_gone, what="host pod deleted")
+
+    def ended() -> client.V1Pod | None:
+        p = vcore.read_namespaced_pod("evicted", "team-a")
+        return p if p.status.phase == "Failed" else None
+
+    pod = wait_for(ended, what="virtual pod in phase Failed")
+    conditions = {c.type: c for c in pod.status.conditions or []}
+    assert conditions["DisruptionTarget"].status == "True"
+    assert conditions["DisruptionTarget"].reason == "EvictionByEvictionAPI"
+    assert conditions["Ready"].status == "False"
+    assert all(s.state.terminated is not None for s in pod.status.container_statuses)
+    assert pod.metadata.deletion_timestamp is not None
+    vcore.patch_namespaced_pod("evicted", "team-a", {"metadata": {"finalizers": None}})
+
+    def removed() -> bool:
+        return not vcore.list_namespaced_pod("team-a", field_selector="metadata.name=evicted").items
+
+    wait_for(removed, what="virtual pod removed once its finalizer is")
+
+
 def test_service_selector_port_and_type_changes_reach_the_host(
     vc: LocalVCluster, vcore: client.CoreV1Api, hcore: client.CoreV1Api
 ) -> None:

@@ -56,10 +56,12 @@ NODES = ["kind-control-plane"]
         (None, hpod(), "delete-host", None),
         (vpod(), None, "create", None),
         (vpod(), hpod(), "update", None),
-        (vpod(), hpod(deleting=True), "none", None),  # the host copy is going: wait for it
+        # The host copy is going: its last (terminal) status comes back.
+        (vpod(), hpod(deleting=True), "status", None),
+        (vpod(deleting=True), hpod(deleting=True), "status", None),
+        (vpod("u2", deleting=True), hpod("u1", deleting=True), "none", None),  # not its own
         (vpod("u2"), hpod("u1"), "replace-host", 0),  # an earlier pod of the same name
         (vpod(deleting=True, grace=5), hpod(), "delete-host", 5),  # graceful, as asked
-        (vpod(deleting=True), hpod(deleting=True), "none", None),
         (vpod(deleting=True), None, "finalize-virtual", None),  # no kubelet will
         # It ran on the host (bound by the syncer, status copied) and its host copy vanished.
         (vpod(node="kind-control-plane", ran=True, phase="Running"), None, "delete-virtual", None),
