@@ -249,6 +249,24 @@ class VCluster:
         except ApiException as exc:
             raise VClusterError(f"logs of pod {namespace}/{pod}: {_api_message(exc)}") from None
 
+    def snapshot(self, timeout: float = 60.0) -> dict[str, Any]:
+        """Remember the vcluster's state now: ``reset()`` returns to it. The session
+        fixtures take one as the vcluster becomes ready."""
+        from .reset import ask
+
+        return ask(self.api_client, "snapshot", self.name, timeout)
+
+    def reset(self, timeout: float = 60.0) -> dict[str, Any]:
+        """Return to the last ``snapshot()``: every object made since is gone — in the vcluster
+        (namespaces and their contents, cluster-scoped objects, CRDs and their instances,
+        webhooks) and their host copies — and what was changed or deleted is as it was (live
+        state aside: pods, nodes, leases, events, endpoints). Returns the syncer's figures
+        (``deleted``, ``restored``, ``host_deleted``, ``seconds``); ``ResetError`` when it
+        cannot (no snapshot, or the syncer restarted since: take a new one)."""
+        from .reset import ask
+
+        return ask(self.api_client, "reset", self.name, timeout)
+
     def diagnostics(self, log_lines: int = 60) -> dict[str, str]:
         return self._impl.diagnostics(log_lines)
 

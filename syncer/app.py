@@ -6,7 +6,9 @@ from collections.abc import Callable
 from functools import partial
 
 from .core.controller import Engine
+from .etcd import Etcd
 from .kube import JSON, Kube
+from .reset.service import Resetter
 from .resources.addresses import AddressPolicy
 from .resources.apiservice import ApiService
 from .resources.events import EventRecorder, Events
@@ -131,4 +133,6 @@ def build(
         engine.add(Nodes(kubelet_endpoint, kubelet_version))
     if "events" in enabled:
         engine.add(Events())
+    etcd = Etcd(settings.etcd_url) if settings.etcd_url else None
+    Resetter(engine, etcd, settings.etcd_prefix).setup()
     return engine

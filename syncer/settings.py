@@ -91,6 +91,9 @@ class Settings:
     # Addresses a selector-less Service's Endpoints may name besides this vcluster's pods.
     allowed_endpoint_cidrs: tuple[Network, ...] = ()
     allow_external_ips: bool = False  # copy a Service's externalIPs to the host (CVE-2020-8554)
+    # The vcluster's etcd (JSON gateway) and its API server's key prefix: snapshot and reset.
+    etcd_url: str = ""
+    etcd_prefix: str = "/registry"
 
 
 def _resources(value: str) -> set[str]:
@@ -168,6 +171,13 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
         help="POD_IP:PORT of the virtual API server behind --owner-service: the vcluster's "
         "`kubernetes` Service gets that Service's ClusterIP and this as its endpoint",
     )
+    p.add_argument(
+        "--etcd-url",
+        default="",
+        help="the vcluster's etcd (http, JSON gateway): snapshot and reset answer through it "
+        "(default: none, a reset request gets an error)",
+    )
+    p.add_argument("--etcd-prefix", default="/registry", help="its API server's --etcd-prefix")
     k = p.add_argument_group("kubelet API of the fake nodes")
     k.add_argument(
         "--kubelet-address",
@@ -248,4 +258,6 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
         api_endpoint=api_endpoint,
         allowed_endpoint_cidrs=a.allow_endpoint_cidrs,
         allow_external_ips=a.allow_external_ips,
+        etcd_url=a.etcd_url,
+        etcd_prefix=a.etcd_prefix,
     )

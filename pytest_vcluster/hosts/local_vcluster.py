@@ -274,6 +274,12 @@ class LocalVCluster:
             f"--kubelet-client-ca-file={d / 'ca.crt'}",
             f"--kubelet-client-cert-file={d / 'kubelet-client.crt'}",
             "--simulated-host",
+            # Snapshot and reset (VCluster.reset()) work on its keys of the shared etcd.
+            *(
+                (f"--etcd-url={self.host.etcd_url}", f"--etcd-prefix={self.etcd_prefix}")
+                if self.host.etcd_url
+                else ()
+            ),
             *self.syncer_args,
         ]
         log = self.workdir / "syncer.log"

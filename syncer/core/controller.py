@@ -8,9 +8,11 @@ with per-key exponential backoff; nothing busy-loops.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..kube import JSON, ApiError, Kube
@@ -50,6 +52,9 @@ class Engine:
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self.ready = threading.Event()
+        self._gate = threading.Condition()  # paused(): no reconcile runs
+        self._paused = False
+        self._active = 0
         self.owner: JSON | None = None  # ownerReference put on every host object (own())
         self.owner_service: JSON | None = None  # the Service it names, as first read
 
@@ -158,6 +163,22 @@ class Engine:
             inf.stop()
         self.queue.shutdown()
 
+    @contextlib.contextmanager
+    def paused(self, timeout: float = 30.0) -> Iterator[None]:
+        """No reconcile runs inside (the ones running are waited for; queued keys wait): a
+        reset changes both sides under the workers' feet."""
+        with self._gate:
+            self._paused = True
+            idle = self._gate.wait_for(lambda: self._active == 0, timeout)
+        try:
+            if not idle:
+                raise TimeoutError(f"reconciles still running after {timeout:.0f}s")
+            yield
+        finally:
+            with self._gate:
+                self._paused = False
+                self._gate.notify_all()
+
     def alive(self) -> bool:
         return all(t.is_alive() for t in self._threads)
 
@@ -169,6 +190,9 @@ class Engine:
             key, waited = item
             assert isinstance(key, tuple)
             resource, namespace, name = key
+            with self._gate:
+                self._gate.wait_for(lambda: not self._paused)
+                self._active += 1
             start = time.monotonic()
             try:
                 # Both sides must be listed before deciding that something is missing.
@@ -191,6 +215,9 @@ class Engine:
                 self.metrics.synced(resource, waited + took, took)
             finally:
                 self.queue.done(key)
+                with self._gate:
+                    self._active -= 1
+                    self._gate.notify_all()
 
     def _synced_for(self, resource: str) -> bool:
         v = self.virtual_informers.get(resource)

@@ -55,6 +55,7 @@ class Informer:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._rv = ""
+        self._seen = threading.Condition()  # notified when _rv moves on
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
 
     # -- cache access
@@ -65,6 +66,24 @@ class Informer:
     def items(self) -> list[JSON]:
         with self._lock:
             return list(self.cache.values())
+
+    def wait_seen(self, revision: int, timeout: float) -> bool:
+        """Wait until events up to ``revision`` (an etcd revision: the API server's
+        resourceVersions are) are in the cache and handed to the handlers."""
+
+        def seen() -> bool:
+            try:
+                return int(self._rv or 0) >= revision
+            except ValueError:  # resourceVersions are opaque to clients; etcd's are numbers
+                return True
+
+        with self._seen:
+            return self._seen.wait_for(seen, timeout)
+
+    def _advance(self, rv: str) -> None:
+        with self._seen:
+            self._rv = rv
+            self._seen.notify_all()
 
     def add_handler(self, handler: Handler) -> None:
         self.handlers.append(handler)
@@ -90,7 +109,6 @@ class Informer:
         fresh = {key_of(o): o for o in listing.get("items") or []}
         with self._lock:
             old, self.cache = self.cache, fresh
-        self._rv = listing["metadata"]["resourceVersion"]
         for key, obj in fresh.items():
             prev = old.get(key)
             if prev is None:
@@ -100,6 +118,7 @@ class Informer:
         for key, obj in old.items():
             if key not in fresh:
                 self._emit("DELETED", obj)
+        self._advance(listing["metadata"]["resourceVersion"])
         self.synced.set()
 
     def _watch_once(self) -> None:
@@ -115,17 +134,16 @@ class Informer:
                     return
                 raise ApiError(int(obj.get("code") or 500), obj, "WATCH", self.path)
             rv = (obj.get("metadata") or {}).get("resourceVersion")
-            if rv:
-                self._rv = rv
-            if kind == "BOOKMARK":
-                continue
-            key = key_of(obj)
-            with self._lock:
-                if kind == "DELETED":
-                    self.cache.pop(key, None)
-                else:
-                    self.cache[key] = obj
-            self._emit(str(kind), obj)
+            if kind != "BOOKMARK":
+                key = key_of(obj)
+                with self._lock:
+                    if kind == "DELETED":
+                        self.cache.pop(key, None)
+                    else:
+                        self.cache[key] = obj
+                self._emit(str(kind), obj)
+            if rv:  # after the handlers: wait_seen() means handled
+                self._advance(rv)
 
     def _run(self) -> None:
         backoff = 0.1

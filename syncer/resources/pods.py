@@ -359,6 +359,10 @@ class Pods:
         except ValueError:  # resourceVersions are opaque; etcd's happen to be numbers
             return False
 
+    def delete_host_copy(self, hpod: JSON) -> None:
+        """At once (a reset): the API object goes now, the host's kubelet stops it after."""
+        self._delete_host(hpod, grace=0)
+
     def _delete_host(self, hpod: JSON, grace: int | None = None) -> None:
         meta = hpod["metadata"]
         self._fresh.pop(meta["name"], None)
