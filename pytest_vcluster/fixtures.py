@@ -90,9 +90,35 @@ def vcluster_session(
     """One virtual cluster shared by the whole session (per xdist worker)."""
     vc = _create(vcluster_manager)
     try:
+        if any("vcluster_clean" in getattr(i, "fixturenames", ()) for i in request.session.items):
+            _snapshot(vc)  # what vcluster_clean returns it to: the state it was ready in
         yield vc
     finally:
         vcluster_manager.finish(vc, request.session.testsfailed > 0)
+
+
+@pytest.fixture
+def vcluster_clean(vcluster_session: VCluster) -> VCluster:
+    """The session's shared vcluster, returned first to the state it was ready in: whatever
+    earlier tests made (namespaces, cluster-scoped objects, CRDs, webhooks, RBAC) is gone,
+    in the vcluster and on the host, and what they changed is undone (``VCluster.reset()``).
+    A fresh cluster for each test at the price of a reset (tens of milliseconds)."""
+    from .reset import ResetError
+
+    try:
+        vcluster_session.reset()
+    except ResetError as exc:
+        pytest.fail(f"pytest-vcluster: {exc}", pytrace=False)
+    return vcluster_session
+
+
+def _snapshot(vc: VCluster) -> None:
+    from .reset import ResetError
+
+    try:
+        vc.snapshot()
+    except ResetError as exc:
+        pytest.fail(f"pytest-vcluster: {exc}", pytrace=False)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from .fixtures import (
     SETTINGS,
     run_id,
     vcluster,
+    vcluster_clean,
     vcluster_factory,
     vcluster_namespace,
     vcluster_session,
@@ -33,7 +34,13 @@ from .spec import SpecError, check_supported
 if TYPE_CHECKING:
     from .manager import Manager
 
-__all__ = ["vcluster", "vcluster_factory", "vcluster_namespace", "vcluster_session"]
+__all__ = [
+    "vcluster",
+    "vcluster_clean",
+    "vcluster_factory",
+    "vcluster_namespace",
+    "vcluster_session",
+]
 _STARTED = pytest.StashKey[float]()
 
 

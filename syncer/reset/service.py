@@ -135,7 +135,8 @@ class Resetter:
         deleted = restored = host_deleted = passes = 0
         keys: list[str] = []
         with self.engine.paused(self.timeout):
-            for passes in range(1, PASSES + 1):
+            while passes < PASSES:
+                passes += 1
                 step = plan(self.snapshot, self._read())
                 written = self._etcd().write(
                     puts=[((self.prefix + k).encode(), v) for k, v in step.puts],

@@ -357,6 +357,39 @@ def test_namespace_per_test_and_command_line_tools(pytester: pytest.Pytester, ca
     result.assert_outcomes(passed=3)
 
 
+def test_clean_vcluster_per_test(pytester: pytest.Pytester, cache: Path) -> None:
+    """vcluster_clean: one session vcluster, and each test starts from the state it was ready
+    in, whatever the one before made (cluster-scoped objects too) or changed."""
+    pytester.makepyfile(
+        """
+        from kubernetes import client
+
+        def test_first(vcluster_clean):
+            core = client.CoreV1Api(vcluster_clean.api_client)
+            core.create_namespace({"metadata": {"name": "mine"}})
+            core.create_namespaced_config_map("default", {"metadata": {"name": "left"}})
+            core.patch_namespace("default", {"metadata": {"labels": {"dirty": "yes"}}})
+            rbac = client.RbacAuthorizationV1Api(vcluster_clean.api_client)
+            rbac.create_cluster_role({"metadata": {"name": "extra"}, "rules": []})
+
+        def test_second(vcluster_clean, vcluster_session):
+            assert vcluster_clean is vcluster_session
+            core = client.CoreV1Api(vcluster_clean.api_client)
+            assert "mine" not in [n.metadata.name for n in core.list_namespace().items]
+            cms = [c.metadata.name for c in core.list_namespaced_config_map("default").items]
+            assert cms == ["kube-root-ca.crt"]
+            assert "dirty" not in (core.read_namespace("default").metadata.labels or {})
+            rbac = client.RbacAuthorizationV1Api(vcluster_clean.api_client)
+            assert "extra" not in [r.metadata.name for r in rbac.list_cluster_role().items]
+            core.create_namespace({"metadata": {"name": "mine"}})  # the name is free again
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        f"--vcluster-cache-dir={cache}", "--vcluster-prewarm=0", "-p", "no:randomly"
+    )
+    result.assert_outcomes(passed=2)
+
+
 def test_failed_test_leaves_an_artifacts_folder(pytester: pytest.Pytester, cache: Path) -> None:
     """``--vcluster-artifacts``: a folder per failed test a person can read (objects, events,
     the name map, the syncer log), its Secrets' values left out, named in the JUnit XML."""
