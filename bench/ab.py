@@ -57,8 +57,7 @@ def stage_samples(result: dict[str, Any]) -> list[dict[str, float]]:
 
 
 def run_side(tree: Path, bench: str, extra: list[str], out: Path) -> dict[str, Any]:
-    # -P: not the script's folder first (bench/syncer.py would shadow the syncer package in
-    # scripts without their own sys.path fix); the tree's code first, its bench/ helpers after.
+    # -P: not the script's folder first: the tree's code first, its bench/ helpers after.
     env = dict(os.environ, PYTHONPATH=f"{tree}{os.pathsep}{tree / 'bench'}")
     script = tree / "bench" / f"{bench}.py"
     argv = [sys.executable, "-P", str(script), *extra, "--out", str(out)]

@@ -28,10 +28,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path[0] = str(Path(__file__).resolve().parents[1])  # bench/syncer.py shadows syncer
-    sys.path.append(str(Path(__file__).resolve().parent))
-
 from conformance_build import ConformanceBuild
 from conformance_images import build_images
 from kindsetup import KindSetup, log

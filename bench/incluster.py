@@ -30,12 +30,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-# bench/syncer.py would shadow the syncer package (imported by pytest_vcluster) when this
-# script's directory is sys.path[0].
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path.append(str(Path(__file__).resolve().parent))
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
-
 from kindsetup import KindSetup, log
 
 from pytest_vcluster.binaries import default_cache_dir

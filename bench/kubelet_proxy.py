@@ -34,10 +34,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path[0] = str(Path(__file__).resolve().parents[1])  # bench/syncer.py shadows syncer
-    sys.path.append(str(Path(__file__).resolve().parent))
-
 from kindsetup import KindSetup, log
 from kubernetes import client
 from kubernetes.config import new_client_from_config

@@ -1,6 +1,6 @@
 """Benchmark: syncer latency, CPU and memory, side by side with the host floor.
 
-    python bench/syncer.py [--pods 100,1000] [--rates 0,100] [--runs 3] [--configmaps 10000]
+    python bench/sync_latency.py [--pods 100,1000] [--rates 0,100] [--runs 3] [--configmaps 10000]
 
 For each rate (0: a burst from 8 threads, as fast as the virtual API server takes the creates;
 else that many pods per second, as a ReplicaSet is paced by its controller-manager) and size,
