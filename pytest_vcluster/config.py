@@ -14,10 +14,11 @@ from .hosts.kubeconfig import default_kubeconfig
 from .hosts.registry import NAMES as HOSTS
 from .naming import default_cache_dir
 from .settings import Settings
-from .versions import parse_k8s_version
+from .versions import K8sVersion, parse_k8s_versions
 
 KEEP = ("never", "on-failure", "always")
 ARTIFACTS_WHEN = ("failed", "always")
+MISSING_VERSION = ("error", "skip")
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,15 @@ OPTIONS = (
     Option("vcluster-host", f"where clusters run: {'|'.join(HOSTS)} (default local)", "local"),
     Option(
         "vcluster-k8s-version",
-        "Kubernetes version of hosts and vclusters, MAJOR.MINOR[.PATCH] (default: newest)",
+        "Kubernetes version of hosts and vclusters, MAJOR.MINOR[.PATCH] (default: newest); "
+        "several, comma-separated (1.35,1.37): every vcluster test runs once per version, "
+        "on a host of the newest",
         None,
+    ),
+    Option(
+        "vcluster-missing-version",
+        "a test cell whose Kubernetes version cannot be obtained: error|skip (default error)",
+        "error",
     ),
     Option("vcluster-cache-dir", "binary and build cache (default ~/.cache/pytest-vcluster)", None),
     Option("vcluster-timeout", "seconds a host or vcluster may take to become ready", "120"),
@@ -219,10 +227,21 @@ def settings_from(config: pytest.Config) -> Settings:
         lambda v: Path(v).expanduser() if v else default_cache_dir(),
         "a directory path",
     )
+    versions = _parse(
+        config,
+        "vcluster-k8s-version",
+        parse_k8s_versions,
+        f"one or more (comma-separated) of {supported_kubernetes()}",
+    )
     settings = Settings(
         host=_parse(config, "vcluster-host", _host, " | ".join(HOSTS)),
-        k8s=_parse(
-            config, "vcluster-k8s-version", parse_k8s_version, f"one of {supported_kubernetes()}"
+        k8s=max(versions, key=_order),
+        k8s_matrix=versions if len(versions) > 1 else (),
+        missing_version=_parse(
+            config,
+            "vcluster-missing-version",
+            _choice(MISSING_VERSION),
+            " | ".join(MISSING_VERSION),
         ),
         cache_dir=cache,
         timeout=_parse(config, "vcluster-timeout", _timeout, "a positive number of seconds"),
@@ -256,6 +275,10 @@ def settings_from(config: pytest.Config) -> Settings:
     _check_host(config, settings)
     _check_values_apply(config, settings)
     return settings
+
+
+def _order(v: K8sVersion) -> tuple[int, int, int]:
+    return (v.major, v.minor, v.patch)
 
 
 def _check_host(config: pytest.Config, s: Settings) -> None:

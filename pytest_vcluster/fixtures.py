@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import itertools
 import uuid
@@ -18,6 +19,7 @@ from .markers import parse_marker
 from .naming import EXPIRES_LABEL, RUN_LABEL
 from .settings import Settings
 from .spec import SpecError, VClusterSpec, build_spec
+from .versions import K8sVersion, parse_k8s_version
 
 if TYPE_CHECKING:
     from .manager import Manager
@@ -65,16 +67,46 @@ def _untrack(request: pytest.FixtureRequest, vc: VCluster) -> None:
 
 
 def _create(manager: Manager, spec: VClusterSpec | None = None) -> VCluster:
+    from .errors import BinaryNotFoundError
+
     try:
         return manager.create(spec)
+    except BinaryNotFoundError as exc:
+        version = spec.k8s_version if spec else None
+        if version is not None and manager.settings.missing_version == "skip":
+            pytest.skip(f"pytest-vcluster: Kubernetes {version} not obtainable: {exc}")
+        pytest.fail(f"pytest-vcluster: vcluster not created: {exc}", pytrace=False)
     except VClusterError as exc:
         pytest.fail(f"pytest-vcluster: vcluster not created: {exc}", pytrace=False)
 
 
+def in_cell(spec: VClusterSpec, cell: str | None, host_version: K8sVersion) -> VClusterSpec:
+    """The spec for a version-matrix cell (``cell``: its version; None outside a matrix). An
+    explicit ``k8s_version`` of the spec wins; the host's own version stays the default (so a
+    prewarmed vcluster serves it)."""
+    if cell is None or spec.k8s_version is not None:
+        return spec
+    version = parse_k8s_version(cell)
+    if version.minor_str == host_version.minor_str and not version.exact:
+        return spec
+    return dataclasses.replace(spec, k8s_version=version)
+
+
+@pytest.fixture(scope="session")
+def vcluster_k8s_version(request: pytest.FixtureRequest) -> str | None:
+    """The Kubernetes version of this test's cell of a version matrix
+    (``@pytest.mark.vcluster(k8s_version=[...])`` or ``--vcluster-k8s-version=A,B``), None
+    outside one; the vcluster fixtures follow it."""
+    return getattr(request, "param", None)
+
+
 @pytest.fixture
-def vcluster(request: pytest.FixtureRequest, vcluster_manager: Manager) -> Iterator[VCluster]:
+def vcluster(
+    request: pytest.FixtureRequest, vcluster_manager: Manager, vcluster_k8s_version: str | None
+) -> Iterator[VCluster]:
     """A fresh virtual cluster for this test (configure with ``@pytest.mark.vcluster``)."""
-    vc = _create(vcluster_manager, parse_marker(request.node))
+    spec = in_cell(parse_marker(request.node), vcluster_k8s_version, vcluster_manager.settings.k8s)
+    vc = _create(vcluster_manager, spec)
     _track(request, vc)
     try:
         yield vc
@@ -85,10 +117,12 @@ def vcluster(request: pytest.FixtureRequest, vcluster_manager: Manager) -> Itera
 
 @pytest.fixture(scope="session")
 def vcluster_session(
-    request: pytest.FixtureRequest, vcluster_manager: Manager
+    request: pytest.FixtureRequest, vcluster_manager: Manager, vcluster_k8s_version: str | None
 ) -> Iterator[VCluster]:
-    """One virtual cluster shared by the whole session (per xdist worker)."""
-    vc = _create(vcluster_manager)
+    """One virtual cluster shared by the whole session (per xdist worker; in a version matrix,
+    one per version)."""
+    spec = in_cell(VClusterSpec(), vcluster_k8s_version, vcluster_manager.settings.k8s)
+    vc = _create(vcluster_manager, spec)
     try:
         if any("vcluster_clean" in getattr(i, "fixturenames", ()) for i in request.session.items):
             _snapshot(vc)  # what vcluster_clean returns it to: the state it was ready in
@@ -144,7 +178,7 @@ _namespaces = itertools.count()
 
 @pytest.fixture
 def vcluster_factory(
-    request: pytest.FixtureRequest, vcluster_manager: Manager
+    request: pytest.FixtureRequest, vcluster_manager: Manager, vcluster_k8s_version: str | None
 ) -> Iterator[Callable[..., VCluster]]:
     """Call it (``name=``, ``sync=``, ``k8s_version=``, ``values=``: the marker's arguments)
     for as many vclusters as the test needs; wrong arguments raise ``SpecError``."""
@@ -156,6 +190,7 @@ def vcluster_factory(
 
         spec = build_spec(kw, "vcluster_factory")
         check_supported(spec, host.kind, host.provides, "vcluster_factory")
+        spec = in_cell(spec, vcluster_k8s_version, vcluster_manager.settings.k8s)
         vc = _create(vcluster_manager, spec)
         made.append(vc)
         _track(request, vc)
@@ -189,8 +224,11 @@ def vcluster_fixture(scope: str = "function", **kw: Any) -> Any:
         DECLARED.append((where, spec))
 
     @pytest.fixture(scope=scope)  # type: ignore[call-overload,untyped-decorator]
-    def _fixture(request: pytest.FixtureRequest, vcluster_manager: Manager) -> Iterator[VCluster]:
-        vc = _create(vcluster_manager, spec)
+    def _fixture(
+        request: pytest.FixtureRequest, vcluster_manager: Manager, vcluster_k8s_version: str | None
+    ) -> Iterator[VCluster]:
+        cell = in_cell(spec, vcluster_k8s_version, vcluster_manager.settings.k8s)
+        vc = _create(vcluster_manager, cell)
         try:
             yield vc
         finally:

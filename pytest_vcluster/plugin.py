@@ -21,13 +21,14 @@ from .fixtures import (
     vcluster,
     vcluster_clean,
     vcluster_factory,
+    vcluster_k8s_version,
     vcluster_namespace,
     vcluster_session,
     warn_cleanup,
 )
 from .hosts.base import Host, HostContext
 from .hosts.registry import host_type
-from .markers import MARKER_LINE, marker_where, parse_marker
+from .markers import MARKER_LINE, cell_label, marker_versions, marker_where, parse_marker
 from .settings import Settings
 from .spec import SpecError, check_supported
 
@@ -38,6 +39,7 @@ __all__ = [
     "vcluster",
     "vcluster_clean",
     "vcluster_factory",
+    "vcluster_k8s_version",
     "vcluster_namespace",
     "vcluster_session",
 ]
@@ -57,6 +59,29 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     DECLARED.clear()  # declarations belong to this run (in-process pytester runs follow)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A version matrix: each test using a vcluster runs once per version of its marker's
+    ``k8s_version`` list, else of ``--vcluster-k8s-version=A,B`` (ids ``[k8s-1.35]``); the
+    session's vclusters exist once per version."""
+    if "vcluster_k8s_version" not in metafunc.fixturenames:
+        return
+    try:
+        versions = marker_versions(metafunc.definition)
+    except pytest.UsageError:
+        return  # reported once, as a usage error, by pytest_collection_modifyitems
+    versions = versions or metafunc.config.stash[SETTINGS].k8s_matrix
+    if not versions:
+        return
+    labels = [cell_label(v) for v in versions]
+    metafunc.parametrize(
+        "vcluster_k8s_version",
+        labels,
+        ids=[f"k8s-{label}" for label in labels],
+        indirect=True,
+        scope="session",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

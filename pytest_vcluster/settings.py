@@ -13,7 +13,7 @@ from .versions import K8sVersion
 @dataclass(frozen=True)
 class Settings:
     host: str
-    k8s: K8sVersion
+    k8s: K8sVersion  # the host's; vclusters' default
     cache_dir: Path
     timeout: float
     keep: str = "never"
@@ -28,3 +28,7 @@ class Settings:
     ttl: float = 6 * 3600  # seconds: then `reap` and the in-cluster janitor may remove it
     artifacts: Path | None = None  # --vcluster-artifacts: a folder per test written there
     artifacts_when: str = "failed"  # or "always"
+    # --vcluster-k8s-version=1.35,1.37: every vcluster test runs once per version (the host
+    # runs the newest); empty when one version was given.
+    k8s_matrix: tuple[K8sVersion, ...] = ()
+    missing_version: str = "error"  # or "skip": a matrix cell whose version is not obtainable

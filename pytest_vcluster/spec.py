@@ -28,7 +28,7 @@ class SpecError(VClusterError):
 
 
 def vcluster(
-    k8s_version: str | None = None,
+    k8s_version: str | list[str] | None = None,
     values: dict[str, Any] | None = None,
     sync: list[str] | None = None,
     name: str | None = None,
@@ -109,6 +109,11 @@ def _name(name: Any, where: str) -> str | None:
 def _version(version: Any, where: str) -> K8sVersion | None:
     if version is None or isinstance(version, K8sVersion):
         return version
+    if isinstance(version, (list, tuple)):
+        raise SpecError(
+            f"{where}(k8s_version={version!r}): one version here; a list of versions "
+            "(a matrix) is for @pytest.mark.vcluster and --vcluster-k8s-version"
+        )
     try:
         return parse_k8s_version(str(version))
     except VClusterError as exc:

@@ -97,6 +97,18 @@ def parse_k8s_version(value: str | None) -> K8sVersion:
     return K8sVersion(int(m.group(1)), int(m.group(2)), int(m.group(3)), exact=True)
 
 
+def parse_k8s_versions(value: str | None) -> tuple[K8sVersion, ...]:
+    """A comma-separated list (``1.35,1.37``) of distinct versions, in the order given; one
+    version (or none: the default) is a list of one."""
+    parts = [p.strip() for p in (value or "").split(",")] if value else [""]
+    if value and not all(parts):
+        raise UnsupportedVersionError(f"Kubernetes versions {value!r}: an empty entry")
+    versions = tuple(parse_k8s_version(p or None) for p in parts)
+    if len({v.minor_str for v in versions}) != len(versions):
+        raise UnsupportedVersionError(f"Kubernetes versions {value!r}: a minor version twice")
+    return versions
+
+
 def parse_loose(text: str) -> tuple[int, ...] | None:
     """Find the first ``X.Y[.Z]`` in a tool's ``--version`` output."""
     m = re.search(r"v?(\d+)\.(\d+)(?:\.(\d+))?", text)

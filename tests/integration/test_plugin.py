@@ -357,6 +357,44 @@ def test_namespace_per_test_and_command_line_tools(pytester: pytest.Pytester, ca
     result.assert_outcomes(passed=3)
 
 
+def test_version_matrix_runs_each_cell_on_its_version(
+    pytester: pytest.Pytester, cache: Path
+) -> None:
+    """One marker, two Kubernetes versions: each cell's vclusters run its version, and the
+    session's vcluster exists once per version."""
+    pytester.makepyfile(
+        """
+        import pytest
+        from kubernetes import client
+
+        SESSIONS = {}
+
+        def version(vc):
+            return client.VersionApi(vc.api_client).get_code().git_version
+
+        @pytest.mark.vcluster(k8s_version=["1.36", "1.37"])
+        def test_fresh(vcluster, vcluster_k8s_version):
+            assert version(vcluster) == {"1.36": "v1.36.3", "1.37": "v1.37.2"}[vcluster_k8s_version]
+
+        @pytest.mark.vcluster(k8s_version=["1.36", "1.37"])
+        def test_shared(vcluster_session, vcluster_k8s_version):
+            SESSIONS.setdefault(vcluster_k8s_version, set()).add(id(vcluster_session))
+            assert version(vcluster_session).startswith("v" + vcluster_k8s_version + ".")
+
+        @pytest.mark.vcluster(k8s_version=["1.36", "1.37"])
+        def test_shared_again(vcluster_session, vcluster_k8s_version):
+            SESSIONS[vcluster_k8s_version].add(id(vcluster_session))
+            assert len(SESSIONS[vcluster_k8s_version]) == 1  # one per version
+            assert len(SESSIONS) >= 1
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        f"--vcluster-cache-dir={cache}", "--vcluster-prewarm=0", "-p", "no:randomly", "-v"
+    )
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(["*test_fresh[[]k8s-1.36[]] PASSED*"])
+
+
 def test_clean_vcluster_per_test(pytester: pytest.Pytester, cache: Path) -> None:
     """vcluster_clean: one session vcluster, and each test starts from the state it was ready
     in, whatever the one before made (cluster-scoped objects too) or changed."""

@@ -231,6 +231,9 @@ def test_keep_values_and_bare_reuse_flag(pytester: pytest.Pytester) -> None:
             "accepted arguments: k8s_version, values, sync, name",
         ),
         ("vcluster('1.35')", "*takes keyword arguments only*"),
+        ("vcluster(k8s_version=[])", "(k8s_version=[]): an empty list; name one or more"),
+        ("vcluster(k8s_version=['1.36', '1.12'])", "(k8s_version='1.12'): *not supported*"),
+        ("vcluster(k8s_version=['1.36', '1.36.1'])", "*: a minor version twice"),
         (
             "vcluster(values={'sync': {'nope': 1}})",
             "(values=...): fails the chart's values.schema.json: sync: Additional*'nope'*",
@@ -257,7 +260,10 @@ def test_malformed_markers_are_usage_errors(
 def test_marker_is_registered_with_its_signature(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--markers")
     result.stdout.fnmatch_lines(
-        ["@pytest.mark.vcluster(k8s_version: 'str | None' = None, values: *, sync: *, name: *"]
+        [
+            "@pytest.mark.vcluster(k8s_version: 'str | list[[]str] | None' = None, values: *, "
+            "sync: *, name: *"
+        ]
     )
 
 
@@ -308,6 +314,18 @@ def test_kind_values_and_reuse_options_via_cli_and_ini(
             "*--vcluster-reuse-host: invalid value 'maybe'*true | false*",
         ),
         (
+            "--vcluster-k8s-version=1.36,",
+            "*--vcluster-k8s-version: invalid value '1.36,'*an empty entry*comma-separated*",
+        ),
+        (
+            "--vcluster-k8s-version=1.36,1.36.1",
+            "*--vcluster-k8s-version: invalid value '1.36,1.36.1'*a minor version twice*",
+        ),
+        (
+            "--vcluster-missing-version=maybe",
+            "*--vcluster-missing-version: invalid value 'maybe'*error | skip*",
+        ),
+        (
             "--vcluster-host=docker",
             "*--vcluster-host: invalid value 'docker'*local | kind | kubeconfig*",
         ),
@@ -318,3 +336,64 @@ def test_more_bad_values(pytester: pytest.Pytester, arg: str, expected: str) -> 
     result = pytester.runpytest(arg)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: {expected}"])
+
+
+MATRIX_TESTS = """
+import pytest
+
+@pytest.mark.vcluster(k8s_version=["1.35", "1.37"])
+def test_marked(vcluster):
+    pass
+
+def test_shared(vcluster_session):
+    pass
+
+def test_plain():
+    pass
+
+def test_cell(vcluster_k8s_version):
+    print("CELL", vcluster_k8s_version)
+"""
+
+
+def test_a_matrix_marker_parametrizes_its_test(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(MATRIX_TESTS)
+    result = pytester.runpytest("--collect-only", "-q")
+    ids = sorted(ln for ln in result.outlines if "::" in ln)
+    assert ids == [
+        "test_a_matrix_marker_parametrizes_its_test.py::test_cell",
+        "test_a_matrix_marker_parametrizes_its_test.py::test_marked[k8s-1.35]",
+        "test_a_matrix_marker_parametrizes_its_test.py::test_marked[k8s-1.37]",
+        "test_a_matrix_marker_parametrizes_its_test.py::test_plain",
+        "test_a_matrix_marker_parametrizes_its_test.py::test_shared",
+    ]
+
+
+def test_a_matrix_option_parametrizes_every_vcluster_test(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(MATRIX_TESTS)
+    result = pytester.runpytest("--collect-only", "-q", "--vcluster-k8s-version=1.36,1.37.2")
+    ids = sorted(ln.split("::")[1] for ln in result.outlines if "::" in ln)
+    assert ids == [
+        "test_cell[k8s-1.36]",
+        "test_cell[k8s-1.37.2]",
+        "test_marked[k8s-1.35]",  # the marker's list wins for its test
+        "test_marked[k8s-1.37]",
+        "test_plain",  # no vcluster: not in the matrix
+        "test_shared[k8s-1.36]",
+        "test_shared[k8s-1.37.2]",
+    ]
+
+
+def test_the_host_of_a_matrix_runs_the_newest_version(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(SHOW)
+    result = pytester.runpytest("-s", "--vcluster-k8s-version=1.37,1.35")
+    result.assert_outcomes(passed=1)
+    assert _settings_line(result).split()[1:3] == ["local", "1.37.2"]
+
+
+def test_a_cell_knows_its_version(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(MATRIX_TESTS)
+    result = pytester.runpytest("-s", "-k", "test_cell", "--vcluster-k8s-version=1.36,1.37")
+    result.assert_outcomes(passed=2)
+    cells = sorted(ln[ln.index("CELL") :] for ln in result.outlines if "CELL" in ln)
+    assert cells == ["CELL 1.36", "CELL 1.37"]
