@@ -26,8 +26,9 @@ from ..translate.pod_plan import (
     spec_patch,
 )
 from ..translate.pod_refs import containers
+from ..translate.pod_security import pod_violations
 from ..translate.pod_status import terminal_status, virtual_status
-from ..translate.pods import PodContext, pod_violations, translate_pod
+from ..translate.pods import PodContext, translate_pod
 from ..translate.service_env import namespace_service_env
 from .generic import DownSync, status_differs
 from .tokens import Tokens, token_secret_name

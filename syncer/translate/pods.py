@@ -17,24 +17,6 @@ SA_MOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 SA_VOLUME_PREFIX = "kube-api-access-"
 SA_KEYS = ("token", "ca.crt", "namespace")
 
-#: Capabilities the Pod Security Standard "baseline" allows in capabilities.add.
-BASELINE_CAPABILITIES = frozenset(
-    {
-        "AUDIT_WRITE",
-        "CHOWN",
-        "DAC_OVERRIDE",
-        "FOWNER",
-        "FSETID",
-        "KILL",
-        "MKNOD",
-        "NET_BIND_SERVICE",
-        "SETFCAP",
-        "SETGID",
-        "SETPCAP",
-        "SETUID",
-        "SYS_CHROOT",
-    }
-)
 # The host may lack the priority class / runtime overhead / scheduler, and its admission
 # recomputes priority, preemptionPolicy and overhead (and rejects mismatching given values).
 _DROPPED_SPEC = (
@@ -66,31 +48,6 @@ class PodContext:
     runtime_handlers: Mapping[str, str] = field(default_factory=dict)
     #: Variables of the virtual Services in the pod's namespace (service_env.py).
     service_env: Sequence[Mapping[str, str]] = ()
-
-
-def pod_violations(pod: Mapping[str, Any]) -> list[str]:
-    """Why the host would be exposed by this pod (Pod Security baseline); empty when fine."""
-    spec: dict[str, Any] = pod.get("spec") or {}
-    out = [f"pod: {field}" for field in ("hostNetwork", "hostPID", "hostIPC") if spec.get(field)]
-    if ((spec.get("securityContext") or {}).get("windowsOptions") or {}).get("hostProcess"):
-        out.append("pod: hostProcess")
-    out += [
-        f"volume '{v.get('name')}': hostPath"
-        for v in spec.get("volumes") or []
-        if v.get("hostPath")
-    ]
-    for label, container in containers(spec):
-        who = f"{label} '{container.get('name')}'"
-        context = container.get("securityContext") or {}
-        if context.get("privileged"):
-            out.append(f"{who}: privileged")
-        if (context.get("windowsOptions") or {}).get("hostProcess"):
-            out.append(f"{who}: hostProcess")
-        added = (context.get("capabilities") or {}).get("add") or []
-        out += [f"{who}: capability {cap}" for cap in added if cap not in BASELINE_CAPABILITIES]
-        ports = container.get("ports") or []
-        out += [f"{who}: hostPort {p['hostPort']}" for p in ports if p.get("hostPort")]
-    return out
 
 
 def _sa_volume_names(spec: dict[str, Any]) -> set[str]:

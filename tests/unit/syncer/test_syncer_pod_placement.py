@@ -10,7 +10,8 @@ import pytest
 from pod_helpers import CTX, NS, container, pod
 
 from syncer.translate.names import translate_labels
-from syncer.translate.pods import pod_violations, translate_pod
+from syncer.translate.pod_security import pod_violations
+from syncer.translate.pods import translate_pod
 
 Matcher = Callable[..., bool]
 # The Pod Security Standard baseline list, written out independently of the implementation.
@@ -183,3 +184,60 @@ def test_runtime_class_runs_on_the_host_class_named_after_its_handler() -> None:
     assert "overhead" not in spec  # the host's admission sets its own class's overhead
     # Not (yet) known: the name stays, and the host's admission says what is missing.
     assert translate_pod(virtual, CTX)["spec"]["runtimeClassName"] == "sandboxed-x1"
+
+
+@pytest.mark.parametrize(
+    ("spec", "reasons"),
+    [
+        (
+            {"containers": [container(securityContext={"procMount": "Unmasked"})]},
+            ["container 'c': procMount Unmasked"],
+        ),
+        ({"containers": [container(securityContext={"procMount": "Default"})]}, []),
+        (
+            {"securityContext": {"seccompProfile": {"type": "Unconfined"}}},
+            ["pod: seccomp Unconfined"],
+        ),
+        (
+            {"containers": [container(securityContext={"seccompProfile": {"type": "Unconfined"}})]},
+            ["container 'c': seccomp Unconfined"],
+        ),
+        ({"securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}}, []),
+        (
+            {
+                "containers": [
+                    container(securityContext={"appArmorProfile": {"type": "Unconfined"}})
+                ]
+            },
+            ["container 'c': AppArmor Unconfined"],
+        ),
+        (
+            {"securityContext": {"seLinuxOptions": {"type": "spc_t", "user": "root"}}},
+            ["pod: SELinux type spc_t", "pod: SELinux user"],
+        ),
+        ({"securityContext": {"seLinuxOptions": {"type": "container_t", "level": "s0"}}}, []),
+        (
+            {
+                "securityContext": {
+                    "sysctls": [
+                        {"name": "net.ipv4.tcp_syncookies", "value": "1"},
+                        {"name": "kernel.core_pattern", "value": "|/x"},
+                    ]
+                }
+            },
+            ["pod: sysctl kernel.core_pattern"],
+        ),
+    ],
+)
+def test_the_rest_of_the_baseline(spec: dict[str, Any], reasons: list[str]) -> None:
+    """Written from the Pod Security Standards' baseline table, not from the implementation."""
+    assert pod_violations(pod(**spec)) == reasons
+
+
+def test_apparmor_unconfined_by_annotation() -> None:
+    p = pod()
+    p["metadata"]["annotations"] = {
+        "container.apparmor.security.beta.kubernetes.io/c": "unconfined",
+        "container.apparmor.security.beta.kubernetes.io/d": "runtime/default",
+    }
+    assert pod_violations(p) == ["container 'c': AppArmor unconfined"]
