@@ -91,6 +91,7 @@ class Settings:
     # Addresses a selector-less Service's Endpoints may name besides this vcluster's pods.
     allowed_endpoint_cidrs: tuple[Network, ...] = ()
     allow_external_ips: bool = False  # copy a Service's externalIPs to the host (CVE-2020-8554)
+    allow_external_name: bool = False  # copy ExternalName Services to the host
     # The vcluster's etcd (JSON gateway) and its API server's key prefix: snapshot and reset.
     etcd_url: str = ""
     etcd_prefix: str = "/registry"
@@ -157,6 +158,12 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
         "--allow-external-ips",
         action="store_true",
         help="copy Services' externalIPs to the host (off: a tenant could take traffic for any IP)",
+    )
+    p.add_argument(
+        "--allow-external-name",
+        action="store_true",
+        help="copy ExternalName Services to the host (off: the host's DNS and ingress "
+        "controllers would follow a tenant's CNAME to any name)",
     )
     p.add_argument(
         "--allow-endpoint-cidrs",
@@ -258,6 +265,7 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
         api_endpoint=api_endpoint,
         allowed_endpoint_cidrs=a.allow_endpoint_cidrs,
         allow_external_ips=a.allow_external_ips,
+        allow_external_name=a.allow_external_name,
         etcd_url=a.etcd_url,
         etcd_prefix=a.etcd_prefix,
     )

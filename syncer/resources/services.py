@@ -53,10 +53,24 @@ class ServiceIPs:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    @staticmethod
-    def wanted(svc: JSON) -> bool:
+    def wanted(self, svc: JSON) -> bool:
         meta = svc["metadata"]
-        return (meta["namespace"], meta["name"]) not in _SYSTEM
+        if (meta["namespace"], meta["name"]) in _SYSTEM:
+            return False
+        spec = svc.get("spec") or {}
+        if spec.get("type") == "ExternalName" and not self.engine.settings.allow_external_name:
+            # In the vcluster its DNS answers the name; on the host it would only serve the
+            # host's ingress controllers and DNS as a CNAME to any name — another tenant's
+            # Service, the host's API server (the ExternalName class of ingress escapes).
+            if self.engine.recorder is not None:
+                message = (
+                    f"type ExternalName ({spec.get('externalName')}) not synced to the host: "
+                    "there it would point the host's DNS and ingress controllers at any name; "
+                    "allowed by the chart value sync.services.allowExternalName"
+                )
+                self.engine.recorder.warn(svc, "Service", "ExternalNameNotSynced", message)
+            return False
+        return True
 
     @staticmethod
     def selectorless(engine: Engine, ep: JSON) -> bool:

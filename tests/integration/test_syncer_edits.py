@@ -364,3 +364,47 @@ def test_external_ips_are_not_copied_to_the_host(
 
     assert "203.0.113.7" in wait_for(warned, what="the Event")[0]
     vcore.delete_namespaced_service("grabby", "team-a")
+
+
+def test_external_name_services_stay_virtual(
+    vc: LocalVCluster, vcore: client.CoreV1Api, hcore: client.CoreV1Api
+) -> None:
+    """On the host an ExternalName Service would point the host's DNS and ingress controllers
+    at any name; the vcluster's own DNS answers it inside. A Service that turns into one loses
+    its host copy."""
+    vcore.create_namespaced_service(
+        "team-a",
+        {"metadata": {"name": "alias"},
+         "spec": {"selector": {"app": "x"}, "ports": [{"port": 80}]}},
+    )  # fmt: skip
+    hname = host_name("alias", "team-a", "sync")
+    wait_for(lambda: hcore.read_namespaced_service(hname, vc.host_namespace), what="copy")
+    vcore.patch_namespaced_service(
+        "alias",
+        "team-a",
+        {"spec": {"type": "ExternalName", "externalName": "kubernetes.default.svc.cluster.local",
+                  "selector": None, "clusterIP": None, "clusterIPs": None, "ports": None}},
+    )  # fmt: skip
+
+    def host_copy_gone() -> bool:
+        names = [s.metadata.name for s in hcore.list_namespaced_service(vc.host_namespace).items]
+        return hname not in names
+
+    wait_for(host_copy_gone, what="host copy removed")
+
+    def warned() -> list[str]:
+        events = vcore.list_namespaced_event("team-a").items
+        return [e.message for e in events if e.reason == "ExternalNameNotSynced"]
+
+    assert "kubernetes.default.svc.cluster.local" in wait_for(warned, what="the Event")[0]
+    vcore.create_namespaced_service(
+        "team-a",
+        {"metadata": {"name": "alias2"},
+         "spec": {"type": "ExternalName", "externalName": "example.com"}},
+    )  # fmt: skip
+    wait_for(lambda: len(warned()) >= 2 or None, what="an Event for the new one")
+    assert host_name("alias2", "team-a", "sync") not in [
+        s.metadata.name for s in hcore.list_namespaced_service(vc.host_namespace).items
+    ]
+    vcore.delete_namespaced_service("alias", "team-a")
+    vcore.delete_namespaced_service("alias2", "team-a")
