@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,6 +50,14 @@ def vcore(vc: LocalVCluster) -> client.CoreV1Api:
     core = client.CoreV1Api(config.new_client_from_config(str(vc.kubeconfig_path)))
     # Several tests work in team-a; with xdist any of them may run first on a worker.
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="team-a")))
+    # Pods are refused until the ServiceAccount controller made the namespace's `default`.
+    deadline = time.monotonic() + 30
+    while not core.list_namespaced_service_account(
+        "team-a", field_selector="metadata.name=default"
+    ).items:
+        if time.monotonic() > deadline:
+            raise AssertionError("no default ServiceAccount in team-a after 30 s")
+        time.sleep(0.05)
     return core
 
 
