@@ -70,6 +70,11 @@ __all__ = [  # the pure helpers live in kind_config and pods; imported from here
 Progress = Callable[[str], None]
 
 
+#: Seconds after the nodes turned Ready during which a system pod's Unschedulable condition is
+#: taken for one set while they were not (the scheduler retries it then).
+UNSCHEDULABLE_GRACE = 30.0
+
+
 class KindError(HostStartError):
     """The kind host could not be created, reused or deleted."""
 
@@ -109,6 +114,7 @@ class KindHost:
     created: bool = field(default=False, init=False)
     ready_seconds: float = field(default=0.0, init=False)
     timings: dict[str, float] = field(default_factory=dict, init=False)
+    _nodes_ready_at: float = field(default=0.0, init=False, repr=False)
     _docker: Docker | None = field(default=None, init=False, repr=False)
     _lease: Path | None = field(default=None, init=False, repr=False)
 
@@ -299,6 +305,7 @@ class KindHost:
         poll(f"{what} API server /readyz", self._api_ready, deadline, interval=0.5, retry=retry)
         self.timings.setdefault("api_ready", time.monotonic() - start)
         poll(f"{what} nodes Ready", self._nodes_ready, deadline, interval=0.5, retry=retry)
+        self._nodes_ready_at = time.monotonic()
         poll(f"{what} cluster DNS", self._dns_ready, deadline, interval=0.5, retry=retry)
         poll(
             f"{what} default ServiceAccount",
@@ -321,6 +328,11 @@ class KindHost:
         pods = self.kubectl_json("get", "pods", "-n", "kube-system")["items"]
         for pod in pods:
             problem = pod_problem(pod)
+            settling = time.monotonic() - self._nodes_ready_at < UNSCHEDULABLE_GRACE
+            if problem and ": Unschedulable:" in problem and settling:
+                # Marked while the node still had its not-ready taint: the scheduler retries
+                # it now that the node is Ready (seen: CoreDNS Unschedulable 0.1 s after).
+                raise NotYet(problem)
             if problem:  # not a KubectlError: ends the wait
                 raise KindError(f"kind cluster {self.name!r}: a system pod cannot start: {problem}")
         dns = [p for p in pods if p["metadata"].get("labels", {}).get("k8s-app") == "kube-dns"]
