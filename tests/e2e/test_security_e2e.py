@@ -67,7 +67,11 @@ ESCAPES: dict[str, dict[str, Any]] = {
     "capability SYS_ADMIN": {
         "container": {"securityContext": {"capabilities": {"add": ["SYS_ADMIN"]}}}
     },
-    "procMount Unmasked": {"container": {"securityContext": {"procMount": "Unmasked"}}},
+    # (the API accepts Unmasked only in a user namespace)
+    "procMount Unmasked": {
+        "hostUsers": False,
+        "container": {"securityContext": {"procMount": "Unmasked"}},
+    },
     "seccomp Unconfined": {"securityContext": {"seccompProfile": {"type": "Unconfined"}}},
     "AppArmor Unconfined": {
         "container": {"securityContext": {"appArmorProfile": {"type": "Unconfined"}}}
