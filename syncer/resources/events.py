@@ -7,6 +7,7 @@ user of the virtual cluster needs to debug, so they are re-created on the virtua
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from typing import ClassVar
 
 from ..core.controller import Engine
@@ -15,8 +16,13 @@ from ..translate.metadata import virtual_ref
 
 
 class EventRecorder:
+    #: Events this process wrote, remembered so a reconcile that finds the same reason again
+    #: (every update of a Service with externalIPs) costs no request (the API would say 409).
+    REMEMBERED = 10_000
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._written: OrderedDict[str, None] = OrderedDict()
 
     def warn(self, obj: JSON, kind: str, reason: str, message: str) -> None:
         self.record(obj, kind, reason, message, "Warning")
@@ -27,6 +33,9 @@ class EventRecorder:
         meta = obj["metadata"]
         ns = meta.get("namespace") or "default"
         digest = hashlib.sha256(f"{meta.get('uid')}{reason}{message}".encode()).hexdigest()[:10]
+        key = f"{ns}/{meta['name']}.{digest}"
+        if key in self._written:
+            return
         event = {
             "apiVersion": "v1",
             "kind": "Event",
@@ -51,6 +60,9 @@ class EventRecorder:
         except ApiError as exc:
             if exc.status != 409:  # the same event was already recorded
                 raise
+        self._written[key] = None
+        while len(self._written) > self.REMEMBERED:
+            self._written.popitem(last=False)
 
 
 class Events:
