@@ -44,11 +44,12 @@ SKIP = r"\[Serial\]|\[Disruptive\]|\[Flaky\]|\[Feature:"
 
 
 #: The kind host's namespaces carry no Pod Security labels (privileged) and it admits
-#: externalIPs. The vcluster's chart defaults to neither (baseline: no hostNetwork, hostPort,
-#: privileged pods; externalIPs stay virtual): compared like for like.
+#: externalIPs and ExternalName Services. The vcluster's chart defaults to none of these
+#: (baseline: no hostNetwork, hostPort, privileged pods; externalIPs and ExternalName stay
+#: virtual): compared like for like.
 HOST_LIKE_VALUES: dict[str, Any] = {
     "isolation": {"podSecurityStandard": "privileged"},
-    "sync": {"services": {"allowExternalIPs": True}},
+    "sync": {"services": {"allowExternalIPs": True, "allowExternalName": True}},
 }
 
 
