@@ -11,7 +11,11 @@ and, in the same run, the floor: the same N pods created the same way directly i
 namespace, from create returned -> seen by a host watch, and from create sent -> seen (a syncer
 cannot beat the latter: it has to send the host create itself). Host API latency is probed
 (GET) every 100 ms during the load. Syncer CPU seconds and peak RSS come from /proc, its API
-requests per pod from its /metrics. Results: bench/results/syncer.json.
+requests per pod from its /metrics. The ratios, same run: the burst until every pod is Running
+through the vcluster vs. created on the host (``ratio_burst_<n>_running``), the CPU of all
+processes per pod through the vcluster vs. on the host (``cpu_ratio_per_pod``), and
+``--sequential N`` pods one at a time, virtual create -> host pod seen vs. host create -> seen.
+Results: bench/results/syncer.json.
 """
 
 from __future__ import annotations
@@ -30,15 +34,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-# This file is named like the package it measures: drop bench/ from the path first.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
-
-from pytest_vcluster.binaries import LOCAL_HOST_TOOLS, BinaryResolver  # noqa: E402
-from pytest_vcluster.hosts.local import LocalHost  # noqa: E402
-from pytest_vcluster.hosts.local_vcluster import LocalVCluster  # noqa: E402
-from pytest_vcluster.versions import parse_k8s_version  # noqa: E402
-from syncer.constants import NAMESPACE_LABEL, OBJECT_NAME, OBJECT_NAMESPACE  # noqa: E402
-from syncer.kube import Kube  # noqa: E402
+from pytest_vcluster.binaries import LOCAL_HOST_TOOLS, BinaryResolver
+from pytest_vcluster.hosts.local import LocalHost
+from pytest_vcluster.hosts.local_vcluster import LocalVCluster
+from pytest_vcluster.versions import parse_k8s_version
+from syncer.constants import NAMESPACE_LABEL, OBJECT_NAME, OBJECT_NAMESPACE
+from syncer.kube import Kube
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -211,11 +212,15 @@ def run_pods(
     # Where the machine's CPU went until every virtual pod ran (2 cores shared by all).
     procs_cpu = {k: round(v - procs0.get(k, 0.0), 2) for k, v in process_cpu(h, vc).items()}
     req1 = api_requests(vc)
+    virtual_all_running_s = max(vw.running.values(), default=t0) - t0
     floor_started: dict[str, float] = {}
+    floor_procs0 = process_cpu(h, vc)
     t0 = time.monotonic()
     floor_created = create_all(host, fns, n, "p", floor_started, rate=rate)
     floor_create_s = time.monotonic() - t0
     wait(lambda: len(fw.running) >= n, 120 + n * 0.2)
+    floor_all_running_s = max(fw.running.values(), default=t0) - t0
+    floor_cpu = sum(v - floor_procs0.get(k, 0.0) for k, v in process_cpu(h, vc).items())
     probe.stop.set()
     for w in (hw, vw, fw):
         w.stop.set()
@@ -267,8 +272,56 @@ def run_pods(
         ),
         "syncer_peak_rss_mib": round(probe.peak_rss, 1),
         "process_cpu_s": procs_cpu,
+        # The ratios: until every pod runs, and all processes' CPU per pod, vcluster / host.
+        "virtual_all_running_s": round(virtual_all_running_s, 2),
+        "floor_all_running_s": round(floor_all_running_s, 2),
+        "ratio_all_running": round(virtual_all_running_s / floor_all_running_s, 3),
+        "cpu_all_ms_per_pod": round(sum(procs_cpu.values()) * 1000 / n, 2),
+        "floor_cpu_all_ms_per_pod": round(floor_cpu * 1000 / n, 2),
+        "cpu_ratio_per_pod": round(sum(procs_cpu.values()) / floor_cpu, 3),
         # Other work on the machine skews every latency here; the floor shares it.
         "load_avg_1m": round(os.getloadavg()[0], 2),
+    }
+
+
+def run_sequential(host: Kube, virtual: Kube, vc: LocalVCluster, n: int) -> dict[str, Any]:
+    """n pods one at a time: virtual create sent -> its host pod seen by a host watch, vs. a
+    host create sent -> seen (the floor), alternating pod by pod."""
+    vns, fns = "seq", "seq-floor"
+    virtual.create("/api/v1/namespaces", {"metadata": {"name": vns}})
+    host.create("/api/v1/namespaces", {"metadata": {"name": fns}})
+
+    def vkey(o: dict[str, Any]) -> str | None:
+        ann = o["metadata"].get("annotations") or {}
+        return ann.get(OBJECT_NAME) if ann.get(OBJECT_NAMESPACE) == vns else None
+
+    hw = Watcher(host, f"/api/v1/namespaces/{vc.host_namespace}/pods", vkey)
+    fw = Watcher(host, f"/api/v1/namespaces/{fns}/pods", lambda o: o["metadata"]["name"])
+    for w in (hw, fw):
+        w.start()
+        w.ready.wait(10)
+    through, floor = [], []
+    for i in range(n):
+        for kube, ns, watcher, out in ((virtual, vns, hw, through), (host, fns, fw, floor)):
+            name = f"s-{i}"
+            t = time.monotonic()
+            kube.create(f"/api/v1/namespaces/{ns}/pods", pod(name))
+            while name not in watcher.seen and time.monotonic() - t < 30:
+                time.sleep(0.001)
+            if name in watcher.seen:
+                out.append(watcher.seen[name] - t)
+    for w in (hw, fw):
+        w.stop.set()
+    virtual.delete(f"/api/v1/namespaces/{vns}")
+    host.delete(f"/api/v1/namespaces/{fns}")
+    return {
+        "pods": n,
+        "sequential_p50_ms": pct(through, 0.5),
+        "sequential_p99_ms": pct(through, 0.99),
+        "sequential_floor_p50_ms": pct(floor, 0.5),
+        "sequential_floor_p99_ms": pct(floor, 0.99),
+        "goal": "sequential_p50_ms <= sequential_floor_p50_ms + 20",
+        "goal_met": pct(through, 0.5) <= pct(floor, 0.5) + 20,
     }
 
 
@@ -327,6 +380,7 @@ def main() -> int:
         "its controller-manager's client: 20 requests/s by default)",
     )
     ap.add_argument("--configmaps", type=int, default=10000)
+    ap.add_argument("--sequential", type=int, default=100, help="pods one at a time (0: none)")
     ap.add_argument("--out", type=Path, default=RESULTS / "syncer.json")
     ap.add_argument("--syncer-arg", action="append", default=[], help="extra syncer flag")
     args = ap.parse_args()
@@ -344,6 +398,9 @@ def main() -> int:
         with LocalVCluster(h.info(), "bench", syncer_args=tuple(args.syncer_arg)) as vc:
             host = Kube.from_kubeconfig(str(h.kubeconfig_path), name="host")
             virtual = Kube.from_kubeconfig(str(vc.kubeconfig_path), name="virtual")
+            if args.sequential:
+                result["sequential"] = run_sequential(host, virtual, vc, args.sequential)
+                print(f"sequential: {result['sequential']}", file=sys.stderr)
             for rate in (float(x) for x in args.rates.split(",") if x):
                 for n in (int(x) for x in args.pods.split(",") if x):
                     samples = []
@@ -352,6 +409,12 @@ def main() -> int:
                         print(f"pods={n} rate={rate} run={run + 1}: {samples[-1]}", file=sys.stderr)
                     key = f"{n}" if not rate else f"{n}@{rate:g}/s"
                     result["pods"][key] = {"summary": summarize(samples), "samples": samples}
+                    if not rate:
+                        summary = result["pods"][key]["summary"]
+                        result[f"ratio_burst_{n}_running"] = summary["median_ratio_all_running"]
+                        result["cpu_ratio_per_pod"] = summary[
+                            "median_cpu_ratio_per_pod"
+                        ]  # the last (largest) burst
         if args.configmaps:
             with LocalVCluster(
                 h.info(), "benchcm", syncer_args=("--sync-all-configmaps-secrets",)
