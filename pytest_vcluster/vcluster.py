@@ -262,7 +262,7 @@ class VCluster:
         webhooks) and their host copies — and what was changed or deleted is as it was (live
         state aside: pods, nodes, leases, events, endpoints). Returns the syncer's figures
         (``deleted``, ``restored``, ``host_deleted``, ``seconds``); ``ResetError`` when it
-        cannot (no snapshot, or the syncer restarted since: take a new one)."""
+        cannot (no snapshot was taken)."""
         from .reset import ask
 
         return ask(self.api_client, "reset", self.name, timeout)

@@ -21,6 +21,9 @@ REQUEST_NAME = "pytest-vcluster-reset"
 REQUEST_PATH = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
 ANNOTATION = "reset.pytest-vcluster.io/"  # + action, request, done, result, error
 RESERVED = frozenset({f"validatingwebhookconfigurations/{REQUEST_NAME}"})
+#: Where the snapshot itself is kept, under the vcluster's prefix (so it survives a syncer
+#: restart and goes with the vcluster's keys) but outside any resource's keys.
+SNAPSHOT_DIR = "pytest-vcluster-snapshot/"
 
 LIVE = (
     "leases/",
@@ -63,9 +66,21 @@ class ResetPlan:
         return bool(self.deletes or self.puts)
 
 
+def encode(entry: Entry) -> bytes:
+    """A snapshot entry as stored: its revision (8 bytes, big-endian), then its value."""
+    return entry.mod_revision.to_bytes(8, "big") + entry.value
+
+
+def decode(stored: bytes) -> Entry:
+    return Entry(stored[8:], int.from_bytes(stored[:8], "big"))
+
+
 def plan(snapshot: Mapping[str, Entry], now: Mapping[str, Entry]) -> ResetPlan:
-    """The writes that bring ``now`` back to ``snapshot`` (relative keys)."""
-    deletes = sorted(k for k in now if k not in snapshot and k not in RESERVED)
+    """The writes that bring ``now`` back to ``snapshot`` (relative keys; the stored snapshot's
+    own keys are not among them)."""
+    deletes = sorted(
+        k for k in now if k not in snapshot and k not in RESERVED and not k.startswith(SNAPSHOT_DIR)
+    )
     puts = sorted(
         (k, entry.value)
         for k, entry in snapshot.items()

@@ -31,7 +31,19 @@ from ..core.informer import Informer
 from ..etcd import Etcd
 from ..kube import JSON, ApiError
 from ..translate.metadata import virtual_ref
-from .plan import ANNOTATION, LIVE, REQUEST_NAME, REQUEST_PATH, Entry, plan, stored_under, touched
+from .plan import (
+    ANNOTATION,
+    LIVE,
+    REQUEST_NAME,
+    REQUEST_PATH,
+    SNAPSHOT_DIR,
+    Entry,
+    decode,
+    encode,
+    plan,
+    stored_under,
+    touched,
+)
 
 log = logging.getLogger(__name__)
 PASSES = 3
@@ -105,7 +117,22 @@ class Resetter:
     def _read(self) -> dict[str, Entry]:
         kvs, _ = self._etcd().get_prefix(self.prefix)
         n = len(self.prefix)
-        return {kv.key.decode()[n:]: Entry(kv.value, kv.mod_revision) for kv in kvs}
+        keys = {kv.key.decode()[n:]: Entry(kv.value, kv.mod_revision) for kv in kvs}
+        return {k: e for k, e in keys.items() if not k.startswith(SNAPSHOT_DIR)}
+
+    def _store(self, snapshot: dict[str, Entry]) -> None:
+        """Keep the snapshot in etcd too: a restarted syncer (or a new one) can still reset."""
+        etcd = self._etcd()
+        etcd.delete_prefix(self.prefix + SNAPSHOT_DIR)
+        base = self.prefix + SNAPSHOT_DIR
+        etcd.write(puts=[((base + k).encode(), encode(e)) for k, e in snapshot.items()])
+
+    def _load(self) -> dict[str, Entry] | None:
+        base = self.prefix + SNAPSHOT_DIR
+        kvs, _ = self._etcd().get_prefix(base)
+        if not kvs:
+            return None
+        return {kv.key.decode()[len(base) :]: decode(kv.value) for kv in kvs}
 
     def take_snapshot(self) -> dict[str, Any]:
         """The keys once the control plane has settled: a vcluster is ready before its
@@ -123,14 +150,15 @@ class Resetter:
             keys = now
             if time.monotonic() - t0 > self.timeout:
                 break
+        self._store(keys)
         self.snapshot = keys
         return {"keys": len(keys), "seconds": round(time.monotonic() - t0, 3)}
 
     def reset(self) -> dict[str, Any]:
         if self.snapshot is None:
-            raise ResetError(
-                "no snapshot to return to: none was taken, or the syncer restarted since"
-            )
+            self.snapshot = self._load()  # taken by this syncer before a restart
+        if self.snapshot is None:
+            raise ResetError("no snapshot to return to: take one first (VCluster.snapshot())")
         t0 = time.monotonic()
         deleted = restored = host_deleted = passes = 0
         keys: list[str] = []

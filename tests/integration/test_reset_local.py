@@ -344,6 +344,18 @@ def test_reset_of_a_clean_vcluster_changes_nothing(clean: VCluster) -> None:
     assert (result["deleted"], result["restored"], result["host_deleted"]) == (0, 0, 0)
 
 
+def test_a_restarted_syncer_still_resets(clean: VCluster) -> None:
+    """The snapshot is kept in etcd with the vcluster's keys: a syncer killed and started
+    again (SIGKILL) returns the vcluster to it."""
+    vc = clean
+    core = _core(vc)
+    core.create_namespace({"metadata": {"name": "before-the-crash"}})
+    vc._impl.restart_syncer()
+    result = vc.reset()
+    assert result["deleted"] >= 1
+    assert "before-the-crash" not in [n.metadata.name for n in core.list_namespace().items]
+
+
 def test_reset_without_a_snapshot_is_one_clear_error(host: LocalHost) -> None:
     with (
         VCluster(host.info(), "nosnap", timeout=120) as vc,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from syncer.reset.plan import Entry, plan, stored_under, touched
+from syncer.reset.plan import SNAPSHOT_DIR, Entry, decode, encode, plan, stored_under, touched
 
 
 def e(rev: int, value: bytes = b"v") -> Entry:
@@ -71,3 +71,14 @@ def test_touched_informers() -> None:
     prefixes = {"services": "services/specs/", "endpoints": "services/endpoints/", "pods": "pods/"}
     assert touched(prefixes, ["services/specs/default/web", "configmaps/x/y"]) == {"services"}
     assert touched(prefixes, []) == set()
+
+
+def test_the_stored_snapshot_is_not_the_vclusters() -> None:
+    now = dict(SNAP)
+    now[SNAPSHOT_DIR + "namespaces/default"] = e(40)
+    assert not plan(SNAP, now)
+
+
+def test_entries_round_trip() -> None:
+    entry = Entry(b"\x00k8s\x00proto", 123456789)
+    assert decode(encode(entry)) == entry
