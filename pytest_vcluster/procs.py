@@ -82,6 +82,10 @@ class Child:
     argv: list[str]
     log_path: Path
     popen: subprocess.Popen[bytes]
+    env: Mapping[str, str] | None = None
+    restart: bool = False  # started again when it exits on its own (see ProcessGroup)
+    #: Each exit it was restarted after: "exit code -9 (SIGKILL) at 23:15:02".
+    restarts: list[str] = field(default_factory=list)
 
     @property
     def pid(self) -> int:
@@ -153,14 +157,36 @@ class Child:
         return 0
 
 
+def describe_exit(code: int | None) -> str:
+    """``exit code 1``, ``killed by SIGKILL``, with the time."""
+    when = time.strftime("%H:%M:%S")
+    if code is not None and code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name} at {when}"
+    return f"exit code {code} at {when}"
+
+
+#: Restart back-off: 0.5 s doubling to 5 s, as a kubelet's (shorter: these start in seconds).
+RESTART_BACKOFF = (0.5, 5.0)
+
+
 @dataclass
 class ProcessGroup:
-    """The children of one host or vcluster, stopped together in reverse start order."""
+    """The children of one host or vcluster, stopped together in reverse start order.
+
+    A child started with ``restart=True`` is started again (same argv, same log, appended) when
+    it exits on its own, after a back-off, as a kubelet restarts a crashed container; its
+    ``restarts`` say when and why. The control planes' processes are such children: their
+    state is in etcd, so a killed API server comes back where it was.
+    """
 
     children: list[Child] = field(default_factory=list)
     #: False for processes that may be kept after the run (keep policies): no PDEATHSIG.
     die_with_parent: bool = True
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
+    _respawn: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _supervisor: threading.Thread | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         _groups.add(self)
@@ -175,11 +201,42 @@ class ProcessGroup:
         argv: Sequence[str],
         log_path: Path,
         env: Mapping[str, str] | None = None,
+        *,
+        restart: bool = False,
     ) -> Child:
+        child = Child(name, list(argv), log_path, self._popen(argv, log_path, env), env)
+        with self._lock:
+            self.children.append(child)
+        if restart:
+            self.supervise([child])
+        return child
+
+    def supervise(self, children: Sequence[Child] | None = None) -> None:
+        """Restart these children (default: all) from now on when they exit on their own —
+        called once they are up, so a failed start stays the start's to report."""
+        with self._lock:
+            chosen = list(self.children if children is None else children)
+        for child in chosen:
+            child.restart = True
+        if chosen and (self._supervisor is None or not self._supervisor.is_alive()):
+            self._stopping.clear()
+            self._supervisor = threading.Thread(
+                target=self._supervise, name="pytest-vcluster-supervisor", daemon=True
+            )
+            self._supervisor.start()
+
+    def restarts(self) -> dict[str, list[str]]:
+        """Each restarted child's exits, by name."""
+        with self._lock:
+            return {c.name: list(c.restarts) for c in self.children if c.restarts}
+
+    def _popen(
+        self, argv: Sequence[str], log_path: Path, env: Mapping[str, str] | None
+    ) -> subprocess.Popen[bytes]:
         parent = os.getpid()
         preexec = (lambda: _die_with_parent(parent)) if self.die_with_parent else None
         with log_path.open("ab") as log:
-            popen = _spawn(
+            return _spawn(
                 lambda: subprocess.Popen(
                     list(argv),
                     stdin=subprocess.DEVNULL,
@@ -190,26 +247,54 @@ class ProcessGroup:
                     preexec_fn=preexec,
                 )
             )
-        child = Child(name, list(argv), log_path, popen)
-        with self._lock:
-            self.children.append(child)
-        return child
+
+    def _supervise(self) -> None:
+        due: dict[int, float] = {}  # id(child) -> when to start it again
+        while not self._stopping.wait(0.1):
+            with self._lock:
+                watched = [c for c in self.children if c.restart]
+            for child in watched:
+                if child.alive():
+                    continue
+                key = id(child)
+                if key not in due:
+                    child.restarts.append(describe_exit(child.returncode))
+                    first, cap = RESTART_BACKOFF
+                    due[key] = time.monotonic() + min(cap, first * 2 ** (len(child.restarts) - 1))
+                    with contextlib.suppress(OSError), child.log_path.open("ab") as log:
+                        log.write(
+                            f"\n=== pytest-vcluster: {child.name} {child.restarts[-1]}; "
+                            "starting it again ===\n".encode()
+                        )
+                if time.monotonic() < due[key]:
+                    continue
+                with self._respawn:
+                    if self._stopping.is_set():
+                        return
+                    child.popen = self._popen(child.argv, child.log_path, child.env)
+                del due[key]
 
     def detach(self) -> list[Child]:
         """Stop owning the children: they keep running after this process exits."""
+        self._stopping.set()
         _groups.discard(self)
         with self._lock:
             children, self.children = self.children, []
         return children
 
     def forget(self, child: Child) -> None:
-        """Drop a child that already exited (a failed attempt that was retried)."""
+        """Drop a child that exited or is being killed (a failed attempt that was retried):
+        it is not started again."""
+        child.restart = False
         child.wait()
         with self._lock:
             self.children.remove(child)
 
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM every child (newest first), then SIGKILL what is left after ``timeout``."""
+        self._stopping.set()
+        with self._respawn:  # a restart in progress ends first; none starts after this
+            pass
         with self._lock:
             children, self.children = list(reversed(self.children)), []
         for child in children:

@@ -184,6 +184,9 @@ class LocalHost:
                 tuple(self.procs.children),
             )
         self.ready_seconds = time.monotonic() - self.started_at
+        # From now on a crashed etcd, API server, scheduler or kwok is started again, as a
+        # kubelet restarts a static pod (state is in etcd's data dir).
+        self.procs.supervise()
         self.progress(f"pytest-vcluster: local host ready in {self.ready_seconds:.2f}s")
 
     def stop(self) -> None:

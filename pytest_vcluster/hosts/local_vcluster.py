@@ -19,7 +19,7 @@ from .. import kept, kubeconfig
 from ..errors import CleanupError, HostStartError, VClusterError
 from ..kept import KeptRecord
 from ..naming import host_namespace_body, host_namespace_for, namespace_taken, validate_name
-from ..procs import Child, ProcessGroup, proc_starttime
+from ..procs import Child, ProcessGroup, free_port, proc_starttime
 from ..rest import RestClient
 from ..retry import Transient, idempotent, transient_status
 from ..servicecidr import discover
@@ -133,6 +133,7 @@ class LocalVCluster:
         self._seed_default_namespace(deadline)
         cp.wait_default_service_account(deadline)
         self._wait_syncer(deadline)
+        self.procs.supervise()  # a crashed API server, controller-manager or syncer comes back
         self.ready_seconds = time.monotonic() - t0
         self.progress(f"pytest-vcluster: vcluster {self.name} ready in {self.ready_seconds:.2f}s")
 
@@ -263,12 +264,13 @@ class LocalVCluster:
             f"--host-namespace={self.host_namespace}",
             f"--virtual-kubeconfig={self.control_plane.kubeconfig_path}",
             f"--host-kubeconfig={host_kc}",
-            "--health-address=127.0.0.1:0",
+            # Fixed ports: a restarted syncer (procs.supervise) answers where this one did.
+            f"--health-address=127.0.0.1:{free_port()}",
             f"--api-service-host={self.control_plane.server.split('://')[1].rsplit(':', 1)[0]}",
             f"--api-service-port={self.control_plane.port}",
             # The fake nodes' kubelet API; host pods are kwok's, so it answers with a clear
             # error instead of a hang (in the chart it forwards to real containers).
-            "--kubelet-address=127.0.0.1:0",
+            f"--kubelet-address=127.0.0.1:{free_port()}",
             f"--kubelet-cert-file={d / 'apiserver.crt'}",
             f"--kubelet-key-file={d / 'apiserver.key'}",
             f"--kubelet-client-ca-file={d / 'ca.crt'}",
@@ -307,11 +309,13 @@ class LocalVCluster:
     def restart_syncer(self) -> None:
         """Kill the syncer (SIGKILL, as a crash would) and start a new one."""
         assert self.syncer is not None
+        self.syncer.restart = False  # this kill is ours: no automatic restart
         self.syncer.kill()
         self.procs.forget(self.syncer)
         self.syncer_health = ""
         self._start_syncer()
         self._wait_syncer(time.monotonic() + self.timeout)
+        self.procs.supervise([self.syncer])
 
     def delete(self, wait: bool = True) -> None:
         """Stop the processes, drop the etcd prefix and the host namespace. Nothing is left to
@@ -362,8 +366,14 @@ class LocalVCluster:
         )
 
     def diagnostics(self, log_lines: int = 60) -> dict[str, str]:
-        """Report sections for a failed test: pods, events, syncer log, name map."""
+        """Report sections for a failed test: restarted processes, pods, events, syncer log,
+        name map."""
         out: dict[str, str] = {}
+        restarts = self.procs.restarts()
+        if restarts:
+            out["restarted processes"] = "\n".join(
+                f"{name}: restarted after {', '.join(exits)}" for name, exits in restarts.items()
+            )
         if self.syncer is not None:
             if log_lines:
                 out["syncer log (tail)"] = self.syncer.log_tail(log_lines)

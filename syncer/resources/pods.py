@@ -233,6 +233,11 @@ class Pods:
                 raise  # the old copy is still terminating: retry with backoff
             if exc.status in (400, 403, 422):
                 self._deny(vpod, [f"the host rejected the pod: {exc}"], reason="SyncFailed")
+                if exc.status == 403 and "cannot create resource" in str(exc):
+                    # Not the pod's fault but the syncer's rights: a host API server that has
+                    # just restarted refuses until its authorizer has loaded RBAC. Said on
+                    # the pod, and tried again with back-off.
+                    raise
                 return
             raise
         # The tokens come once the host has bound the pod (see tokens.py), from a reconcile of

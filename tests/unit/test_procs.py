@@ -151,3 +151,59 @@ def test_stale_workdir_reaping_kills_its_orphans(tmp_path: Path) -> None:
         for p in (orphan, bystander):
             p.kill()
             p.wait()
+
+
+def _wait_for(pred: object, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():  # type: ignore[operator]
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_a_restartable_child_is_started_again_after_a_kill(tmp_path: Path) -> None:
+    group = ProcessGroup()
+    child = group.start("sleeper", ["sleep", "60"], tmp_path / "s.log", restart=True)
+    plain = group.start("plain", ["sleep", "60"], tmp_path / "p.log")
+    first = child.pid
+    try:
+        os.kill(first, signal.SIGKILL)
+        assert _wait_for(lambda: child.pid != first and child.alive())
+        assert len(child.restarts) == 1
+        assert child.restarts[0].startswith("killed by SIGKILL at ")
+        assert "sleeper killed by SIGKILL" in (tmp_path / "s.log").read_text()
+        # The back-off doubles: the second restart waits ~1 s.
+        second = child.pid
+        t0 = time.monotonic()
+        os.kill(second, signal.SIGKILL)
+        assert _wait_for(lambda: child.pid != second and child.alive())
+        assert time.monotonic() - t0 >= 0.9
+        assert len(child.restarts) == 2
+        # A child without the policy stays dead.
+        os.kill(plain.pid, signal.SIGKILL)
+        assert plain.wait(5)
+        time.sleep(0.7)
+        assert not plain.alive()
+        assert plain.restarts == []
+    finally:
+        group.stop()
+    last = child.pid
+    assert _wait_gone(last)
+    time.sleep(1.2)  # longer than the next back-off: nothing is started after stop()
+    assert child.pid == last
+
+
+def test_a_forgotten_child_is_not_restarted(tmp_path: Path) -> None:
+    group = ProcessGroup()
+    child = group.start("sleeper", ["sleep", "60"], tmp_path / "s.log", restart=True)
+    pid = child.pid
+    try:
+        child.restart = False
+        child.kill()
+        group.forget(child)
+        time.sleep(0.8)
+        assert child.pid == pid
+        assert child.restarts == []
+    finally:
+        group.stop()
