@@ -182,10 +182,11 @@ def process_cpu(h: LocalHost, vc: LocalVCluster) -> dict[str, float]:
     return out
 
 
-def run_pods(
-    h: LocalHost, host: Kube, virtual: Kube, vc: LocalVCluster, n: int, run: int, rate: float
-) -> dict[str, Any]:
-    vns, fns = f"bench-{n}-{run}", f"floor-{n}-{run}"
+def watch_both_sides(
+    host: Kube, virtual: Kube, vc: LocalVCluster, vns: str, fns: str
+) -> tuple[Watcher, Watcher]:
+    """Namespace ``vns`` in the vcluster and ``fns`` (the floor's) on the host, and running
+    watches of the host pods synced from ``vns`` and of the pods in ``fns``."""
     virtual.create("/api/v1/namespaces", {"metadata": {"name": vns}})
     host.create("/api/v1/namespaces", {"metadata": {"name": fns}})
 
@@ -194,11 +195,21 @@ def run_pods(
         return ann.get(OBJECT_NAME) if ann.get(OBJECT_NAMESPACE) == vns else None
 
     hw = Watcher(host, f"/api/v1/namespaces/{vc.host_namespace}/pods", vkey)
-    vw = Watcher(virtual, f"/api/v1/namespaces/{vns}/pods", lambda o: o["metadata"]["name"])
     fw = Watcher(host, f"/api/v1/namespaces/{fns}/pods", lambda o: o["metadata"]["name"])
-    for w in (hw, vw, fw):
+    for w in (hw, fw):
         w.start()
         w.ready.wait(10)
+    return hw, fw
+
+
+def run_pods(
+    h: LocalHost, host: Kube, virtual: Kube, vc: LocalVCluster, n: int, run: int, rate: float
+) -> dict[str, Any]:
+    vns, fns = f"bench-{n}-{run}", f"floor-{n}-{run}"
+    hw, fw = watch_both_sides(host, virtual, vc, vns, fns)
+    vw = Watcher(virtual, f"/api/v1/namespaces/{vns}/pods", lambda o: o["metadata"]["name"])
+    vw.start()
+    vw.ready.wait(10)
     assert vc.syncer is not None
     spid = vc.syncer.pid
     probe = Probe(host, "/api/v1/namespaces/default/pods", spid)
@@ -288,18 +299,7 @@ def run_sequential(host: Kube, virtual: Kube, vc: LocalVCluster, n: int) -> dict
     """n pods one at a time: virtual create sent -> its host pod seen by a host watch, vs. a
     host create sent -> seen (the floor), alternating pod by pod."""
     vns, fns = "seq", "seq-floor"
-    virtual.create("/api/v1/namespaces", {"metadata": {"name": vns}})
-    host.create("/api/v1/namespaces", {"metadata": {"name": fns}})
-
-    def vkey(o: dict[str, Any]) -> str | None:
-        ann = o["metadata"].get("annotations") or {}
-        return ann.get(OBJECT_NAME) if ann.get(OBJECT_NAMESPACE) == vns else None
-
-    hw = Watcher(host, f"/api/v1/namespaces/{vc.host_namespace}/pods", vkey)
-    fw = Watcher(host, f"/api/v1/namespaces/{fns}/pods", lambda o: o["metadata"]["name"])
-    for w in (hw, fw):
-        w.start()
-        w.ready.wait(10)
+    hw, fw = watch_both_sides(host, virtual, vc, vns, fns)
     through, floor = [], []
     for i in range(n):
         for kube, ns, watcher, out in ((virtual, vns, hw, through), (host, fns, fw, floor)):

@@ -26,22 +26,14 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def vc(kind_host: KindHost, vcluster_images: dict[str, str], app_image: str) -> Iterator[VCluster]:
     kind_host.load_images([app_image])
-    vc = VCluster(kind_host.info(), "attacker", images=vcluster_images, timeout=180)
-    vc.create()
-    try:
+    with VCluster(kind_host.info(), "attacker", images=vcluster_images, timeout=180) as vc:
         yield vc
-    finally:
-        vc.delete()
 
 
 @pytest.fixture(scope="module")
 def victim(kind_host: KindHost, vcluster_images: dict[str, str]) -> Iterator[VCluster]:
-    vc = VCluster(kind_host.info(), "victim", images=vcluster_images, timeout=180)
-    vc.create()
-    try:
+    with VCluster(kind_host.info(), "victim", images=vcluster_images, timeout=180) as vc:
         yield vc
-    finally:
-        vc.delete()
 
 
 @pytest.fixture(scope="module")
