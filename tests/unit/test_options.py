@@ -397,3 +397,14 @@ def test_a_cell_knows_its_version(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=2)
     cells = sorted(ln[ln.index("CELL") :] for ln in result.outlines if "CELL" in ln)
     assert cells == ["CELL 1.36", "CELL 1.37"]
+
+
+def test_declared_vcluster_fixtures_follow_the_matrix(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        "from pytest_vcluster.fixtures import vcluster_fixture\n"
+        "shared = vcluster_fixture(scope='module')\n"
+    )
+    pytester.makepyfile("def test_uses(shared):\n    pass\n")
+    result = pytester.runpytest("--collect-only", "-q", "--vcluster-k8s-version=1.35,1.37")
+    ids = sorted(ln.split("::")[1] for ln in result.outlines if "::" in ln)
+    assert ids == ["test_uses[k8s-1.35]", "test_uses[k8s-1.37]"]
