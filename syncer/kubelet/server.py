@@ -249,14 +249,20 @@ class KubeletServer:
         except Exception:  # one broken call must not stop the server
             log.exception("kubelet call failed")
         finally:
-            for w in closers:
-                w.close()  # flushes what is buffered, then TLS close_notify
-            for w in closers:
-                try:
-                    await asyncio.wait_for(w.wait_closed(), 2)
-                except Exception:  # a peer that never answers close_notify
-                    w.transport.abort()
-            self.open_connections -= 1
+            try:
+                for w in closers:
+                    with contextlib.suppress(Exception):
+                        w.close()  # flushes what is buffered, then TLS close_notify
+                for w in closers:
+                    try:
+                        await asyncio.wait_for(w.wait_closed(), 2)
+                    except asyncio.CancelledError:  # the server stops: drop, and go on stopping
+                        w.transport.abort()
+                        raise
+                    except Exception:  # a peer that never answers close_notify
+                        w.transport.abort()
+            finally:  # counted out however the closing went (the leak check reads it)
+                self.open_connections -= 1
 
     async def _call(
         self,
