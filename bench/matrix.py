@@ -108,7 +108,7 @@ def main() -> int:
     args = ap.parse_args()
     os.environ.setdefault("PYTEST_VCLUSTER_DOWNLOAD_URL", "off")
     versions = [parse_k8s_version(v) for v in args.versions.split(",")]
-    newest = max(versions, key=lambda v: (v.major, v.minor, v.patch))
+    newest = max(versions)
     cache = default_cache_dir()
     result: dict[str, Any] = {
         "benchmark": "matrix",

@@ -14,7 +14,7 @@ from .hosts.kubeconfig import default_kubeconfig
 from .hosts.registry import NAMES as HOSTS
 from .naming import default_cache_dir
 from .settings import Settings
-from .versions import K8sVersion, parse_k8s_versions
+from .versions import parse_k8s_versions
 
 KEEP = ("never", "on-failure", "always")
 ARTIFACTS_WHEN = ("failed", "always")
@@ -235,7 +235,7 @@ def settings_from(config: pytest.Config) -> Settings:
     )
     settings = Settings(
         host=_parse(config, "vcluster-host", _host, " | ".join(HOSTS)),
-        k8s=max(versions, key=_order),
+        k8s=max(versions),
         k8s_matrix=versions if len(versions) > 1 else (),
         missing_version=_parse(
             config,
@@ -275,10 +275,6 @@ def settings_from(config: pytest.Config) -> Settings:
     _check_host(config, settings)
     _check_values_apply(config, settings)
     return settings
-
-
-def _order(v: K8sVersion) -> tuple[int, int, int]:
-    return (v.major, v.minor, v.patch)
 
 
 def _check_host(config: pytest.Config, s: Settings) -> None:

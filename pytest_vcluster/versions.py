@@ -42,9 +42,9 @@ MIN_ON_PATH: dict[str, tuple[int, ...]] = {
 _K8S_RE = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class K8sVersion:
-    """A resolved Kubernetes version, e.g. ``K8sVersion(1, 37, 2)``."""
+    """A resolved Kubernetes version, e.g. ``K8sVersion(1, 37, 2)``; ordered by its numbers."""
 
     major: int
     minor: int
