@@ -174,8 +174,8 @@ RESTART_BACKOFF = (0.5, 5.0)
 class ProcessGroup:
     """The children of one host or vcluster, stopped together in reverse start order.
 
-    A child started with ``restart=True`` is started again (same argv, same log, appended) when
-    it exits on its own, after a back-off, as a kubelet restarts a crashed container; its
+    A child handed to ``supervise()`` is started again (same argv, same log, appended) when it
+    exits on its own, after a back-off, as a kubelet restarts a crashed container; its
     ``restarts`` say when and why. The control planes' processes are such children: their
     state is in etcd, so a killed API server comes back where it was.
     """
@@ -201,14 +201,10 @@ class ProcessGroup:
         argv: Sequence[str],
         log_path: Path,
         env: Mapping[str, str] | None = None,
-        *,
-        restart: bool = False,
     ) -> Child:
         child = Child(name, list(argv), log_path, self._popen(argv, log_path, env), env)
         with self._lock:
             self.children.append(child)
-        if restart:
-            self.supervise([child])
         return child
 
     def supervise(self, children: Sequence[Child] | None = None) -> None:

@@ -164,7 +164,8 @@ def _wait_for(pred: object, timeout: float = 10.0) -> bool:
 
 def test_a_restartable_child_is_started_again_after_a_kill(tmp_path: Path) -> None:
     group = ProcessGroup()
-    child = group.start("sleeper", ["sleep", "60"], tmp_path / "s.log", restart=True)
+    child = group.start("sleeper", ["sleep", "60"], tmp_path / "s.log")
+    group.supervise([child])
     plain = group.start("plain", ["sleep", "60"], tmp_path / "p.log")
     first = child.pid
     try:
@@ -196,7 +197,8 @@ def test_a_restartable_child_is_started_again_after_a_kill(tmp_path: Path) -> No
 
 def test_a_forgotten_child_is_not_restarted(tmp_path: Path) -> None:
     group = ProcessGroup()
-    child = group.start("sleeper", ["sleep", "60"], tmp_path / "s.log", restart=True)
+    child = group.start("sleeper", ["sleep", "60"], tmp_path / "s.log")
+    group.supervise([child])
     pid = child.pid
     try:
         child.restart = False
