@@ -125,7 +125,7 @@ def vcluster_session(
     vc = _create(vcluster_manager, spec)
     try:
         if any("vcluster_clean" in getattr(i, "fixturenames", ()) for i in request.session.items):
-            _snapshot(vc)  # what vcluster_clean returns it to: the state it was ready in
+            _or_fail(vc.snapshot)  # what vcluster_clean returns it to: the state it was ready in
         yield vc
     finally:
         vcluster_manager.finish(vc, request.session.testsfailed > 0)
@@ -137,20 +137,16 @@ def vcluster_clean(vcluster_session: VCluster) -> VCluster:
     earlier tests made (namespaces, cluster-scoped objects, CRDs, webhooks, RBAC) is gone,
     in the vcluster and on the host, and what they changed is undone (``VCluster.reset()``).
     A fresh cluster for each test at the price of a reset (tens of milliseconds)."""
-    from .reset import ResetError
-
-    try:
-        vcluster_session.reset()
-    except ResetError as exc:
-        pytest.fail(f"pytest-vcluster: {exc}", pytrace=False)
+    _or_fail(vcluster_session.reset)
     return vcluster_session
 
 
-def _snapshot(vc: VCluster) -> None:
+def _or_fail(ask: Callable[[], object]) -> None:
+    """A snapshot or reset; its ``ResetError`` fails the test with the syncer's reason."""
     from .reset import ResetError
 
     try:
-        vc.snapshot()
+        ask()
     except ResetError as exc:
         pytest.fail(f"pytest-vcluster: {exc}", pytrace=False)
 
