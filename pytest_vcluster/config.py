@@ -19,6 +19,7 @@ from .versions import parse_k8s_versions
 KEEP = ("never", "on-failure", "always")
 ARTIFACTS_WHEN = ("failed", "always")
 MISSING_VERSION = ("error", "skip")
+ACCESS = ("auto", "port-forward")
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,13 @@ OPTIONS = (
     ),
     Option(
         "vcluster-artifacts-when", "write artifacts for: failed|always (default failed)", "failed"
+    ),
+    Option(
+        "vcluster-access",
+        "how this process reaches a kind or kubeconfig host's vclusters: auto (a node port of "
+        "a kind node this machine routes to, else a port-forward) | port-forward "
+        "(default auto)",
+        "auto",
     ),
     Option(
         "vcluster-reuse-host",
@@ -271,6 +279,7 @@ def settings_from(config: pytest.Config) -> Settings:
         artifacts_when=_parse(
             config, "vcluster-artifacts-when", _choice(ARTIFACTS_WHEN), " | ".join(ARTIFACTS_WHEN)
         ),
+        access=_parse(config, "vcluster-access", _choice(ACCESS), " | ".join(ACCESS)),
     )
     _check_host(config, settings)
     _check_values_apply(config, settings)

@@ -98,6 +98,7 @@ class Manager:
             timeout=self.settings.timeout,
             progress=self.progress,
             detachable=self.settings.keep != "never",
+            node_port=self.settings.access == "auto",
         )
         vc = VCluster.from_spec(self.host, spec, options, cache_dir=self.settings.cache_dir)
         vc.create()

@@ -32,3 +32,6 @@ class Settings:
     # runs the newest); empty when one version was given.
     k8s_matrix: tuple[K8sVersion, ...] = ()
     missing_version: str = "error"  # or "skip": a matrix cell whose version is not obtainable
+    # "auto": a kind vcluster's API at a node port where this machine routes to the node, else
+    # a port-forward; "port-forward": always the port-forward
+    access: str = "auto"

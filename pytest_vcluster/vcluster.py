@@ -41,13 +41,15 @@ class VCluster:
         values: Mapping[str, Any] | None = None,
         images: Mapping[str, str] | None = None,
         cache_dir: Path | None = None,
+        port_forward: bool = False,
     ) -> None:
         """``host`` is what a host's ``info()`` returns (``LocalHost(...).info()``). ``name``,
         ``k8s_version``, ``values`` and ``sync`` are checked as the marker's are (a
         ``SpecError`` names what is wrong, or what this host cannot honour: chart ``values``
         and ``images`` (``{"controlPlane": ref, "syncer": ref}``) need a host that runs the
         Helm chart). ``cache_dir`` is where ``kubectl()``/``helm()`` find (or fetch) their
-        binaries."""
+        binaries. ``port_forward``: reach a chart host's vcluster through a port-forward even
+        where a node port of the host would do (kind on Linux)."""
         spec = build_spec(
             {"name": name, "k8s_version": k8s_version, "values": values, "sync": list(sync)},
             "VCluster",
@@ -59,6 +61,7 @@ class VCluster:
             detachable=detachable,
             binaries=dict(binaries or {}),
             images=dict(images or {}),
+            node_port=not port_forward,
         )
         self._setup(host, spec, options, cache_dir)
 

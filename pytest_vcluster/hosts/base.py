@@ -67,6 +67,9 @@ class RuntimeOptions:
     detachable: bool = False  # may outlive this process (keep policies)
     binaries: Mapping[str, Path] = field(default_factory=dict)  # tool paths over the host's
     images: Mapping[str, str] = field(default_factory=dict)  # chart hosts: {"syncer": ref, ...}
+    # chart hosts: the API server at a node port where this machine routes to a host node
+    # (kind on Linux); False: always through a port-forward (--vcluster-access=port-forward)
+    node_port: bool = True
 
 
 class Runtime(Protocol):

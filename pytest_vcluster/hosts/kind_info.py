@@ -107,13 +107,27 @@ class KindHostInfo:
             _loaded.update((self.cluster, i) for i in todo)
             return time.monotonic() - t0
 
-    def _nodes(self) -> list[str]:
+    def _nodes(self, role: str = "") -> list[str]:
         from ..docker import find_cli
 
-        out = find_cli().run(
-            ["ps", "--filter", f"label=io.x-k8s.kind.cluster={self.cluster}", "-q"], check=False
-        )
+        argv = ["ps", "--filter", f"label=io.x-k8s.kind.cluster={self.cluster}", "-q"]
+        if role:
+            argv[3:3] = ["--filter", f"label=io.x-k8s.kind.role={role}"]
+        out = find_cli().run(argv, check=False)
         return [n.decode() for n in out.stdout.split()]
+
+    def node_address(self) -> str:
+        """The control-plane node container's address on its Docker network (routable from
+        this machine where Docker runs here, on Linux; whether it is, the caller tries)."""
+        from ..docker import find_cli
+
+        nodes = self._nodes("control-plane")
+        if not nodes:
+            return ""
+        fmt = "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}"
+        out = find_cli().run(["inspect", "-f", fmt, nodes[0]], check=False)
+        addresses = out.stdout.decode().split() if out.returncode == 0 else []
+        return addresses[0] if addresses else ""
 
     def _images_in_nodes(self) -> set[str]:
         """Images every node of the kind cluster has already (a reused cluster, a preloaded

@@ -289,6 +289,9 @@ class KubeconfigHostInfo:
     def container_rss(self, namespace: str, pod: str) -> dict[str, int]:
         return {}  # no access to its nodes
 
+    def node_address(self) -> str:
+        return ""  # a shared cluster's nodes: not exposed, and rarely routable from a CI runner
+
 
 class KubeconfigHostType:
     name = "kubeconfig"

@@ -1,4 +1,5 @@
-"""vclusters on the kind host, reached: a pod to its API server, Service DNS, the port-forward."""
+"""vclusters on the kind host, reached: a pod to its API server, Service DNS, the node port and
+the port-forward."""
 
 from __future__ import annotations
 
@@ -205,7 +206,8 @@ def test_port_forward_carries_each_connection_alone(
     import subprocess
 
     kind_host.load_images([app_image])
-    with VCluster(kind_host.info(), "e2e-pf", images=vcluster_images, timeout=180) as vc:
+    info = kind_host.info()
+    with VCluster(info, "e2e-pf", images=vcluster_images, timeout=180, port_forward=True) as vc:
         vc.apply(
             {
                 "apiVersion": "v1",
@@ -244,3 +246,45 @@ def test_port_forward_carries_each_connection_alone(
         stats = vc._impl.port_forward_stats  # type: ignore[union-attr]
         assert stats["failures"] == 0, stats
         assert stats["connections"] >= 20, stats
+
+
+def test_api_reached_at_the_node_port(
+    kind_host: KindHost, vcluster_images: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """This machine routes to the kind node: the kubeconfig names the node's address and the
+    release's node port (the certificate names that address; helm kept the port it adopted),
+    and kubectl works with it as it is. Where the node is not reachable, a port-forward on
+    127.0.0.1 instead."""
+    import subprocess
+
+    import yaml
+
+    info = kind_host.info()
+    address = info.node_address()
+    assert address
+    assert address != "127.0.0.1"
+    with VCluster(info, "e2e-np", images=vcluster_images, timeout=180) as vc:
+        cluster = yaml.safe_load(vc.kubeconfig_path.read_text())["clusters"][0]["cluster"]
+        svc = kind_host.kubectl_json("get", "service", "e2e-np", "-n", vc.host_namespace)
+        assert svc["spec"]["type"] == "NodePort"
+        assert cluster["server"] == f"https://{address}:{svc['spec']['ports'][0]['nodePort']}"
+        out = subprocess.run(
+            [str(vc.tool("kubectl")), f"--kubeconfig={vc.kubeconfig_path}", "get", "ns",
+             "default", "-o", "name"],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout  # fmt: skip
+        assert out.strip() == "namespace/default"
+        assert vc._impl.port_forward_stats == {}  # type: ignore[union-attr]
+
+    # Not reachable (Docker Desktop's VM, a remote daemon): the port-forward, and a line why.
+    lines: list[str] = []
+    monkeypatch.setattr(
+        "pytest_vcluster.hosts.incluster.runtime.reachable", lambda address, port: False
+    )
+    with VCluster(
+        info, "e2e-np2", images=vcluster_images, timeout=180, progress=lines.append
+    ) as vc:
+        cluster = yaml.safe_load(vc.kubeconfig_path.read_text())["clusters"][0]["cluster"]
+        assert cluster["server"].startswith("https://127.0.0.1:")
+        vc.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}})
+        assert any("not reachable from here: through a port-forward" in ln for ln in lines)

@@ -43,7 +43,7 @@ def test_release_runs_until_the_port_forward_and_leaves_nothing(
     seen: dict[str, str] = {}
     api = HostApi(info.kubeconfig)
     try:
-        original = impl.forwards.start
+        original = impl.access.start
 
         def start(deadline: float) -> None:  # what the release looks like at this stage
             ns = api.core.read_namespace("vcluster-rel")
@@ -51,7 +51,7 @@ def test_release_runs_until_the_port_forward_and_leaves_nothing(
             seen["secret"] = api.secret_value("vcluster-rel", "vc-rel", "config").decode()[:20]
             original(deadline)
 
-        impl.forwards.start = start  # type: ignore[method-assign]
+        impl.access.start = start  # type: ignore[method-assign]
         # A node without a kubelet is named after a short grace (InClusterError), not after
         # the whole timeout (that would be a ReadinessTimeoutError).
         with pytest.raises(InClusterError, match="error dialing backend") as failed:

@@ -302,3 +302,25 @@ def test_kubelet_api_with_the_charts_own_pki(helm: Path, tmp_path: Path) -> None
 def test_kubelet_port_value(helm: Path, pki_args: list[str], tmp_path: Path) -> None:
     args = _syncer_args(docs(helm, pki_args, tmp_path, syncer={"kubeletPort": 11250}))
     assert "--kubelet-address=127.0.0.1:11250" in args
+
+
+def test_service_node_port(helm: Path, pki_args: list[str], tmp_path: Path) -> None:
+    """The node port the plugin's pre-made Service was given is pinned in the release (helm
+    adopts the Service as it is); a ClusterIP Service names none even if one is set."""
+    objs = docs(helm, pki_args, tmp_path, service={"type": "NodePort", "nodePort": 31443})
+    assert objs["Service/vc1"]["spec"]["type"] == "NodePort"
+    assert objs["Service/vc1"]["spec"]["ports"][0]["nodePort"] == 31443
+    objs = docs(helm, pki_args, tmp_path, service={"nodePort": 31443})
+    assert objs["Service/vc1"]["spec"]["type"] == "ClusterIP"
+    assert "nodePort" not in objs["Service/vc1"]["spec"]["ports"][0]
+
+
+def test_api_service_body_kind() -> None:
+    from pytest_vcluster.hosts.incluster.chart import api_service_body
+
+    def kind(values: dict[str, Any], node_port: bool = False) -> str:
+        return str(api_service_body("vc1", "vcluster-vc1", values, node_port)["spec"]["type"])
+
+    assert kind({}) == "ClusterIP"
+    assert kind({}, node_port=True) == "NodePort"
+    assert kind({"service": {"type": "LoadBalancer"}}) == "LoadBalancer"  # the user's, adopted

@@ -139,5 +139,6 @@ def test_values_reach_the_host_over_the_options_values(tmp_path: Path) -> None:
     assert spec.values == {"syncer": {"workers": 4}, "labels": {"team": "a"}}
     assert options.labels["pytest-vcluster.io/run-id"] == "run1"
     assert not options.detachable  # keep=never
+    assert options.node_port  # --vcluster-access=auto
     m.create()  # a default spec gets a generated name
     assert host.specs[1][0].name.startswith("vc")

@@ -270,7 +270,8 @@ def test_marker_is_registered_with_its_signature(pytester: pytest.Pytester) -> N
 SHOW_ALL = """
 def test_show(vcluster_settings):
     s = vcluster_settings
-    print("ALL", s.kind_cluster, s.kind_image, s.kind_workers, s.reuse_host, s.values, s.prewarm)
+    print("ALL", s.kind_cluster, s.kind_image, s.kind_workers, s.reuse_host, s.values, s.prewarm,
+          s.access)
 """
 
 
@@ -288,6 +289,7 @@ def test_kind_values_and_reuse_options_via_cli_and_ini(
         "vcluster-reuse-host": "true",
         "vcluster-values": str(values),
         "vcluster-prewarm": "0",
+        "vcluster-access": "port-forward",
     }
     if where == "ini":
         lines = "".join(f"{k.replace('-', '_')} = {v}\n" for k, v in opts.items())
@@ -300,7 +302,7 @@ def test_kind_values_and_reuse_options_via_cli_and_ini(
     result.assert_outcomes(passed=1)
     line = next(ln for ln in result.outlines if "ALL " in ln)
     assert line[line.index("ALL ") :] == (
-        "ALL ci-host example/node:v1 2 True {'coredns': {'replicas': 2}} 0"
+        "ALL ci-host example/node:v1 2 True {'coredns': {'replicas': 2}} 0 port-forward"
     )
 
 
@@ -328,6 +330,10 @@ def test_kind_values_and_reuse_options_via_cli_and_ini(
         (
             "--vcluster-host=docker",
             "*--vcluster-host: invalid value 'docker'*local | kind | kubeconfig*",
+        ),
+        (
+            "--vcluster-access=nodeport",
+            "*--vcluster-access: invalid value 'nodeport'*auto | port-forward*",
         ),
     ],
 )

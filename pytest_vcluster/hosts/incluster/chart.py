@@ -138,11 +138,18 @@ def api_server_sans(release: str, namespace: str) -> tuple[str, ...]:
 
 
 def write_pki(
-    d: Path, name: str, release: str, namespace: str, cidr: str, service_ip: str = ""
+    d: Path,
+    name: str,
+    release: str,
+    namespace: str,
+    cidr: str,
+    service_ip: str = "",
+    node_address: str = "",
 ) -> None:
     """The vcluster's CA and certificates into ``d`` (ECDSA: microseconds each).
     ``service_ip``: the release's host Service's ClusterIP, which the vcluster's pods dial as
-    their ``kubernetes`` Service (the syncer gives that Service this IP)."""
+    their ``kubernetes`` Service (the syncer gives that Service this IP). ``node_address``: the
+    host node this process reaches the API server on (at a node port), when it does."""
     from ... import pki
 
     d.mkdir(parents=True)
@@ -151,7 +158,7 @@ def write_pki(
     ca.issue(
         "kube-apiserver",
         dns=api_server_sans(release, namespace),
-        ips=pki.service_ip_sans(cidr) + ((service_ip,) if service_ip else ()),
+        ips=pki.service_ip_sans(cidr) + tuple(ip for ip in (service_ip, node_address) if ip),
         server=True,
     ).write(d, "apiserver")
     ca.issue(ADMIN_USER, orgs=("system:masters",), client=True).write(d, "admin")
@@ -161,10 +168,15 @@ def write_pki(
     (d / "sa.pub").write_bytes(sa_pub)
 
 
-def api_service_body(release: str, namespace: str, values: Mapping[str, Any]) -> dict[str, Any]:
+def api_service_body(
+    release: str, namespace: str, values: Mapping[str, Any], node_port: bool = False
+) -> dict[str, Any]:
     """The chart's API Service, made before ``helm install`` so its ClusterIP can go into the
-    certificate; the ownership marks let helm adopt it (and ``helm uninstall`` delete it)."""
-    port = int((values.get("service") or {}).get("port") or 443)
+    certificate (and, as a NodePort, its node port into the kubeconfig); the ownership marks let
+    helm adopt it (and ``helm uninstall`` delete it)."""
+    service = values.get("service") or {}
+    port = int(service.get("port") or 443)
+    kind = "NodePort" if node_port else str(service.get("type") or "ClusterIP")
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -178,7 +190,7 @@ def api_service_body(release: str, namespace: str, values: Mapping[str, Any]) ->
             },
         },
         "spec": {
-            "type": "ClusterIP",
+            "type": kind,
             "selector": {
                 "app.kubernetes.io/name": "vcluster",
                 "app.kubernetes.io/instance": release,

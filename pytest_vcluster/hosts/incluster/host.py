@@ -31,6 +31,10 @@ class ClusterHost(Protocol):
 
     def tools(self) -> Tools: ...
 
+    def node_address(self) -> str:
+        """An address of a host node this machine routes to (its vclusters' API servers are
+        reached at a node port there), "" when there is none (a port-forward then)."""
+
     def images(self, k8s_version: str, progress: Progress) -> dict[str, str]:
         """The control-plane and syncer image refs (chart keys) its vclusters run."""
 

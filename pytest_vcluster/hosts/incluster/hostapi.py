@@ -141,8 +141,8 @@ class HostApi:
         except (ApiException, KeyError) as exc:
             raise InClusterError(f"reading Secret {ns}/{name} ({key}): {_short(exc)}") from None
 
-    def create_service(self, body: dict[str, Any]) -> str:
-        """Create a Service; its ClusterIP."""
+    def create_service(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a Service; the Service as created (its ClusterIP, node ports)."""
         from kubernetes.client.exceptions import ApiException
 
         ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
@@ -150,7 +150,7 @@ class HostApi:
             svc = self._json(self.core.create_namespaced_service, ns, body)
         except ApiException as exc:
             raise InClusterError(f"creating Service {ns}/{name}: {_message(exc)}") from None
-        return str(svc["spec"].get("clusterIP") or "")
+        return dict(svc)
 
     def service_ip(self, ns: str, name: str) -> str:
         """The ClusterIP of a host Service, "" while it does not exist."""

@@ -1,13 +1,14 @@
 """An in-cluster vcluster's lifecycle: a Helm release of ``chart/`` in its own host namespace.
 
 Start: images (the host loads them where it must: kind) → host namespace (labelled with the
-run, an expiry and the chart's pod security level) → the host's service range → certificates
-→ ``helm install`` → staged readiness (``readiness.py``) through the port-forward
-(``forward.py``). Delete: ``helm uninstall`` (the syncer's host objects are owned by the
-release's Service, so the garbage collector removes them), then the namespace is marked for
-deletion and its pods are removed at once (synced pods may ignore SIGTERM for their whole
-grace period); the namespace object itself goes after the namespace controller's fixed 5 s,
-which ``wait_deleted()`` waits for.
+run, an expiry and the chart's pod security level) → the host's service range → the API
+Service (a NodePort where this machine routes to the host's node: ``nodeport.py``) →
+certificates → ``helm install`` → staged readiness (``readiness.py``) at that node port, else
+through the port-forward (``forward.py``). Delete: ``helm uninstall`` (the syncer's host
+objects are owned by the release's Service, so the garbage collector removes them), then the
+namespace is marked for deletion and its pods are removed at once (synced pods may ignore
+SIGTERM for their whole grace period); the namespace object itself goes after the namespace
+controller's fixed 5 s, which ``wait_deleted()`` waits for.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ...naming import host_namespace_body, host_namespace_for, validate_name
 from ...procs import ProcessGroup, proc_starttime
 from ...rest import Credentials, RestClient
 from ...spec import VClusterSpec, check_supported
+from ...values import deep_merge
 from ...wait import NotYet, poll
 from ..base import Progress, RuntimeOptions, quiet, start_or_remove
 from ..pods import events_table, pods_table, rest_tables
@@ -37,6 +39,7 @@ from . import chart
 from .forward import Forwards
 from .host import ClusterHost
 from .hostapi import HostApi
+from .nodeport import NodePorts, reachable
 from .podwatch import PodWatch
 from .readiness import Readiness, Stages, _retry
 
@@ -59,6 +62,7 @@ class InClusterVCluster:
         k8s_version: str | None = None,
         chart_path: Path = chart.CHART_DIR,
         detachable: bool = False,
+        node_port: bool = True,
         progress: Progress = quiet,
         timeout: float = 120.0,
     ) -> None:
@@ -78,7 +82,10 @@ class InClusterVCluster:
         self.timeout = timeout
         self.workdir = host.workdir / "vclusters" / name
         self.procs = ProcessGroup(die_with_parent=not detachable)
-        self.forwards = Forwards(host.kubeconfig, self.host_namespace, self.pod_name)
+        self.node_port = node_port  # may reach the API at a NodePort of the host's node
+        self.access: Forwards | NodePorts = Forwards(
+            host.kubeconfig, self.host_namespace, self.pod_name
+        )
         self.stages = Stages(name, progress)
         self.ready_seconds = 0.0
         self.teardown_seconds = 0.0
@@ -112,22 +119,19 @@ class InClusterVCluster:
 
     @property
     def local_port(self) -> int:
-        return self.forwards.api_port
-
-    @property
-    def health_port(self) -> int:
-        return self.forwards.health_port
+        """The port of ``server`` (the port-forward's, or the node port)."""
+        return self.access.api_port
 
     @property
     def server(self) -> str:
-        return self.forwards.server
+        return self.access.server
 
     @property
     def port_forward_stats(self) -> dict[str, Any]:
-        return self.forwards.stats
+        return self.access.stats
 
     def rest(self) -> RestClient:
-        """cluster-admin on the vcluster's API server, through the port-forward."""
+        """cluster-admin on the vcluster's API server, as this process reaches it."""
         d = self.workdir / "pki"
         creds = Credentials(self.server, d / "ca.crt", d / "admin.crt", d / "admin.key")
         return RestClient(creds, timeout=2.0)
@@ -165,14 +169,30 @@ class InClusterVCluster:
         api.create_namespace(host_namespace_body(self.name, self.labels, level), self.name)
         self._namespace_created = True
         cidr = self._fact("cidr", lambda: api.service_cidr(self.host_namespace))
-        service_ip = api.create_service(
-            chart.api_service_body(self.release, self.host_namespace, self.values)
+        address = self._node_address()
+        service = api.create_service(
+            chart.api_service_body(self.release, self.host_namespace, self.values, bool(address))
         )
+        ports = service["spec"].get("ports") or [{}]
+        node_port = int(ports[0].get("nodePort") or 0)
+        if address and reachable(address, node_port):
+            self.access = NodePorts(address, node_port)
+        elif address:
+            self.progress(
+                f"pytest-vcluster: vcluster {self.name}: node port {address}:{node_port} not "
+                "reachable from here: through a port-forward"
+            )
+            address = ""
         chart.write_pki(
-            self.workdir / "pki", self.name, self.release, self.host_namespace, cidr, service_ip
-        )
+            self.workdir / "pki", self.name, self.release, self.host_namespace, cidr,
+            str(service["spec"].get("clusterIP") or ""), address,
+        )  # fmt: skip
         dns_image = self._fact("coredns", api.coredns_image)
         values = chart.chart_values(images, cidr, dns_image, self.syncer_args, self.values)
+        if node_port:  # helm adopts the Service as made (and keeps the port it was given)
+            values = deep_merge(
+                values, {"service": {"type": service["spec"]["type"], "nodePort": node_port}}
+            )
         self.stages.passed("images and certificates")
         self._install(values)
         self.stages.passed("helm install")
@@ -184,9 +204,9 @@ class InClusterVCluster:
             api.secret_value(self.host_namespace, f"vc-{self.release}", "config")
         )
         ready.running()
-        self.forwards.start(deadline)
+        self.access.start(deadline)
         self._write_kubeconfig(admin)
-        self.stages.passed("port-forward")
+        self.stages.passed("port-forward" if isinstance(self.access, Forwards) else "node port")
         rest = self.rest()
         ready.endpoints(rest)
         ready.default_service_account(rest)
@@ -211,8 +231,16 @@ class InClusterVCluster:
             )
         self._installed = True
 
+    def _node_address(self) -> str:
+        """The host node to reach the API server at, "" for a port-forward: the host's, unless
+        the user chose the port-forward or a Service type of their own."""
+        kind = (self.values.get("service") or {}).get("type")
+        if not self.node_port or kind not in (None, "NodePort"):
+            return ""
+        return self.host.node_address()
+
     def _write_kubeconfig(self, admin: dict[str, Any]) -> None:
-        """The chart's admin kubeconfig (Secret ``vc-<release>``) pointed at the port-forward."""
+        """The chart's admin kubeconfig (Secret ``vc-<release>``) pointed at ``server``."""
         cfg = copy.deepcopy(admin)
         for cluster in cfg.get("clusters") or []:
             cluster["cluster"]["server"] = self.server
@@ -230,7 +258,7 @@ class InClusterVCluster:
         returns before the namespace object is gone; ``wait_deleted()`` waits for that (the
         plugin waits for all of a session's namespaces at its end, in parallel)."""
         t0 = self._delete_t0 = time.monotonic()
-        self.forwards.stop()
+        self.access.stop()
         self._stop_watch()
         self.procs.stop(timeout=2)
         if self._installed:
@@ -312,7 +340,7 @@ class InClusterVCluster:
 
     def detach(self) -> KeptRecord:
         """Keep running after this process ends (the port-forward too); a record for ``reap``."""
-        self.forwards.detach(
+        self.access.detach(
             self.tools.path("kubectl"), self.procs, self.workdir / "port-forward.log"
         )
         self._stop_watch()
@@ -344,8 +372,9 @@ class InClusterVCluster:
                 out[f"{container} log" + (" (tail)" if log_lines else "")] = text
         except _retry() as exc:
             out["host"] = f"(could not read: {type(exc).__name__}: {exc})"[:1000]
-        if self.forwards.active:
-            out["port-forward"] = json.dumps(self.port_forward_stats)
+        if self.access.active:
+            if self.access.stats:
+                out["port-forward"] = json.dumps(self.access.stats)
             out.update(rest_tables(self.rest(), "virtual"))
         return out
 
@@ -374,4 +403,5 @@ def new_release(
         progress=options.progress,
         timeout=options.timeout,
         detachable=options.detachable,
+        node_port=options.node_port,
     )
