@@ -6,7 +6,9 @@ calls straight to its host pod on the kind cluster, in the same run (alternating
 Measures, through the vcluster (its API server → the syncer's kubelet API → the host API
 server → the kubelet) and directly (the host API server → the kubelet):
 - exec round trip (the ``kubernetes`` client's ``stream()`` of ``true``, WebSocket v5) and
-  ``kubectl exec`` (one process each);
+  ``kubectl exec`` (one process each); the vcluster reached as the plugin reaches it on kind
+  (a node port of the kind node) and, a third side, through the plugin's port-forward (where
+  the node is not routable: Docker Desktop, a remote daemon);
 - log first byte (``read_namespaced_pod_log`` until its first chunk);
 - port-forward: connection setup (connect + a small HTTP GET through one running
   ``kubectl port-forward``), and throughput (``--mib`` MiB from the pod's httpd);
@@ -34,12 +36,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
 from kindsetup import KindSetup, log
 from kubernetes import client
 from kubernetes.config import new_client_from_config
 from kubernetes.stream import stream
 
 from pytest_vcluster.binaries import default_cache_dir
+from pytest_vcluster.hosts.incluster.forward import Forwards
 from pytest_vcluster.hosts.kind import KindHost
 from pytest_vcluster.vcluster import VCluster
 from pytest_vcluster.versions import parse_k8s_version
@@ -233,15 +237,33 @@ def main() -> int:
                 kubectl,
             ),
         ]
-        for s in sides:  # warm both paths (TLS sessions, the kubelet's CRI connection)
+        result["vcluster_server"] = vc_server = yaml.safe_load(vc.kubeconfig_path.read_text())[
+            "clusters"
+        ][0]["cluster"]["server"]
+        # The same vcluster through the plugin's port-forward (the cert names 127.0.0.1).
+        tunnel = Forwards(str(host.kubeconfig_path), vc.host_namespace, f"{NAME}-0")
+        tunnel.start(time.monotonic() + 60)
+        pf_config = yaml.safe_load(vc.kubeconfig_path.read_text())
+        pf_config["clusters"][0]["cluster"]["server"] = tunnel.server
+        pf_path = vc.kubeconfig_path.with_name("kubeconfig-port-forward")
+        pf_path.write_text(yaml.safe_dump(pf_config))
+        if tunnel.server == vc_server:
+            raise RuntimeError("the vcluster side goes through a port-forward already")
+        pf_side = Side(
+            "vcluster_port_forward", new_client_from_config(str(pf_path)), pf_path, "default",
+            "target", kubectl,
+        )  # fmt: skip
+        three = [*sides, pf_side]
+        for s in three:  # warm every path (TLS sessions, the kubelet's CRI connection)
             for _ in range(3):
                 s.exec_true()
         runs: dict[str, Any] = {}
         log("exec round trips")
-        runs["exec_stream"] = alternate(sides, Side.exec_true, args.execs)
-        runs["exec_kubectl"] = alternate(sides, Side.kubectl_exec, max(10, args.execs // 4))
+        runs["exec_stream"] = alternate(three, Side.exec_true, args.execs)
+        runs["exec_kubectl"] = alternate(three, Side.kubectl_exec, max(10, args.execs // 4))
         log("log first byte")
-        runs["log_first_byte"] = alternate(sides, Side.log_first_byte, args.execs)
+        runs["log_first_byte"] = alternate(three, Side.log_first_byte, args.execs)
+        tunnel.stop()
         forwards = {s.name: s.port_forward() for s in sides}
         try:
             for _, port in forwards.values():
@@ -262,6 +284,10 @@ def main() -> int:
             result[key]["overhead_p50_ms"] = round(
                 result[key]["vcluster"]["p50"] - result[key]["direct"]["p50"], 1
             )
+            if "vcluster_port_forward" in values:
+                result[key]["port_forward_overhead_p50_ms"] = round(
+                    result[key]["vcluster_port_forward"]["p50"] - result[key]["direct"]["p50"], 1
+                )
         result["portforward_mib_s"] = {
             side: {"median": round(statistics.median(v), 1), "runs": [round(x, 1) for x in v]}
             for side, v in mibs.items()

@@ -3,6 +3,7 @@ the port-forward."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -288,3 +289,37 @@ def test_api_reached_at_the_node_port(
         assert cluster["server"].startswith("https://127.0.0.1:")
         vc.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}})
         assert any("not reachable from here: through a port-forward" in ln for ln in lines)
+
+
+def test_kept_vcluster_answers_without_this_process(
+    kind_host: KindHost, vcluster_images: dict[str, str], cache_dir: Path
+) -> None:
+    """Kept at its node port, a vcluster needs no helper process after the run: its record
+    names none, and a new process (kubectl) reads it with the kubeconfig as written."""
+    import subprocess
+    import time
+
+    from pytest_vcluster.reaper import delete_host_namespace
+
+    vc = VCluster(kind_host.info(), "e2e-keep", images=vcluster_images, timeout=180,
+                  detachable=True)  # fmt: skip
+    vc.create()
+    try:
+        record = vc.detach()
+        assert record.pids == {}
+        out = subprocess.run(
+            [str(vc.tool("kubectl")), f"--kubeconfig={record.kubeconfig}", "get", "ns",
+             "default", "-o", "name"],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout  # fmt: skip
+        assert out.strip() == "namespace/default"
+    finally:
+        delete_host_namespace(cache_dir, kind_host.kubeconfig_path, vc.host_namespace)
+        end = time.monotonic() + 90
+        while time.monotonic() < end:
+            proc = kind_host.kubectl_run("get", "ns", vc.host_namespace, check=False)
+            if proc.returncode != 0:
+                break
+            time.sleep(1)
+        else:
+            raise AssertionError(f"{vc.host_namespace} still there")
