@@ -33,6 +33,7 @@ from pytest_vcluster.hosts import etcd
 from pytest_vcluster.hosts.local import LocalHost
 from pytest_vcluster.vcluster import VCluster
 from pytest_vcluster.versions import parse_k8s_version
+from syncer.etcd import Etcd
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -95,6 +96,7 @@ def counters(host: LocalHost, me: int) -> dict[str, Any]:
     host_pids = set(host.pids())
     ours = [p for p in kids if p not in host_pids]  # the vclusters' processes
     keys = etcd.get_prefix(host.info().etcd_url, "/vcluster/")
+    db_size, db_used = Etcd(host.info().etcd_url).status()
     rss = host.rss()
     return {
         "vcluster_namespaces": len(active),
@@ -103,6 +105,8 @@ def counters(host: LocalHost, me: int) -> dict[str, Any]:
         "listening_ports": listening_ports([me, *ours]),
         "work_dirs": len(list((Path(host.workdir) / "vclusters").glob("*/"))),
         "etcd_keys_vcluster": len(keys),
+        "etcd_db_mib": round(db_size / 2**20, 1),
+        "etcd_db_in_use_mib": round(db_used / 2**20, 1),
         "fds": len(os.listdir("/proc/self/fd")),
         "threads": len(os.listdir("/proc/self/task")),
         "rss_mib_pytest_like": round(rss_mib(me), 1),

@@ -76,6 +76,16 @@ class Etcd:
             written |= dict.fromkeys((k for k, _ in chunk), revision)
         return written
 
+    def status(self) -> tuple[int, int]:
+        """(bytes of the database file, bytes of it in use): the rest are free pages, which
+        only a defragmentation gives back."""
+        reply = self.post("/v3/maintenance/status", {})
+        return int(reply.get("dbSize") or 0), int(reply.get("dbSizeInUse") or 0)
+
+    def defragment(self) -> None:
+        """Rewrite the database without its free pages (etcd answers nothing meanwhile)."""
+        self.post("/v3/maintenance/defragment", {})
+
     def delete_prefix(self, prefix: str) -> int:
         """DeleteRange of every key starting with ``prefix``; how many there were."""
         key = prefix.encode()

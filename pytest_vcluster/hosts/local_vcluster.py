@@ -7,6 +7,7 @@ to a namespaced Role in the host namespace, exactly the rights it has in the Hel
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import sys
@@ -328,6 +329,9 @@ class LocalVCluster:
             etcd.delete_prefix(self.host.etcd_url, self.etcd_prefix + "/")
         except etcd.EtcdError as exc:
             problems.append(f"its objects (etcd prefix {self.etcd_prefix}): {exc}")
+        else:
+            with contextlib.suppress(etcd.EtcdError):  # space, not state: tried again next time
+                etcd.defragment_if_worth(self.host.etcd_url)
         try:
             self._delete_host_namespace()
         except (OSError, Transient, HostStartError) as exc:
