@@ -168,6 +168,7 @@ def main() -> int:
                         times.append(f.result())
                     except Exception as exc:  # counted, and the soak goes on
                         errors.append(f"{type(exc).__name__}: {str(exc)[:300]}")
+                        log(f"cycle failed: {errors[-1]}")
                 done += n
                 after = counters(host, me)
                 batch = {

@@ -249,6 +249,18 @@ def test_port_forward_carries_each_connection_alone(
         assert stats["connections"] >= 20, stats
 
 
+def _kubectl_sees_default(vc: VCluster, kubeconfig: Path) -> bool:
+    """A new kubectl process, given only ``kubeconfig``, reads the vcluster's namespace."""
+    import subprocess
+
+    out = subprocess.run(
+        [str(vc.tool("kubectl")), f"--kubeconfig={kubeconfig}", "get", "ns", "default", "-o",
+         "name"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    return out.strip() == "namespace/default"
+
+
 def test_api_reached_at_the_node_port(
     kind_host: KindHost, vcluster_images: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -256,7 +268,6 @@ def test_api_reached_at_the_node_port(
     release's node port (the certificate names that address; helm kept the port it adopted),
     and kubectl works with it as it is. Where the node is not reachable, a port-forward on
     127.0.0.1 instead."""
-    import subprocess
 
     import yaml
 
@@ -269,12 +280,7 @@ def test_api_reached_at_the_node_port(
         svc = kind_host.kubectl_json("get", "service", "e2e-np", "-n", vc.host_namespace)
         assert svc["spec"]["type"] == "NodePort"
         assert cluster["server"] == f"https://{address}:{svc['spec']['ports'][0]['nodePort']}"
-        out = subprocess.run(
-            [str(vc.tool("kubectl")), f"--kubeconfig={vc.kubeconfig_path}", "get", "ns",
-             "default", "-o", "name"],
-            capture_output=True, text=True, timeout=60, check=True,
-        ).stdout  # fmt: skip
-        assert out.strip() == "namespace/default"
+        assert _kubectl_sees_default(vc, vc.kubeconfig_path)
         assert vc._impl.port_forward_stats == {}  # type: ignore[union-attr]
 
     # Not reachable (Docker Desktop's VM, a remote daemon): the port-forward, and a line why.
@@ -296,7 +302,6 @@ def test_kept_vcluster_answers_without_this_process(
 ) -> None:
     """Kept at its node port, a vcluster needs no helper process after the run: its record
     names none, and a new process (kubectl) reads it with the kubeconfig as written."""
-    import subprocess
     import time
 
     from pytest_vcluster.reaper import delete_host_namespace
@@ -307,12 +312,7 @@ def test_kept_vcluster_answers_without_this_process(
     try:
         record = vc.detach()
         assert record.pids == {}
-        out = subprocess.run(
-            [str(vc.tool("kubectl")), f"--kubeconfig={record.kubeconfig}", "get", "ns",
-             "default", "-o", "name"],
-            capture_output=True, text=True, timeout=60, check=True,
-        ).stdout  # fmt: skip
-        assert out.strip() == "namespace/default"
+        assert _kubectl_sees_default(vc, Path(record.kubeconfig))
     finally:
         delete_host_namespace(cache_dir, kind_host.kubeconfig_path, vc.host_namespace)
         end = time.monotonic() + 90
