@@ -3,6 +3,7 @@ syncer images and the kind/kubectl binaries, built or found in the cache."""
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,13 @@ class KindSetup:
             resolver.resolve("kind").path,
             resolver.resolve("kubectl").path,
         )
+
+    @property
+    def busybox_image(self) -> str:
+        """The busybox the node image preloads (its tag is the binary's hash): pods run it
+        with ``imagePullPolicy: Never``, nothing is pulled."""
+        busybox = sorted((self.cache / "kind-node").glob("rootfs-*/bin/busybox"))[-1]
+        return "pytest-vcluster/busybox:" + hashlib.sha256(busybox.read_bytes()).hexdigest()[:12]
 
     def host(self, name: str) -> KindHost:
         return KindHost(

@@ -187,10 +187,7 @@ def main() -> int:
     host = kind.host(args.cluster)
     existed = host.exists()
     host.start()
-    busybox = sorted((cache / "kind-node").glob("rootfs-*/bin/busybox"))[-1]
-    import hashlib
-
-    app = "pytest-vcluster/busybox:" + hashlib.sha256(busybox.read_bytes()).hexdigest()[:12]
+    app = kind.busybox_image
     vc = VCluster(host.info(), NAME, images=images, timeout=240, progress=log)
     result: dict[str, Any] = {
         "benchmark": "kubelet_proxy",

@@ -13,7 +13,6 @@ cells passed/failed/skipped (from the suite's JUnit XML), and the suite's second
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -132,10 +131,7 @@ def main() -> int:
         result["local"] = local
     if "kind" in hosts:
         kind = KindSetup.prepare(newest, cache)
-        busybox = sorted((cache / "kind-node").glob("rootfs-*/bin/busybox"))[-1]
-        env["PYTEST_VCLUSTER_EXAMPLE_IMAGE"] = (
-            "pytest-vcluster/busybox:" + hashlib.sha256(busybox.read_bytes()).hexdigest()[:12]
-        )
+        env["PYTEST_VCLUSTER_EXAMPLE_IMAGE"] = kind.busybox_image
         name = "pytest-vcluster-bench-matrix"
         host = kind.host(name)
         host.start()

@@ -14,7 +14,6 @@ per side. Writes bench/results/pod_start.json. Uses the kind cluster ``pytest-vc
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -102,8 +101,7 @@ def main() -> int:
     host = kind.host(args.cluster)
     existed = host.exists()
     host.start()
-    busybox = sorted((cache / "kind-node").glob("rootfs-*/bin/busybox"))[-1]
-    image = "pytest-vcluster/busybox:" + hashlib.sha256(busybox.read_bytes()).hexdigest()[:12]
+    image = kind.busybox_image
     early_values = {"syncer": {"extraArgs": ["--early-tokens"]}}
     vcs = {
         "vcluster (tokens after binding)": VCluster(host.info(), "ps-bound", images=kind.images),

@@ -14,7 +14,6 @@ the client (request to answer, host copies gone). Then a new vcluster is created
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -190,8 +189,7 @@ def main() -> int:
         result["local"]["goal_met"] = result["local"]["reset_p50_s"] <= 0.5
     if "kind" in hosts:
         kind = KindSetup.prepare(k8s, cache)
-        busybox = sorted((cache / "kind-node").glob("rootfs-*/bin/busybox"))[-1]
-        image = "pytest-vcluster/busybox:" + hashlib.sha256(busybox.read_bytes()).hexdigest()[:12]
+        image = kind.busybox_image
         host = kind.host("pytest-vcluster-bench-reset")
         host.start()
         try:

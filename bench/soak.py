@@ -1,16 +1,19 @@
 """Benchmark: a leak soak. Many create → use → delete cycles of a vcluster, four at a time, on
-the local host, counting after every batch what could pile up.
+the local host or a kind host, counting after every batch what could pile up.
 
-    python bench/soak.py [--cycles 1000] [--batch 100] [--parallel 4]
+    python bench/soak.py [--host local|kind] [--cycles N] [--batch N] [--parallel 4]
 
-A cycle: a vcluster is created, gets a pod (until Running on the host's kwok node, status back
-in the vcluster), a Service and a ConfigMap, and is deleted. After each batch: host namespaces
-of the run, the processes and listening TCP ports of this process tree, work dirs under the
-runtime root, etcd keys under ``/vcluster/``, this process's open file descriptors and
-threads, RSS of the host's etcd and kube-apiserver and of this process, and the batch's cycle
-times. Goals (issue 16): every leak counter back to its start at the end, RSS growth ≤ 5 %
+A cycle: a vcluster is created, gets a pod (until Running: on the local host's kwok node, or a
+real container on kind), a Service and a ConfigMap, and is deleted. After each batch: host
+namespaces of the run, this process's open file descriptors, threads and RSS, the batch's cycle
+times, and per host — local: the processes and listening TCP ports of this process tree, work
+dirs, etcd keys under ``/vcluster/``, RSS of the host's etcd and kube-apiserver; kind
+(``soak_kind.py``): host pods, Helm releases, PVs, Docker containers, the working set of the
+node's etcd and kube-apiserver and the node container's memory.
+
+Goals (issue 16): every leak counter back to its start at the end, RSS growth ≤ 5 %
 after the first batch (warm-up), cycle p95 of every batch ≤ 1.2 times the first's. Writes
-bench/results/soak.json.
+bench/results/soak.json (kind: soak-kind.json).
 """
 
 from __future__ import annotations
@@ -88,133 +91,138 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-def counters(host: LocalHost, me: int) -> dict[str, Any]:
-    core = client.CoreV1Api(host.api_client())
-    namespaces = [n for n in core.list_namespace().items if n.metadata.name.startswith("vc")]
-    active = [n for n in namespaces if n.status.phase != "Terminating"]
-    kids = descendants(me)
-    host_pids = set(host.pids())
-    ours = [p for p in kids if p not in host_pids]  # the vclusters' processes
-    keys = etcd.get_prefix(host.info().etcd_url, "/vcluster/")
-    db_size, db_used = Etcd(host.info().etcd_url).status()
-    rss = host.rss()
+class LocalTarget:
+    """The local host: vclusters are processes of this one, pods run on kwok's node."""
+
+    name = "local"
+    # What the cycles made and must remove (compared with the start).
+    leak_keys = (
+        "vcluster_namespaces",
+        "vcluster_namespaces_terminating",
+        "vcluster_processes",
+        "listening_ports",
+        "work_dirs",
+        "etcd_keys_vcluster",
+    )
+    rss_keys = ("rss_mib_pytest_like", "rss_mib_etcd", "rss_mib_kube_apiserver")
+
+    def __init__(self, host: LocalHost) -> None:
+        self.host = host
+        self.info = host.info()
+
+    def counters(self) -> dict[str, Any]:
+        host, me = self.host, os.getpid()
+        core = client.CoreV1Api(host.api_client())
+        namespaces = [n for n in core.list_namespace().items if n.metadata.name.startswith("vc")]
+        active = [n for n in namespaces if n.status.phase != "Terminating"]
+        kids = descendants(me)
+        host_pids = set(host.pids())
+        ours = [p for p in kids if p not in host_pids]  # the vclusters' processes
+        keys = etcd.get_prefix(self.info.etcd_url, "/vcluster/")
+        db_size, db_used = Etcd(self.info.etcd_url).status()
+        rss = host.rss()
+        return {
+            "vcluster_namespaces": len(active),
+            "vcluster_namespaces_terminating": len(namespaces) - len(active),
+            "vcluster_processes": len(ours),
+            "listening_ports": listening_ports([me, *ours]),
+            "work_dirs": len(list((Path(host.workdir) / "vclusters").glob("*/"))),
+            "etcd_keys_vcluster": len(keys),
+            "etcd_db_mib": round(db_size / 2**20, 1),
+            "etcd_db_in_use_mib": round(db_used / 2**20, 1),
+            **runner_counters(),
+            "rss_mib_etcd": round(rss.get("etcd", 0) / 2**20, 1),
+            "rss_mib_kube_apiserver": round(rss.get("kube-apiserver", 0) / 2**20, 1),
+        }
+
+    def cycle(self, i: int) -> float:
+        t0 = time.monotonic()
+        with VCluster(self.info, f"soak-{i}", timeout=120) as vc:
+            use(vc, {"image": "busybox"})
+        return time.monotonic() - t0
+
+
+def runner_counters() -> dict[str, Any]:
+    """This process's open files, threads and RSS (it plays the pytest process)."""
     return {
-        "vcluster_namespaces": len(active),
-        "vcluster_namespaces_terminating": len(namespaces) - len(active),
-        "vcluster_processes": len(ours),
-        "listening_ports": listening_ports([me, *ours]),
-        "work_dirs": len(list((Path(host.workdir) / "vclusters").glob("*/"))),
-        "etcd_keys_vcluster": len(keys),
-        "etcd_db_mib": round(db_size / 2**20, 1),
-        "etcd_db_in_use_mib": round(db_used / 2**20, 1),
         "fds": len(os.listdir("/proc/self/fd")),
         "threads": len(os.listdir("/proc/self/task")),
-        "rss_mib_pytest_like": round(rss_mib(me), 1),
-        "rss_mib_etcd": round(rss.get("etcd", 0) / 2**20, 1),
-        "rss_mib_kube_apiserver": round(rss.get("kube-apiserver", 0) / 2**20, 1),
+        "rss_mib_pytest_like": round(rss_mib(os.getpid()), 1),
     }
 
 
-def cycle(info: Any, i: int) -> float:
-    t0 = time.monotonic()
-    with VCluster(info, f"soak-{i}", timeout=120) as vc:
-        core = client.CoreV1Api(vc.api_client)
-        core.create_namespaced_config_map(
-            "default", {"metadata": {"name": "c"}, "data": {"a": "1"}}
-        )
-        core.create_namespaced_service(
-            "default",
-            {
-                "metadata": {"name": "s"},
-                "spec": {"selector": {"app": "p"}, "ports": [{"port": 80}]},
-            },
-        )
-        core.create_namespaced_pod(
-            "default",
-            {"metadata": {"name": "p", "labels": {"app": "p"}},
-             "spec": {"containers": [{"name": "c", "image": "busybox"}]}},
-        )  # fmt: skip
-        vc.wait_for("Pod", "p", "Running", timeout=60)
-    return time.monotonic() - t0
+def use(vc: VCluster, container: dict[str, Any]) -> None:
+    """What a test does with its vcluster: a ConfigMap, a Service and a pod until Running."""
+    core = client.CoreV1Api(vc.api_client)
+    core.create_namespaced_config_map("default", {"metadata": {"name": "c"}, "data": {"a": "1"}})
+    core.create_namespaced_service(
+        "default",
+        {"metadata": {"name": "s"}, "spec": {"selector": {"app": "p"}, "ports": [{"port": 80}]}},
+    )
+    core.create_namespaced_pod(
+        "default",
+        {"metadata": {"name": "p", "labels": {"app": "p"}},
+         "spec": {"terminationGracePeriodSeconds": 0,
+                  "containers": [{"name": "c", **container}]}},
+    )  # fmt: skip
+    vc.wait_for("Pod", "p", "Running", timeout=120)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--cycles", type=int, default=1000)
-    ap.add_argument("--batch", type=int, default=100)
-    ap.add_argument("--parallel", type=int, default=4)
-    ap.add_argument("--out", type=Path, default=RESULTS / "soak.json")
-    args = ap.parse_args()
-    os.environ.setdefault("PYTEST_VCLUSTER_DOWNLOAD_URL", "off")
-    k8s = parse_k8s_version(None)
-    resolver = BinaryResolver(k8s, default_cache_dir(), download_base="off")
-    bins = {t: r.path for t, r in resolver.resolve_all(LOCAL_HOST_TOOLS).items()}
-    me = os.getpid()
+def run(target: Any, cycles: int, batch_size: int, parallel: int) -> dict[str, Any]:
     batches: list[dict[str, Any]] = []
     errors: list[str] = []
     t_start = time.monotonic()
-    with LocalHost(k8s, bins) as host:
-        start = counters(host, me)
-        log(f"start: {start}")
-        info = host.info()
-        done = 0
-        with ThreadPoolExecutor(args.parallel) as pool:
-            while done < args.cycles:
-                n = min(args.batch, args.cycles - done)
-                futures = [pool.submit(cycle, info, done + j) for j in range(n)]
-                times = []
-                for f in futures:
-                    try:
-                        times.append(f.result())
-                    except Exception as exc:  # counted, and the soak goes on
-                        errors.append(f"{type(exc).__name__}: {str(exc)[:300]}")
-                        log(f"cycle failed: {errors[-1]}")
-                done += n
-                after = counters(host, me)
-                batch = {
-                    "cycles_done": done,
-                    "cycle_p50_s": round(statistics.median(times), 3) if times else None,
-                    "cycle_p95_s": round(sorted(times)[int(0.95 * (len(times) - 1))], 3)
-                    if times
-                    else None,
-                    "errors_so_far": len(errors),
-                    **after,
-                }
-                batches.append(batch)
-                log(f"batch: {batch}")
-        # The namespace controller removes a deleted namespace after a fixed 5 s, more under
-        # load: give the last ones a minute before counting them.
-        deadline = time.monotonic() + 60
-        end = counters(host, me)
-        while end["vcluster_namespaces_terminating"] and time.monotonic() < deadline:
-            time.sleep(2)
-            end = counters(host, me)
+    start = target.counters()
+    log(f"start: {start}")
+    done = 0
+    with ThreadPoolExecutor(parallel) as pool:
+        while done < cycles:
+            n = min(batch_size, cycles - done)
+            futures = [pool.submit(target.cycle, done + j) for j in range(n)]
+            times = []
+            for f in futures:
+                try:
+                    times.append(f.result())
+                except Exception as exc:  # counted, and the soak goes on
+                    errors.append(f"{type(exc).__name__}: {str(exc)[:300]}")
+                    log(f"cycle failed: {errors[-1]}")
+            done += n
+            batch = {
+                "cycles_done": done,
+                "cycle_p50_s": round(statistics.median(times), 3) if times else None,
+                "cycle_p95_s": round(sorted(times)[int(0.95 * (len(times) - 1))], 3)
+                if times
+                else None,
+                "errors_so_far": len(errors),
+                **target.counters(),
+            }
+            batches.append(batch)
+            log(f"batch: {batch}")
+    # The namespace controller removes a deleted namespace after a fixed 5 s, more under
+    # load: give the last ones two minutes before counting them.
+    deadline = time.monotonic() + 120
+    end = target.counters()
+    while end["vcluster_namespaces_terminating"] and time.monotonic() < deadline:
+        time.sleep(2)
+        end = target.counters()
     warm = batches[0]
     # What the cycles made and must remove, against the start; what this process's own
     # machinery sets up once (client pools, threads), against the first batch (warm-up).
-    leaks = {
-        k: end[k] - start[k]
-        for k in (
-            "vcluster_namespaces",
-            "vcluster_namespaces_terminating",
-            "vcluster_processes",
-            "listening_ports",
-            "work_dirs",
-            "etcd_keys_vcluster",
-        )
-    } | {k: end[k] - warm[k] for k in ("fds", "threads")}
+    leaks = {k: end[k] - start[k] for k in target.leak_keys} | {
+        k: end[k] - warm[k] for k in ("fds", "threads")
+    }
     growth = {
         k: round((batches[-1][k] - warm[k]) / warm[k] * 100, 1) if warm[k] else None
-        for k in ("rss_mib_pytest_like", "rss_mib_etcd", "rss_mib_kube_apiserver")
+        for k in target.rss_keys
     }
     p95s = [b["cycle_p95_s"] for b in batches if b["cycle_p95_s"] is not None]
-    result = {
+    return {
         "benchmark": "soak",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "host": "local",
-        "cycles": args.cycles,
-        "parallel": args.parallel,
+        "host": target.name,
+        "cycles": cycles,
+        "parallel": parallel,
         "seconds": round(time.monotonic() - t_start, 1),
         "start": start,
         "end": end,
@@ -230,9 +238,35 @@ def main() -> int:
         },
         "batches": batches,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    log(f"wrote {args.out}: leaks {leaks}, growth {growth}, goals {result['goals']}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--host", choices=("local", "kind"), default="local")
+    ap.add_argument("--cycles", type=int, default=None, help="default: local 1000, kind 100")
+    ap.add_argument("--batch", type=int, default=None, help="default: local 100, kind 25")
+    ap.add_argument("--parallel", type=int, default=4)
+    ap.add_argument("--out", type=Path, default=None, help="default: results/soak[-kind].json")
+    args = ap.parse_args()
+    os.environ.setdefault("PYTEST_VCLUSTER_DOWNLOAD_URL", "off")
+    k8s = parse_k8s_version(None)
+    cycles = args.cycles or (1000 if args.host == "local" else 100)
+    batch = args.batch or (100 if args.host == "local" else 25)
+    out = args.out or RESULTS / ("soak.json" if args.host == "local" else "soak-kind.json")
+    if args.host == "local":
+        resolver = BinaryResolver(k8s, default_cache_dir(), download_base="off")
+        bins = {t: r.path for t, r in resolver.resolve_all(LOCAL_HOST_TOOLS).items()}
+        with LocalHost(k8s, bins) as host:
+            result = run(LocalTarget(host), cycles, batch, args.parallel)
+    else:
+        from soak_kind import KindTarget
+
+        with KindTarget.started(k8s) as target:
+            result = run(target, cycles, batch, args.parallel)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    log(f"wrote {out}: leaks {result['leaks']}, growth {result['rss_growth_pct_after_warmup']}, "
+        f"goals {result['goals']}")  # fmt: skip
     return 0
 
 
