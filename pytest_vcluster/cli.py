@@ -24,6 +24,15 @@ def _tools(value: str) -> list[str]:
     return names
 
 
+def _push_target(value: str) -> str:
+    from .images import push_target
+
+    try:
+        return push_target(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pytest-vcluster", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -76,6 +85,14 @@ def _parser() -> argparse.ArgumentParser:
     im.add_argument("--k8s-version", default=None)
     im.add_argument("--cache-dir", default=None)
     im.add_argument("--force", action="store_true", help="with build: build again")
+    im.add_argument(
+        "--push",
+        type=_push_target,
+        default=None,
+        metavar="REGISTRY/PREFIX",
+        help="with build: push both images to REGISTRY/PREFIX (docker login first where the "
+        "registry wants it) and print the variables that name them",
+    )
     h = sub.add_parser("local-host", help="run the embedded local host until Ctrl-C")
     h.add_argument("--k8s-version", default=None)
     h.add_argument("--cache-dir", default=None)
@@ -127,6 +144,18 @@ def cmd_images(args: argparse.Namespace) -> int:
     from .hosts.incluster.chart import CONTROL_PLANE_REPO, SYNCER_REPO
 
     k8s = str(parse_k8s_version(args.k8s_version))
+    if args.push and args.action != "build":
+        raise VClusterError("--push goes with `images build`")
+    if args.action == "build" and args.push:
+        # This checkout's images (names in the environment are someone else's: not pushed).
+        built = images.build(k8s, _cache(args), print, force=args.force)
+        from .docker import find_cli
+
+        pushed = images.push(built, args.push, find_cli(), print)
+        print("# the images in the registry, for runs on clusters that pull from it:")
+        for key, ref in pushed.items():
+            print(f"export {images.ENV[key]}={ref}")
+        return 0
     if args.action == "build":
         found = images.ensure(k8s, _cache(args), print, force=args.force)
         for key, ref in found.items():

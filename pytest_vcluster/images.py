@@ -7,12 +7,15 @@ own (a registry's, for a cluster that pulls). Otherwise ``images/control-plane/b
 the recipes; each tags its image with a hash of everything that goes into it, so an image of
 the current sources is found in Docker at once and a changed source (a syncer edit) builds a new
 one — never the stale "newest" image. ``pytest-vcluster images build`` does the same ahead of a
-run; the kind host calls :func:`ensure` when a vcluster needs them.
+run; the kind host calls :func:`ensure` when a vcluster needs them; ``--push REGISTRY/PREFIX``
+copies them to a registry a shared cluster pulls from (:func:`push`).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -117,4 +120,49 @@ def build(
             raise InClusterError(f"building the {what} failed: {exc}") from exc
         progress(f"pytest-vcluster: {what}: {tag} ({'built' if built else 'found in Docker'})")
         out[key] = _found[(key, k8s_version, str(cache_dir))] = tag
+    return out
+
+
+# A registry host (a dot or a port tells it from a Docker Hub user, as Docker reads a ref),
+# then lowercase path components: where ``images build --push`` copies the images.
+_PUSH_TARGET = re.compile(
+    r"^(localhost|[a-z0-9-]+(\.[a-z0-9-]+)+|[a-z0-9.-]+:[0-9]{1,5})(/[a-z0-9]+([._-][a-z0-9]+)*)*$"
+)
+
+
+def push_target(value: str) -> str:
+    """``REGISTRY[:PORT][/PREFIX]`` checked, or ValueError saying what is accepted."""
+    target = value.rstrip("/")
+    if not _PUSH_TARGET.match(target):
+        raise ValueError(
+            f"{value!r} is not a registry: use REGISTRY[:PORT][/PREFIX] with a registry host "
+            "that has a dot or a port (registry.example.com/team, 127.0.0.1:5000/ci), lowercase"
+        )
+    return target
+
+
+def remote_ref(local_ref: str, target: str) -> str:
+    """``pytest-vcluster/syncer:abc`` pushed to ``target`` is ``target/syncer:abc``: the
+    repository's last component and the recipe-hash tag are kept."""
+    repo, _, tag = local_ref.rpartition(":")
+    return f"{target}/{repo.rsplit('/', 1)[-1]}:{tag}"
+
+
+def push(refs: dict[str, str], target: str, docker: Any, progress: Progress) -> dict[str, str]:
+    """Tag and push each image to ``target``; the pushed refs, pinned by digest, by chart key."""
+    from .docker import DockerCommandError
+
+    out = {}
+    for key, ref in refs.items():
+        remote = remote_ref(ref, target)
+        progress(f"pytest-vcluster: pushing {ref} to {remote}")
+        try:
+            docker.run(["tag", ref, remote])
+            docker.run(["push", remote], timeout=1800)
+        except DockerCommandError as exc:
+            raise InClusterError(f"pushing the {key} image to {target} failed: {exc}") from exc
+        digests = docker.out(["image", "inspect", "--format", "{{json .RepoDigests}}", remote])
+        repo = remote.rpartition(":")[0]
+        pinned = [d for d in json.loads(digests or "[]") if d.startswith(repo + "@")]
+        out[key] = pinned[0] if pinned else remote
     return out

@@ -26,3 +26,43 @@ def test_this_checkout_has_the_recipes() -> None:
     root = images.recipes_dir()
     assert root is not None
     assert (root / "control-plane" / "build.py").is_file()
+
+
+@pytest.mark.parametrize(
+    ("value", "target"),
+    [
+        ("127.0.0.1:5000/ci", "127.0.0.1:5000/ci"),
+        ("registry.example.com/team/vc/", "registry.example.com/team/vc"),
+        ("localhost/x", "localhost/x"),
+        ("ghcr.io", "ghcr.io"),
+    ],
+)
+def test_push_target_accepts_a_registry_and_prefix(value: str, target: str) -> None:
+    assert images.push_target(value) == target
+
+
+@pytest.mark.parametrize("value", ["team/ci", "Registry.example.com/x", "reg.io/UP", "", "a b"])
+def test_push_target_refuses_what_docker_would_send_to_docker_hub(value: str) -> None:
+    # "team/ci" has no dot or port: Docker would read it as a Docker Hub user.
+    with pytest.raises(ValueError, match="REGISTRY\\[:PORT\\]\\[/PREFIX\\]"):
+        images.push_target(value)
+
+
+def test_remote_ref_keeps_the_repository_name_and_the_recipe_tag() -> None:
+    assert (
+        images.remote_ref("pytest-vcluster/control-plane:1.37-ab12", "127.0.0.1:5000/ci")
+        == "127.0.0.1:5000/ci/control-plane:1.37-ab12"
+    )
+
+
+def test_cli_names_the_option_and_the_value_for_a_bad_push_target(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from pytest_vcluster.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["images", "build", "--push", "team/ci"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--push" in err
+    assert "'team/ci'" in err
