@@ -1,14 +1,14 @@
 """The control-plane and syncer images of in-cluster vclusters: named by the user, or built on
-first use from this checkout's recipes and found again by their recipe hash.
+first use from the recipes in ``pytest_vcluster.recipes`` (a checkout or an installed wheel)
+and found again by their recipe hash.
 
 ``PYTEST_VCLUSTER_CONTROL_PLANE_IMAGE`` / ``PYTEST_VCLUSTER_SYNCER_IMAGE`` name images of one's
-own (a registry's, for a cluster that pulls). Otherwise ``images/control-plane/build.py`` and
-``images/syncer/build.py`` (offline: binaries from the cache, a debootstrap root filesystem) are
-the recipes; each tags its image with a hash of everything that goes into it, so an image of
-the current sources is found in Docker at once and a changed source (a syncer edit) builds a new
-one — never the stale "newest" image. ``pytest-vcluster images build`` does the same ahead of a
-run; the kind host calls :func:`ensure` when a vcluster needs them; ``--push REGISTRY/PREFIX``
-copies them to a registry a shared cluster pulls from (:func:`push`).
+own (a registry's, for a cluster that pulls). Otherwise each recipe tags its image with a hash
+of everything that goes into it, so an image of the current sources is found in Docker at once
+and a changed source (a syncer edit) builds a new one — never the stale "newest" image.
+``pytest-vcluster images build`` does the same ahead of a run; the kind host calls
+:func:`ensure` when a vcluster needs them; ``--push REGISTRY/PREFIX`` copies them to a registry
+a shared cluster pulls from (:func:`push`).
 """
 
 from __future__ import annotations
@@ -37,28 +37,15 @@ def named() -> dict[str, str]:
     return {key: os.environ[env] for key, env in ENV.items() if os.environ.get(env)}
 
 
-def recipes_dir() -> Path | None:
-    """``images/`` of this checkout, or None (an installed wheel carries no recipes)."""
-    root = Path(__file__).resolve().parents[1] / "images"
-    return root if (root / "syncer" / "build.py").is_file() else None
-
-
 def _builders(k8s_version: str, cache_dir: Path, docker: Any) -> dict[str, Any]:
-    from .scripts import load_script
+    from .recipes.control_plane import ControlPlaneImage
+    from .recipes.syncer_image import SyncerImage
     from .versions import parse_k8s_version
 
-    root = recipes_dir()
-    if root is None:
-        raise InClusterError(
-            "no control-plane/syncer image recipes here (images/ of a pytest-vcluster checkout): "
-            f"set {ENV['controlPlane']} and {ENV['syncer']} to images your cluster can run"
-        )
-    cp = load_script(root / "control-plane" / "build.py", "pytest_vcluster_cp_image_build")
-    sy = load_script(root / "syncer" / "build.py", "pytest_vcluster_syncer_image_build")
     k8s = parse_k8s_version(k8s_version)
     return {
-        "controlPlane": cp.ControlPlaneImage(k8s, cache_dir, docker=docker),
-        "syncer": sy.SyncerImage(cache_dir, docker=docker),
+        "controlPlane": ControlPlaneImage(k8s, cache_dir, docker=docker),
+        "syncer": SyncerImage(cache_dir, docker=docker),
     }
 
 

@@ -25,7 +25,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 
 {{- define "vcluster.image" -}}
-{{- $tag := required (printf "%s.image.tag is required (build it: python images/%s/build.py)" .key .dir) .image.tag -}}
+{{- $tag := required (printf "%s.image.tag is required: `pytest-vcluster images build` builds the %s image and prints its tag" .key .dir) .image.tag -}}
 {{ .image.repository }}:{{ $tag }}
 {{- end -}}
 

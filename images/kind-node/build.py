@@ -34,20 +34,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
-import io
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock
@@ -57,6 +55,8 @@ from pytest_vcluster.binaries import BinaryResolver, default_cache_dir, sha256_f
 from pytest_vcluster.docker import Docker, containerd_ref, ensure_docker
 from pytest_vcluster.errors import BinaryNotFoundError, VClusterError
 from pytest_vcluster.gobuild import GoBuilder, GoRecipe, k8s_recipe
+from pytest_vcluster.recipes import archive
+from pytest_vcluster.recipes.archive import PATH_ENV, ImageSpec, layer_tar  # noqa: F401 (re-exported)
 from pytest_vcluster.rootfs import SLIM_PATHS, debootstrap_rootfs
 from pytest_vcluster.versions import K8sVersion, parse_k8s_version
 
@@ -92,7 +92,6 @@ BASE_PACKAGES = (
     "busybox-static",
 )
 KIND_MODULE = "sigs.k8s.io/kind"
-PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MANIFEST_FILES = ("default-cni.yaml", "default-storage.yaml")
 LOCAL_PATH_VERSION = "v0.0.30"
 CRICTL_VERSION = "v1.37.0"
@@ -130,7 +129,9 @@ LOCAL_REPO = "pytest-vcluster/kind-node"
 
 def node_image_tag(k8s: K8sVersion, root: Path = HERE) -> str:
     """``pytest-vcluster/kind-node:v1.37.2-<recipe hash>``."""
-    return f"{LOCAL_REPO}:{k8s.tag}-{recipe_hash(root)}"
+    # The archive writer lives in the package: its source is part of the recipe too.
+    writer = Path(archive.__file__).read_text()
+    return f"{LOCAL_REPO}:{k8s.tag}-{recipe_hash(root, extra=[writer])}"
 
 
 def _digest(*parts: str) -> str:
@@ -182,90 +183,10 @@ def local_path_recipe(version: str) -> GoRecipe:
     )
 
 
-@dataclass(frozen=True)
-class ImageSpec:
-    """One component image: its tag and a root filesystem of (path in image -> source)."""
-
-    tag: str
-    files: Mapping[str, Path]
-    symlinks: Mapping[str, str] = field(default_factory=dict)
-    entrypoint: tuple[str, ...] = ()
-    env: tuple[str, ...] = (PATH_ENV,)
-    dirs: tuple[str, ...] = ()
-
-
-# -- docker-archive tarballs, written directly ----------------------------------------------------
-def _tar_info(
-    name: str, *, mode: int, size: int = 0, kind: bytes = tarfile.REGTYPE
-) -> tarfile.TarInfo:
-    ti = tarfile.TarInfo(name)
-    ti.mode, ti.size, ti.type = mode, size, kind
-    ti.uid = ti.gid = 0
-    ti.uname = ti.gname = "root"
-    ti.mtime = 0
-    return ti
-
-
-def layer_tar(spec: ImageSpec) -> bytes:
-    """A reproducible layer tar of ``spec``'s files, symlinks and directories."""
-    buf = io.BytesIO()
-    dirs: set[str] = set()
-
-    def parents(path: str) -> Iterator[str]:
-        parts = path.strip("/").split("/")[:-1]
-        for i in range(1, len(parts) + 1):
-            yield "/".join(parts[:i])
-
-    entries = sorted({*spec.files, *spec.symlinks, *(d + "/" for d in spec.dirs)})
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for path in entries:
-            for d in parents(path):
-                if d not in dirs:
-                    dirs.add(d)
-                    tar.addfile(_tar_info(d, mode=0o755, kind=tarfile.DIRTYPE))
-            name = path.strip("/")
-            if path.endswith("/"):
-                if name not in dirs:
-                    dirs.add(name)
-                    tar.addfile(_tar_info(name, mode=0o755, kind=tarfile.DIRTYPE))
-            elif path in spec.symlinks:
-                ti = _tar_info(name, mode=0o777, kind=tarfile.SYMTYPE)
-                ti.linkname = spec.symlinks[path]
-                tar.addfile(ti)
-            else:
-                src = spec.files[path]
-                data = src.read_bytes()
-                mode = src.stat().st_mode & 0o7777
-                tar.addfile(_tar_info(name, mode=mode, size=len(data)), io.BytesIO(data))
-    return buf.getvalue()
-
-
+# -- docker-archive tarballs (pytest_vcluster.recipes.archive: the control-plane image's too) -----
 def write_docker_archive(specs: Iterable[ImageSpec], out: Path) -> None:
     """A ``docker save``-format tarball holding every image of ``specs`` (one layer each)."""
-    manifest = []
-    with tarfile.open(out, "w") as tar:
-
-        def add(name: str, data: bytes) -> None:
-            tar.addfile(_tar_info(name, mode=0o644, size=len(data)), io.BytesIO(data))
-
-        for spec in specs:
-            layer = layer_tar(spec)
-            diff_id = hashlib.sha256(layer).hexdigest()
-            config = {
-                "architecture": "amd64",
-                "os": "linux",
-                "config": {"Env": list(spec.env), "Entrypoint": list(spec.entrypoint) or None},
-                "rootfs": {"type": "layers", "diff_ids": [f"sha256:{diff_id}"]},
-                "history": [{"created_by": "pytest-vcluster images/kind-node/build.py"}],
-            }
-            cfg = json.dumps(config, sort_keys=True).encode()
-            cfg_name = hashlib.sha256(cfg).hexdigest() + ".json"
-            add(f"{diff_id}/layer.tar", layer)
-            add(cfg_name, cfg)
-            manifest.append(
-                {"Config": cfg_name, "RepoTags": [spec.tag], "Layers": [f"{diff_id}/layer.tar"]}
-            )
-        add("manifest.json", json.dumps(manifest).encode())
+    archive.write_docker_archive(specs, out, created_by="pytest-vcluster images/kind-node/build.py")
 
 
 # -- the Debian package closure (for the kube-proxy image) ----------------------------------------

@@ -149,7 +149,7 @@ def test_unknown_value_is_refused_by_the_schema(
 def test_missing_image_tag_says_what_to_do(helm: Path, tmp_path: Path) -> None:
     proc = render(helm, [])
     assert proc.returncode != 0
-    assert "images/control-plane/build.py" in proc.stderr or "images/syncer/build.py" in proc.stderr
+    assert "image.tag is required: `pytest-vcluster images build` builds the" in proc.stderr
 
 
 def test_partial_pki_is_refused(helm: Path, pki_args: list[str], tmp_path: Path) -> None:

@@ -22,12 +22,6 @@ def test_named_images_are_used_without_docker(
     assert said == []  # nothing looked for, nothing built
 
 
-def test_this_checkout_has_the_recipes() -> None:
-    root = images.recipes_dir()
-    assert root is not None
-    assert (root / "control-plane" / "build.py").is_file()
-
-
 @pytest.mark.parametrize(
     ("value", "target"),
     [

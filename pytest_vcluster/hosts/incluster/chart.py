@@ -69,24 +69,17 @@ def resolve_images(k8s_version: str) -> dict[str, str]:
     """Image refs: ``PYTEST_VCLUSTER_{CONTROL_PLANE,SYNCER}_IMAGE``, else the newest built."""
     tag = parse_k8s_version(k8s_version).tag
     images: dict[str, str] = {}
-    wanted = (
-        (
-            "controlPlane",
-            CONTROL_PLANE_REPO,
-            tag + "-",
-            f"control-plane/build.py --k8s-version {k8s_version}",
-        ),
-        ("syncer", SYNCER_REPO, "", "syncer/build.py"),
-    )
+    wanted = (("controlPlane", CONTROL_PLANE_REPO, tag + "-"), ("syncer", SYNCER_REPO, ""))
     from ...images import ENV
 
-    for key, repo, prefix, build in wanted:
+    for key, repo, prefix in wanted:
         env = ENV[key]
         ref = os.environ.get(env) or newest_local_image(repo, prefix)
         if not ref:
             raise InClusterError(
-                f"no {repo} image for Kubernetes {k8s_version} in Docker: build it with "
-                f"`nice -n 19 python images/{build}` (or set {env})"
+                f"no {repo} image for Kubernetes {k8s_version} in Docker: build and push both "
+                f"with `pytest-vcluster images build --k8s-version {k8s_version} --push "
+                f"REGISTRY/PREFIX` and set the variables it prints (or set {env})"
             )
         images[key] = ref
     return images
