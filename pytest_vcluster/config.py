@@ -77,8 +77,15 @@ OPTIONS = (
     Option("vcluster-kind-workers", "worker nodes of a new kind host (default 0)", "0"),
     Option(
         "vcluster-prewarm",
-        "vclusters kept ready in the background for the next tests (0 disables; default 1)",
-        "1",
+        "vclusters kept ready in the background for the next tests (0 disables; default 1 on "
+        "the local host, 0 on kind and kubeconfig hosts)",
+        None,
+    ),
+    Option(
+        "vcluster-prewarm-cpu",
+        "CPU limit of a vcluster starting in the pool on kind and kubeconfig hosts, lifted "
+        "when a test takes it (a quantity: 250m, 1; default 250m)",
+        "250m",
     ),
     Option(
         "vcluster-kubeconfig",
@@ -219,6 +226,16 @@ def _count(value: str | None) -> int:
     return n
 
 
+def _cpu(value: str | None) -> str:
+    import re
+
+    text = (value or "").strip()
+    match = re.fullmatch(r"([0-9]+)m|([0-9]+(\.[0-9]{1,3})?)", text)
+    if not match or (float(match[1]) / 1000 if match[1] else float(match[2])) < 0.01:
+        raise ValueError("not a CPU quantity of at least 10m")
+    return text
+
+
 def _timeout(value: str | None) -> float:
     seconds = float(value or "")
     if not seconds > 0:
@@ -261,7 +278,13 @@ def settings_from(config: pytest.Config) -> Settings:
             "a YAML file holding a mapping of chart values (see chart/values.yaml)",
         ),
         reuse_host=_parse(config, "vcluster-reuse-host", _bool, "true | false"),
-        prewarm=_parse(config, "vcluster-prewarm", _count, "a whole number from 0 to 8"),
+        prewarm=_parse(
+            config,
+            "vcluster-prewarm",
+            lambda v: None if v is None else _count(v),
+            "a whole number from 0 to 8",
+        ),
+        prewarm_cpu=_parse(config, "vcluster-prewarm-cpu", _cpu, "a CPU quantity: 250m, 0.5, 1"),
         kind_cluster=_parse(config, "vcluster-kind-cluster", _kind_name, "a DNS label"),
         kind_image=_parse(config, "vcluster-kind-image", lambda v: v or None, "an image"),
         kind_workers=_parse(config, "vcluster-kind-workers", _count, "a whole number 0 to 8"),

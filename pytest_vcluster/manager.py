@@ -11,6 +11,7 @@ import warnings
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 from . import kept
 from .errors import VClusterError
@@ -23,6 +24,14 @@ from .vcluster import VCluster
 
 def _warn(message: str) -> None:
     warnings.warn(message, stacklevel=2)
+
+
+@dataclass(frozen=True)
+class Pooled:
+    """A vcluster of the pool and its start in the background."""
+
+    vc: VCluster
+    started: Future[VCluster]
 
 
 class Manager:
@@ -44,7 +53,7 @@ class Manager:
         self.warn = warn
         self.kept: list[kept.KeptRecord] = []
         self._counter = itertools.count()
-        self._pool: deque[Future[VCluster]] = deque()
+        self._pool: deque[Pooled] = deque()
         self._executor: ThreadPoolExecutor | None = None
         # Deleted vclusters whose host namespace the namespace controller still removes.
         self._terminating: deque[VCluster] = deque()
@@ -52,27 +61,38 @@ class Manager:
     def new_name(self) -> str:
         return f"vc{os.getpid()}-{next(self._counter)}"
 
+    @property
+    def pool_size(self) -> int:
+        """``--vcluster-prewarm``, else the host's default."""
+        asked = self.settings.prewarm
+        return self.host.provides.default_prewarm if asked is None else asked
+
     # A vcluster with default settings takes seconds to start, mostly kube-apiserver's own
-    # start-up: keep ``prewarm`` of them starting in the background, hand one out on request.
+    # start-up: keep ``pool_size`` of them starting in the background, one at a time, and hand
+    # one out on request. On chart hosts they start under a CPU limit (the test running
+    # meanwhile keeps the rest of the node), lifted when a test takes one.
     def prewarm(self) -> None:
-        if self.settings.prewarm <= 0 or not self.host.provides.prewarm:
+        if self.pool_size <= 0:
             return
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="vcluster-prewarm")
-        while len(self._pool) < self.settings.prewarm:
-            self._pool.append(self._executor.submit(self._build, VClusterSpec()))
+        budget = self.settings.prewarm_cpu if self.host.provides.chart_values else None
+        while len(self._pool) < self.pool_size:
+            vc = self._handle(VClusterSpec(), cpu_budget=budget)
+            self._pool.append(Pooled(vc, self._executor.submit(vc.create)))
 
     def _take_prewarmed(self) -> VCluster | None:
         while self._pool:
-            future = self._pool.popleft()
+            pooled = self._pool.popleft()
+            pooled.vc.lift_cpu_budget()  # still starting? then with the whole CPU from now on
             try:
-                vc = future.result()
+                pooled.started.result()
             except Exception as exc:  # fall back to a synchronous create, report why
                 self.progress(f"pytest-vcluster: a prewarmed vcluster failed: {exc}")
                 continue
             self.prewarm()
-            self.progress(f"pytest-vcluster: vcluster {vc.name}: prewarmed, ready")
-            return vc
+            self.progress(f"pytest-vcluster: vcluster {pooled.vc.name}: prewarmed, ready")
+            return pooled.vc
         return None
 
     def create(self, spec: VClusterSpec | None = None) -> VCluster:
@@ -88,6 +108,10 @@ class Manager:
             self.prewarm()
 
     def _build(self, spec: VClusterSpec) -> VCluster:
+        return self._handle(spec).create()
+
+    def _handle(self, spec: VClusterSpec, cpu_budget: str | None = None) -> VCluster:
+        """A vcluster of ``spec``, not started yet."""
         # Chart values: the --vcluster-values file, then the spec's (the marker's, ...).
         spec = spec.over(self.settings.values).named(spec.name or self.new_name())
         options = RuntimeOptions(
@@ -99,10 +123,9 @@ class Manager:
             progress=self.progress,
             detachable=self.settings.keep != "never",
             node_port=self.settings.access == "auto",
+            cpu_budget=cpu_budget,
         )
-        vc = VCluster.from_spec(self.host, spec, options, cache_dir=self.settings.cache_dir)
-        vc.create()
-        return vc
+        return VCluster.from_spec(self.host, spec, options, cache_dir=self.settings.cache_dir)
 
     def finish(self, vc: VCluster, failed: bool) -> None:
         """Keep it (per ``--vcluster-keep``) or delete it; never raises."""
@@ -126,9 +149,11 @@ class Manager:
         """Delete the prewarmed vclusters nobody took; wait for the host namespaces that are
         still terminating (a warning names any that is not gone)."""
         while self._pool:
-            future = self._pool.popleft()
+            pooled = self._pool.popleft()
+            if pooled.started.cancel():  # queued, never begun: nothing to delete
+                continue
             try:
-                vc = future.result()
+                vc = pooled.started.result()
             except Exception as exc:  # it never started: nothing to delete, say why
                 self.progress(f"pytest-vcluster: a prewarmed vcluster failed: {exc}")
                 continue

@@ -101,9 +101,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     s = config.stash[SETTINGS]
-    host = host_type(s.host).describe(s)
+    kind = host_type(s.host)
+    host = kind.describe(s)
+    prewarm = kind.provides.default_prewarm if s.prewarm is None else s.prewarm
     return [
-        f"vcluster: host={host} kubernetes={s.k8s} keep={s.keep} prewarm={s.prewarm} "
+        f"vcluster: host={host} kubernetes={s.k8s} keep={s.keep} prewarm={prewarm} "
         f"reuse-host={str(s.reuse_host).lower()} cache={s.cache_dir}",
         binaries_line(s),
     ]

@@ -19,7 +19,8 @@ class Settings:
     keep: str = "never"
     values: dict[str, Any] = field(default_factory=dict)
     reuse_host: bool = False
-    prewarm: int = 1
+    prewarm: int | None = None  # None: the host's default (Provides.default_prewarm)
+    prewarm_cpu: str = "250m"  # chart hosts: a pooled vcluster's CPU limit until handed out
     kind_cluster: str = "pytest-vcluster"
     kind_image: str | None = None
     kind_workers: int = 0

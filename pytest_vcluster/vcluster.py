@@ -118,6 +118,10 @@ class VCluster:
         """Whether the host namespace is gone (waits up to ``timeout`` seconds)."""
         return self._impl.wait_deleted(timeout)
 
+    def lift_cpu_budget(self) -> None:
+        """Lift the CPU limit a pooled vcluster starts under (also while it is starting)."""
+        self._impl.lift_cpu_budget()
+
     def detach(self) -> KeptRecord:
         """Leave it running after this process ends (keep policies); returns its record."""
         return self._impl.detach()

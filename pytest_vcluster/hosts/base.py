@@ -53,7 +53,7 @@ class Provides:
 
     tools: tuple[str, ...]  # binaries the host runs or drives (the header says if cached)
     chart_values: bool  # vclusters are releases of chart/: values= and --vcluster-values apply
-    prewarm: bool  # cheap to start ahead of the tests that will take them
+    default_prewarm: int  # vclusters started ahead of the tests when --vcluster-prewarm is unset
     deferred_namespace_wait: bool  # delete(wait=False) leaves a terminating namespace
 
 
@@ -70,6 +70,9 @@ class RuntimeOptions:
     # chart hosts: the API server at a node port where this machine routes to a host node
     # (kind on Linux); False: always through a port-forward (--vcluster-access=port-forward)
     node_port: bool = True
+    # chart hosts: a CPU limit on the vcluster's containers until ``lift_cpu_budget()`` (a
+    # pooled vcluster, started in the background while a test runs)
+    cpu_budget: str | None = None
 
 
 class Runtime(Protocol):
@@ -100,6 +103,10 @@ class Runtime(Protocol):
 
     def rss(self) -> dict[str, int]:
         """Resident memory of its processes or containers, in bytes, by name."""
+
+    def lift_cpu_budget(self) -> None:
+        """Lift the CPU limit it was started under (``RuntimeOptions.cpu_budget``), also while
+        it is still starting; nothing where it has none."""
 
 
 class Host(Protocol):

@@ -33,7 +33,9 @@ if TYPE_CHECKING:
 PROVIDES = Provides(
     tools=("kind", "kubectl", "helm"),
     chart_values=True,
-    prewarm=False,  # a release costs the node's CPU as much as the test's: no head start
+    # A release costs the node's CPU as much as the test's: a pool only when asked for (it
+    # starts under a CPU limit, lifted when a test takes it).
+    default_prewarm=0,
     deferred_namespace_wait=True,  # the namespace controller removes a namespace after 5 s
 )
 

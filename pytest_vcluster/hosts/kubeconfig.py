@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 PROVIDES = Provides(
     tools=("kubectl", "helm"),
     chart_values=True,
-    prewarm=False,  # someone else's cluster: start nothing nobody asked for
+    default_prewarm=0,  # someone else's cluster: start nothing nobody asked for
     deferred_namespace_wait=True,
 )
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 PROVIDES = Provides(
     tools=LOCAL_HOST_TOOLS,
     chart_values=False,  # a vcluster is processes here, not the chart
-    prewarm=True,  # ~2.5 s of CPU each: worth starting the next one while a test runs
+    default_prewarm=1,  # ~2.5 s of CPU each: worth starting the next one while a test runs
     deferred_namespace_wait=False,  # delete() drops the etcd prefix: nothing terminates
 )
 # A vcluster of another Kubernetes version runs that version's control plane.

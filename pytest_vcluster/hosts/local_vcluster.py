@@ -390,3 +390,7 @@ class LocalVCluster:
 
     def rss(self) -> dict[str, int]:
         return {c.name: c.rss_bytes() for c in self.procs.children}
+
+    def lift_cpu_budget(self) -> None:
+        """Local vclusters start without one (a prewarm is a few seconds of this machine's CPU,
+        which ``nice`` cannot shift onto another machine)."""

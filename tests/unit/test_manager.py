@@ -12,7 +12,7 @@ import pytest
 from pytest_vcluster.errors import CleanupError
 from pytest_vcluster.fixtures import CleanupWarning, warn_cleanup
 from pytest_vcluster.hosts.base import Provides
-from pytest_vcluster.manager import Manager
+from pytest_vcluster.manager import Manager, Pooled
 from pytest_vcluster.settings import Settings
 from pytest_vcluster.versions import parse_k8s_version
 
@@ -34,19 +34,33 @@ class FakeVCluster:
         self.calls.append("wait_deleted")
         return self.gone
 
+    def create(self) -> FakeVCluster:
+        self.calls.append("create")
+        return self
+
+    def lift_cpu_budget(self) -> None:
+        self.calls.append("lift_cpu_budget")
+
 
 class FakeHost:
     kind = "fake"
 
-    def __init__(self, deferred: bool) -> None:
+    def __init__(self, deferred: bool, default_prewarm: int = 0) -> None:
         self.provides = Provides(
-            tools=(), chart_values=deferred, prewarm=False, deferred_namespace_wait=deferred
+            tools=(),
+            chart_values=deferred,
+            default_prewarm=default_prewarm,
+            deferred_namespace_wait=deferred,
         )
 
 
-def manager(deferred: bool, tmp_path: Path) -> Manager:
-    settings = Settings(host="x", k8s=parse_k8s_version(None), cache_dir=tmp_path, timeout=1)
-    host: Any = FakeHost(deferred)
+def manager(
+    deferred: bool, tmp_path: Path, prewarm: int | None = None, default_prewarm: int = 0
+) -> Manager:
+    settings = Settings(
+        host="x", k8s=parse_k8s_version(None), cache_dir=tmp_path, timeout=1, prewarm=prewarm
+    )
+    host: Any = FakeHost(deferred, default_prewarm)
     return Manager(settings, host, "r", lambda msg: None, warn=warn_cleanup)
 
 
@@ -90,7 +104,7 @@ def test_an_unused_prewarmed_vcluster_that_cannot_be_deleted_is_reported(
     done.set_result(FakeVCluster("warm", broken=True))
     failed: Future[Any] = Future()
     failed.set_exception(RuntimeError("never started"))
-    m._pool.extend([failed, done])
+    m._pool.extend([Pooled(FakeVCluster("x"), failed), Pooled(done.result(), done)])  # type: ignore[arg-type]
     said: list[str] = []
     m.progress = said.append
     with pytest.warns(CleanupWarning, match=r"vcluster warm \(prewarmed, unused\): cleanup failed"):
@@ -142,3 +156,64 @@ def test_values_reach_the_host_over_the_options_values(tmp_path: Path) -> None:
     assert options.node_port  # --vcluster-access=auto
     m.create()  # a default spec gets a generated name
     assert host.specs[1][0].name.startswith("vc")
+
+
+@pytest.mark.parametrize(
+    ("asked", "default", "size"), [(None, 1, 1), (None, 0, 0), (2, 0, 2), (0, 1, 0)]
+)
+def test_the_pool_is_the_option_else_the_hosts_default(
+    tmp_path: Path, asked: int | None, default: int, size: int
+) -> None:
+    assert manager(True, tmp_path, asked, default).pool_size == size
+
+
+@pytest.mark.parametrize(("chart", "budget"), [(True, "250m"), (False, None)])
+def test_pooled_vclusters_start_under_the_budget_on_chart_hosts_and_are_lifted_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chart: bool, budget: str | None
+) -> None:
+    m = manager(chart, tmp_path, prewarm=1)
+    made: list[tuple[str, str | None]] = []
+    vcs: list[FakeVCluster] = []
+
+    def handle(spec: Any, cpu_budget: str | None = None) -> FakeVCluster:
+        made.append((spec.name or "", cpu_budget))
+        vcs.append(FakeVCluster(f"p{len(vcs)}"))
+        return vcs[-1]
+
+    monkeypatch.setattr(m, "_handle", handle)
+    m.prewarm()
+    assert made == [("", budget)]
+    taken = m.create()
+    # Lifted before waiting for its start; the next one is already on its way.
+    assert taken is vcs[0]  # type: ignore[comparison-overlap]
+    assert vcs[0].calls == ["create", "lift_cpu_budget"] or vcs[0].calls == [
+        "lift_cpu_budget",
+        "create",
+    ]
+    assert made == [("", budget), ("", budget)]
+    assert m._pool[0].started.result() is vcs[1]
+    m.close()
+    assert vcs[1].calls == ["create", "delete(wait=True)"]
+    assert "lift_cpu_budget" not in vcs[1].calls
+
+
+def test_a_marker_with_another_spec_never_gets_a_pooled_vcluster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_vcluster.spec import VClusterSpec
+
+    m = manager(True, tmp_path, prewarm=1)
+    specs: list[Any] = []
+
+    def handle(spec: Any, cpu_budget: str | None = None) -> FakeVCluster:
+        specs.append((spec, cpu_budget))
+        return FakeVCluster(spec.name or f"pool{len(specs)}")
+
+    monkeypatch.setattr(m, "_handle", handle)
+    m.prewarm()
+    own = m.create(VClusterSpec(values={"coredns": {"enabled": False}}))
+    assert own.name != "pool1"
+    assert specs[1][0].values == {"coredns": {"enabled": False}}
+    assert specs[1][1] is None  # its own start is not budgeted
+    assert len(m._pool) == 1  # the pooled one waits for a test of the default spec
+    m.close()

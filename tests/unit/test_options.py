@@ -92,6 +92,12 @@ def test_cli_wins_over_ini(pytester: pytest.Pytester) -> None:
         (["--vcluster-prewarm=9"], "", "*--vcluster-prewarm: invalid value '9'*0 to 8*"),
         ([], "vcluster_prewarm = some", "*ini vcluster_prewarm: invalid value 'some'*"),
         (
+            ["--vcluster-prewarm-cpu=lots"],
+            "",
+            "*--vcluster-prewarm-cpu: invalid value 'lots'*accepted: a CPU quantity*",
+        ),
+        (["--vcluster-prewarm-cpu=5m"], "", "*--vcluster-prewarm-cpu: invalid value '5m'*10m*"),
+        (
             ["--vcluster-values=/nonexistent.yaml"],
             "",
             "*--vcluster-values: invalid value '/nonexistent.yaml': cannot read it*",
@@ -271,7 +277,7 @@ SHOW_ALL = """
 def test_show(vcluster_settings):
     s = vcluster_settings
     print("ALL", s.kind_cluster, s.kind_image, s.kind_workers, s.reuse_host, s.values, s.prewarm,
-          s.access)
+          s.access, s.prewarm_cpu)
 """
 
 
@@ -288,8 +294,9 @@ def test_kind_values_and_reuse_options_via_cli_and_ini(
         "vcluster-kind-workers": "2",
         "vcluster-reuse-host": "true",
         "vcluster-values": str(values),
-        "vcluster-prewarm": "0",
+        "vcluster-prewarm": "2",
         "vcluster-access": "port-forward",
+        "vcluster-prewarm-cpu": "0.5",
     }
     if where == "ini":
         lines = "".join(f"{k.replace('-', '_')} = {v}\n" for k, v in opts.items())
@@ -302,7 +309,7 @@ def test_kind_values_and_reuse_options_via_cli_and_ini(
     result.assert_outcomes(passed=1)
     line = next(ln for ln in result.outlines if "ALL " in ln)
     assert line[line.index("ALL ") :] == (
-        "ALL ci-host example/node:v1 2 True {'coredns': {'replicas': 2}} 0 port-forward"
+        "ALL ci-host example/node:v1 2 True {'coredns': {'replicas': 2}} 2 port-forward 0.5"
     )
 
 

@@ -61,7 +61,7 @@ def test_every_host_type_says_what_it_provides() -> None:
     assert NAMES == ("local", "kind", "kubeconfig")
     provides = {name: host_type(name).provides for name in NAMES}
     assert [p.chart_values for p in provides.values()] == [False, True, True]
-    assert [p.prewarm for p in provides.values()] == [True, False, False]
+    assert [p.default_prewarm for p in provides.values()] == [1, 0, 0]
     assert [p.deferred_namespace_wait for p in provides.values()] == [False, True, True]
     assert "kwok" in provides["local"].tools
     assert provides["kind"].tools == ("kind", "kubectl", "helm")

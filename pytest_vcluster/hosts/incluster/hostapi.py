@@ -217,6 +217,17 @@ class HostApi:
         )
         return str(resp.data.decode(errors="replace"))
 
+    def resize_pod(self, ns: str, name: str, patch: dict[str, Any]) -> None:
+        """An in-place resize (``pods/resize``): what the host refuses is an InClusterError."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self.core.patch_namespaced_pod_resize(
+                name, ns, patch, _preload_content=False, _request_timeout=TIMEOUT
+            )
+        except ApiException as exc:
+            raise InClusterError(f"resizing pod {ns}/{name}: {_message(exc)}") from None
+
     def watch_pod(self, ns: str, name: str, timeout_seconds: int) -> Any:
         """An open watch of one pod: a urllib3 response of JSON lines."""
         return self.core.list_namespaced_pod(

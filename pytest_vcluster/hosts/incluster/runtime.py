@@ -36,6 +36,7 @@ from ...wait import NotYet, poll
 from ..base import Progress, RuntimeOptions, quiet, start_or_remove
 from ..pods import events_table, pods_table, rest_tables
 from . import chart
+from .budget import CpuBudget, lifted_limits, resize_patch
 from .forward import Forwards
 from .host import ClusterHost
 from .hostapi import HostApi
@@ -63,6 +64,7 @@ class InClusterVCluster:
         chart_path: Path = chart.CHART_DIR,
         detachable: bool = False,
         node_port: bool = True,
+        cpu_budget: str | None = None,
         progress: Progress = quiet,
         timeout: float = 120.0,
     ) -> None:
@@ -87,6 +89,7 @@ class InClusterVCluster:
             host.kubeconfig, self.host_namespace, self.pod_name
         )
         self.stages = Stages(name, progress)
+        self.budget = CpuBudget(cpu_budget)
         self.ready_seconds = 0.0
         self.teardown_seconds = 0.0
         self.deleted_seconds = 0.0  # from delete() until the host namespace was gone
@@ -193,8 +196,9 @@ class InClusterVCluster:
             values = deep_merge(
                 values, {"service": {"type": service["spec"]["type"], "nodePort": node_port}}
             )
+        limits = lifted_limits(values)
         self.stages.passed("images and certificates")
-        self._install(values)
+        self._install(deep_merge(values, self.budget.values()))
         self.stages.passed("helm install")
         self._watch = PodWatch(api, self.host_namespace, self.pod_name)
         ready = Readiness(
@@ -204,6 +208,7 @@ class InClusterVCluster:
             api.secret_value(self.host_namespace, f"vc-{self.release}", "config")
         )
         ready.running()
+        self.budget.pod_exists(lambda: self._resize(api, limits))
         self.access.start(deadline)
         self._write_kubeconfig(admin)
         self.stages.passed("port-forward" if isinstance(self.access, Forwards) else "node port")
@@ -382,6 +387,19 @@ class InClusterVCluster:
         """Memory of the vcluster pod's containers (bytes); {} where the host cannot say."""
         return self.host.container_rss(self.host_namespace, self.pod_name)
 
+    def lift_cpu_budget(self) -> None:
+        self.budget.lift()
+
+    def _resize(self, api: HostApi, limits: Mapping[str, str]) -> None:
+        """Lift the budget; a host that cannot resize in place (< 1.33) leaves it slower only."""
+        failures: tuple[type[BaseException], ...] = (InClusterError, *_retry())
+        try:
+            api.resize_pod(self.host_namespace, self.pod_name, resize_patch(limits))
+        except failures as exc:
+            self.progress(f"pytest-vcluster: vcluster {self.name}: CPU limit kept: {exc}")
+            return
+        self.progress(f"pytest-vcluster: vcluster {self.name}: CPU limit lifted")
+
 
 def new_release(
     host: ClusterHost, spec: VClusterSpec, options: RuntimeOptions
@@ -404,4 +422,5 @@ def new_release(
         timeout=options.timeout,
         detachable=options.detachable,
         node_port=options.node_port,
+        cpu_budget=options.cpu_budget,
     )
