@@ -120,6 +120,15 @@ def vcluster_images(k8s: K8sVersion, cache_dir: Path, docker: Docker) -> dict[st
     return images.build(str(k8s), cache_dir, print, docker=docker)
 
 
+@pytest.fixture
+def images_env(vcluster_images: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The images named in the environment, for pytest runs in subprocesses (``pytester``)."""
+    from pytest_vcluster import images
+
+    for key, env in images.ENV.items():
+        monkeypatch.setenv(env, vcluster_images[key])
+
+
 @pytest.fixture(scope="session")
 def control_plane_image_136(cache_dir: Path, docker: Docker) -> str:
     """The control-plane image of another minor version than the kind host's."""

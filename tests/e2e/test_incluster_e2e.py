@@ -147,11 +147,8 @@ def test_missing_image_fails_fast_with_the_reason(
 def test_plugin_vcluster_fixture_on_kind(
     pytester: pytest.Pytester,
     kind_host: KindHost,
-    vcluster_images: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
+    images_env: None,
 ) -> None:
-    monkeypatch.setenv("PYTEST_VCLUSTER_CONTROL_PLANE_IMAGE", vcluster_images["controlPlane"])
-    monkeypatch.setenv("PYTEST_VCLUSTER_SYNCER_IMAGE", vcluster_images["syncer"])
     pytester.makepyfile(
         """
         from kubernetes import client

@@ -81,11 +81,9 @@ MANAGED = "app.kubernetes.io/managed-by=pytest-vcluster"
 def test_pool_on_kind_under_a_cpu_budget(
     pytester: pytest.Pytester,
     kind_host: KindHost,
-    vcluster_images: dict[str, str],
+    images_env: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("PYTEST_VCLUSTER_CONTROL_PLANE_IMAGE", vcluster_images["controlPlane"])
-    monkeypatch.setenv("PYTEST_VCLUSTER_SYNCER_IMAGE", vcluster_images["syncer"])
     monkeypatch.setenv("E2E_STATE", str(pytester.path / "state.json"))
     monkeypatch.setenv("E2E_HOST_KUBECONFIG", str(kind_host.kubeconfig_path))
     pytester.makepyfile(INNER)

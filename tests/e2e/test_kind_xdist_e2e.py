@@ -43,11 +43,9 @@ def test_isolated(vcluster, me):
 def test_two_workers_get_isolated_vclusters(
     pytester: pytest.Pytester,
     kind_host: KindHost,
-    vcluster_images: dict[str, str],
+    images_env: None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("PYTEST_VCLUSTER_CONTROL_PLANE_IMAGE", vcluster_images["controlPlane"])
-    monkeypatch.setenv("PYTEST_VCLUSTER_SYNCER_IMAGE", vcluster_images["syncer"])
     barrier = pytester.mkdir("barrier")
     monkeypatch.setenv("E2E_BARRIER", str(barrier))
     pytester.makepyfile(INNER)
