@@ -155,7 +155,7 @@ class SyncerImage:
         )
         pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
         install = ["nice", "-n", "19", *pip, "install", "--target", str(dest)]
-        install += ["--no-warn-script-location", *target_interpreter()]
+        install += ["--no-warn-script-location", "--no-warn-conflicts", *target_interpreter()]
         subprocess.run([*install, *self.requirements()], check=True)
         shutil.rmtree(dest / "bin", ignore_errors=True)
 

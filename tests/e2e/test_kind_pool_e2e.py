@@ -102,7 +102,9 @@ def test_pool_on_kind_under_a_cpu_budget(
         "-s",
     )
     result.assert_outcomes(passed=3)
-    result.stdout.fnmatch_lines(["*prewarmed, ready*", "*CPU limit lifted*"])
+    out = result.stdout.str()  # in either order: lifted while starting, or once ready
+    assert "prewarmed, ready" in out
+    assert "CPU limit lifted" in out
     # The pool's next vcluster (started after test_2 took one) was removed at the end.
     after = kind_host.kubectl_run("get", "namespaces", "-l", MANAGED, "-o", "name").stdout
     assert after == before
