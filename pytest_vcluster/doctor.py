@@ -12,7 +12,7 @@ import os
 import shutil
 import socket
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -143,6 +143,26 @@ def images(k8s: K8sVersion, cache_dir: Path) -> list[Finding]:
     ]
 
 
+def image_recipes(
+    which: Callable[[str], str | None] = shutil.which, env: Mapping[str, str] = os.environ
+) -> Finding:
+    """How the kind host would build its images here: offline, or from public base images."""
+    from .recipes.control_plane import GO_IMAGE, GO_IMAGE_ENV
+    from .recipes.syncer_image import BASE_IMAGE, BASE_IMAGE_ENV
+
+    base = env.get(BASE_IMAGE_ENV) or (None if which("debootstrap") else BASE_IMAGE)
+    syncer = f"docker build FROM {base}" if base else "debootstrap (offline)"
+    go_image = env.get(GO_IMAGE_ENV) or (None if which("go") else GO_IMAGE)
+    entrypoint = f"Go in {go_image}" if go_image else "Go here"
+    pulls = [image for image in (base, go_image) if image]
+    return Finding(
+        "ok",
+        "image recipes",
+        f"syncer: {syncer}; control-plane entrypoint: {entrypoint}"
+        + (f" (Docker pulls {', '.join(pulls)} where it lacks them)" if pulls else ""),
+    )
+
+
 def diagnose(resolver: BinaryResolver, *, docker: bool = True) -> list[Finding]:
     out = [python_version(), go_toolchain(), memory(), loopback_port()]
     out += binaries(resolver, LOCAL_HOST_TOOLS, blocking=True)
@@ -151,7 +171,7 @@ def diagnose(resolver: BinaryResolver, *, docker: bool = True) -> list[Finding]:
         findings = docker_daemon()
         out += findings
         if findings[0].level == "ok":
-            out += images(resolver.k8s, resolver.cache_dir)
+            out += [image_recipes(), *images(resolver.k8s, resolver.cache_dir)]
     return out
 
 

@@ -61,3 +61,17 @@ def test_a_machine_with_nothing_is_told_what_to_do(tmp_path: Path) -> None:
     assert "FAIL  kube-apiserver" in proc.stdout
     assert "fix: set PYTEST_VCLUSTER_KUBE_APISERVER=/path/to/kube-apiserver" in proc.stdout
     assert list((tmp_path / "empty").glob("bin/*/kube-apiserver")) == []  # nothing obtained
+
+
+def test_image_recipes_say_what_docker_will_pull() -> None:
+    everything = doctor.image_recipes(lambda name: f"/usr/bin/{name}", {})
+    assert everything.detail == "syncer: debootstrap (offline); control-plane entrypoint: Go here"
+    nothing = doctor.image_recipes(lambda name: None, {})
+    assert nothing.detail == (
+        "syncer: docker build FROM python:3.11-slim; control-plane entrypoint: Go in "
+        "golang:1.24 (Docker pulls python:3.11-slim, golang:1.24 where it lacks them)"
+    )
+    named = doctor.image_recipes(
+        lambda name: f"/usr/bin/{name}", {"PYTEST_VCLUSTER_SYNCER_BASE_IMAGE": "reg/py:3.11"}
+    )
+    assert named.detail.startswith("syncer: docker build FROM reg/py:3.11;")
