@@ -18,10 +18,12 @@ specs the host passes and the vcluster fails.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -123,7 +125,16 @@ def run_suite(
     log(f"{side}: {' '.join(cmd)}")
     t0 = time.monotonic()
     with (out / "ginkgo.log").open("w") as fh:
-        rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=False).returncode
+        # Its own process group: on Ctrl-C the e2e.test processes ginkgo started go too.
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            rc = proc.wait()
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # e2e.test processes left by ginkgo
     seconds = time.monotonic() - t0
     if not report.exists():
         tail = (out / "ginkgo.log").read_text(errors="replace")[-3000:]
