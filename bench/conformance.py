@@ -148,6 +148,15 @@ def run_suite(
     return result
 
 
+#: The local vcluster's one pod (kwok runs it), so that a fake node exists.
+ANCHOR_POD: dict[str, Any] = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {"name": "node-anchor", "namespace": "default"},
+    "spec": {"containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.10"}]},
+}
+
+
 #: The runtime handler the e2e suite's RuntimeClass specs use (kind's containerd has it).
 PRECONFIGURED_HANDLER = "test-handler"
 
@@ -243,6 +252,11 @@ def main() -> int:
         with LocalHost(k8s, binaries) as host:
             kubeconfigs = {"host": Path(host.info().kubeconfig)}
             with VCluster(host.info(), "conformance", timeout=120) as vc:
+                # A vcluster shows the host nodes its pods run on (as upstream vcluster does
+                # by default); the suite wants a schedulable node before it starts: one pod,
+                # as CoreDNS is on kind.
+                vc.apply(ANCHOR_POD)
+                vc.wait_for("Pod", "node-anchor", "Ready", timeout=60)
                 kubeconfigs["vcluster"] = vc.kubeconfig_path
                 for side in sides:
                     result[side] = run_suite(side, kubeconfigs[side], tools, args, work / side)
