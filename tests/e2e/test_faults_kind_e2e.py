@@ -11,20 +11,9 @@ from pytest_vcluster.docker import Docker
 from pytest_vcluster.hosts.kind import KindHost
 from pytest_vcluster.vcluster import VCluster
 
+from .manifests import pod
+
 pytestmark = pytest.mark.e2e
-
-
-def _sleeper(name: str, image: str) -> dict[str, object]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {
-            "terminationGracePeriodSeconds": 0,
-            "containers": [{"name": "c", "image": image, "imagePullPolicy": "Never",
-                            "command": ["sleep", "3600"]}],
-        },
-    }  # fmt: skip
 
 
 def test_node_containerd_killed(
@@ -36,14 +25,14 @@ def test_node_containerd_killed(
     old one, nothing restarted."""
     kind_host.load_images([app_image])
     with VCluster(kind_host.info(), "e2e-crd", images=vcluster_images, timeout=180) as vc:
-        vc.apply(_sleeper("before", app_image))
+        vc.apply(pod("before", app_image))
         vc.wait_for("Pod", "before", "Ready", timeout=120)
         node = f"{kind_host.name}-control-plane"
         old = docker.out(["exec", node, "pgrep", "-x", "containerd"]).strip()
         docker.run(["exec", node, "pkill", "-9", "-x", "containerd"])
         t0 = time.monotonic()
         vc.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "during"}})
-        vc.apply(_sleeper("after", app_image))
+        vc.apply(pod("after", app_image))
         vc.wait_for("Pod", "after", "Ready", timeout=120)
         print(f"a new pod ready {time.monotonic() - t0:.1f}s after containerd was killed")
         new = docker.out(["exec", node, "pgrep", "-x", "containerd"]).strip()

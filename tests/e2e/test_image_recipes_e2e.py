@@ -23,6 +23,8 @@ from pytest_vcluster.recipes.syncer_image import SyncerImage
 from pytest_vcluster.vcluster import VCluster
 from pytest_vcluster.versions import K8sVersion
 
+from .manifests import pod
+
 pytestmark = pytest.mark.e2e
 GO_ROOT = Path("/usr/local/go")
 
@@ -92,16 +94,7 @@ def test_syncer_image_from_a_python_base_runs_a_vcluster(
     images = {"controlPlane": vcluster_images["controlPlane"], "syncer": tag}
     try:
         with VCluster(kind_host.info(), "e2e-dockerfile", images=images, timeout=180) as vc:
-            container = {"name": "c", "image": app_image, "imagePullPolicy": "Never",
-                         "command": ["sleep", "3600"]}  # fmt: skip
-            vc.apply(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Pod",
-                    "metadata": {"name": "p"},
-                    "spec": {"terminationGracePeriodSeconds": 0, "containers": [container]},
-                }
-            )
+            vc.apply(pod("p", app_image))
             vc.wait_for("Pod", "p", "Ready", timeout=120)
     finally:
         docker.run(["rmi", "-f", tag], check=False)
