@@ -290,6 +290,30 @@ class LocalVCluster:
         self.syncer = self.procs.start("syncer", argv, log)
 
     def _wait_syncer(self, deadline: float) -> None:
+        """Until its /readyz answers. Its ports were free when picked, but another process may
+        bind one before it does (four vclusters starting at once: once in 1,000 in the soak):
+        then it starts again on new ones, twice at most."""
+        for attempt in range(3):
+            try:
+                self._wait_syncer_once(deadline)
+                return
+            except HostStartError:
+                if attempt == 2 or not self._syncer_lost_a_port():
+                    raise
+            assert self.syncer is not None
+            self.progress(f"pytest-vcluster: vcluster {self.name}: syncer port taken, new ports")
+            self.procs.forget(self.syncer)
+            self.syncer_health = ""
+            self._start_syncer()
+
+    def _syncer_lost_a_port(self) -> bool:
+        assert self.syncer is not None
+        if self.syncer.alive():
+            return False
+        text = self.syncer.log_path.read_bytes()[self._syncer_log_offset :]
+        return b"[Errno 98] Address already in use" in text
+
+    def _wait_syncer_once(self, deadline: float) -> None:
         assert self.syncer is not None
         log, offset = self.syncer.log_path, self._syncer_log_offset
         self.progress(f"pytest-vcluster: vcluster {self.name}: waiting for the syncer")
