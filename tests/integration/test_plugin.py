@@ -270,7 +270,7 @@ def test_prewarmed_vcluster_is_handed_out_at_once(
         def test_1(vcluster, vcluster_manager):
             # Let the next vcluster finish starting in the background (none with prewarm=0).
             deadline = time.monotonic() + 120
-            while not all(f.done() for f in vcluster_manager._pool):
+            while not all(p.started.done() for p in vcluster_manager._pool):
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
             time.sleep(2)  # without prewarm, this is all the head start test_2 gets
