@@ -71,8 +71,11 @@ def layer_tar(spec: ImageSpec) -> bytes:
     return buf.getvalue()
 
 
-def write_docker_archive(specs: Iterable[ImageSpec], out: Path, *, created_by: str) -> None:
-    """A ``docker save``-format tarball holding every image of ``specs`` (one layer each)."""
+def write_docker_archive(
+    specs: Iterable[ImageSpec], out: Path, *, created_by: str, created: str | None = None
+) -> None:
+    """A ``docker save``-format tarball holding every image of ``specs`` (one layer each);
+    ``created`` (RFC 3339) where the newest image of a repository is looked for by it."""
     manifest = []
     with tarfile.open(out, "w") as tar:
 
@@ -82,13 +85,15 @@ def write_docker_archive(specs: Iterable[ImageSpec], out: Path, *, created_by: s
         for spec in specs:
             layer = layer_tar(spec)
             diff_id = hashlib.sha256(layer).hexdigest()
-            config = {
+            config: dict[str, object] = {
                 "architecture": "amd64",
                 "os": "linux",
                 "config": {"Env": list(spec.env), "Entrypoint": list(spec.entrypoint) or None},
                 "rootfs": {"type": "layers", "diff_ids": [f"sha256:{diff_id}"]},
                 "history": [{"created_by": created_by}],
             }
+            if created is not None:
+                config["created"] = created
             cfg = json.dumps(config, sort_keys=True).encode()
             cfg_name = hashlib.sha256(cfg).hexdigest() + ".json"
             add(f"{diff_id}/layer.tar", layer)

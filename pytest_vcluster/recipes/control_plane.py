@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -144,8 +145,13 @@ class ControlPlaneImage:
         self.work.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self.work) as tmp:
             image = Path(tmp) / "image.tar"
+            # A creation time: a kubeconfig host without named images takes the newest local
+            # one (hosts/incluster/chart.newest_local_image).
             archive.write_docker_archive(
-                [spec], image, created_by="pytest-vcluster control-plane recipe"
+                [spec],
+                image,
+                created_by="pytest-vcluster control-plane recipe",
+                created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             )
             self.progress(f"control-plane: docker load {tag}")
             self.docker.run(["load", "-i", str(image)], timeout=600)

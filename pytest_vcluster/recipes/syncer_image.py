@@ -55,6 +55,7 @@ def _syncer_src() -> Path:
 
 
 SYNCER_SRC = _syncer_src()
+PLUGIN_SRC = Path(__file__).resolve().parents[1]
 ENV = ("PYTHONPATH=/opt/syncer", "PYTHONUNBUFFERED=1")
 ENTRYPOINT = '["python3", "-m", "syncer"]'
 
@@ -68,8 +69,9 @@ def _digest(*parts: str | bytes) -> str:
 
 
 def source_files() -> list[Path]:
-    """The syncer's sources (what ``/opt/syncer/syncer`` holds)."""
-    return [p for p in sorted(SYNCER_SRC.rglob("*.py")) if "__pycache__" not in p.parts]
+    """The sources the image holds: the syncer's and the plugin's (the janitor's)."""
+    files = [*sorted(SYNCER_SRC.rglob("*.py")), *sorted(PLUGIN_SRC.rglob("*.py"))]
+    return [p for p in files if "__pycache__" not in p.parts]
 
 
 def target_interpreter() -> list[str]:
@@ -127,7 +129,8 @@ class SyncerImage:
         base = [f"image={self.base}"] if self.base else [SUITE, *PACKAGES]
         parts: list[str | bytes] = [*base, *self.requirements(), Path(__file__).read_bytes()]
         for p in source_files():
-            parts += [p.relative_to(SYNCER_SRC).as_posix(), p.read_bytes()]
+            root = SYNCER_SRC if p.is_relative_to(SYNCER_SRC) else PLUGIN_SRC
+            parts += [f"{root.name}/{p.relative_to(root).as_posix()}", p.read_bytes()]
         return f"{REPO}:{_digest(*parts)[:12]}"
 
     # -- steps ------------------------------------------------------------------------------
@@ -150,9 +153,11 @@ class SyncerImage:
         """The syncer's sources and dependencies for the image's interpreter, into ``dest``
         (which becomes /opt/syncer), by the host's pip: binary wheels for that interpreter
         and platform, nothing compiled here."""
-        shutil.copytree(
-            SYNCER_SRC, dest / "syncer", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
-        )
+        skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+        shutil.copytree(SYNCER_SRC, dest / "syncer", ignore=skip)
+        # pytest_vcluster too: the in-cluster janitor (examples/ci/janitor.yaml) runs
+        # `python -m pytest_vcluster.janitor` in this image.
+        shutil.copytree(PLUGIN_SRC, dest / "pytest_vcluster", ignore=skip)
         pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
         install = ["nice", "-n", "19", *pip, "install", "--target", str(dest)]
         install += ["--no-warn-script-location", "--no-warn-conflicts", *target_interpreter()]
