@@ -147,14 +147,13 @@ def image_recipes(
     which: Callable[[str], str | None] = shutil.which, env: Mapping[str, str] = os.environ
 ) -> Finding:
     """How the kind host would build its images here: offline, or from public base images."""
-    from .recipes.control_plane import GO_IMAGE, GO_IMAGE_ENV
-    from .recipes.syncer_image import BASE_IMAGE, BASE_IMAGE_ENV
+    from .recipes.control_plane import go_image
+    from .recipes.syncer_image import chosen_base
 
-    base = env.get(BASE_IMAGE_ENV) or (None if which("debootstrap") else BASE_IMAGE)
+    base, go = chosen_base(which, env), go_image(which, env)
     syncer = f"docker build FROM {base}" if base else "debootstrap (offline)"
-    go_image = env.get(GO_IMAGE_ENV) or (None if which("go") else GO_IMAGE)
-    entrypoint = f"Go in {go_image}" if go_image else "Go here"
-    pulls = [image for image in (base, go_image) if image]
+    entrypoint = f"Go in {go}" if go else "Go here"
+    pulls = [image for image in (base, go) if image]
     return Finding(
         "ok",
         "image recipes",

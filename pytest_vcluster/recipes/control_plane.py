@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ..binaries import BinaryResolver, default_cache_dir, sha256_file
@@ -48,6 +48,14 @@ def _source_hash(paths: list[Path]) -> str:
 def recipe_hash() -> str:
     files = [Path(__file__).resolve(), *sorted(ENTRYPOINT_SRC.glob("*"))]
     return _source_hash([p for p in files if p.is_file()])
+
+
+def go_image(
+    which: Callable[[str], str | None] = shutil.which, env: Mapping[str, str] = os.environ
+) -> str | None:
+    """The Go image the entrypoint is built in: the named one, else none where this machine
+    has Go, else ``golang:1.24``."""
+    return env.get(GO_IMAGE_ENV) or (None if which("go") else GO_IMAGE)
 
 
 class ControlPlaneImage:
@@ -89,8 +97,9 @@ class ControlPlaneImage:
             return out
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(".entrypoint.tmp")
-        go = shutil.which("go")
-        if go is not None and not os.environ.get(GO_IMAGE_ENV):
+        image = go_image()
+        if image is None:
+            go = shutil.which("go") or "go"
             env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-buildvcs=false", GOTOOLCHAIN="local")
             build = [go, "build", "-trimpath", "-ldflags=-s -w", "-o", str(tmp), "."]
             subprocess.run(
@@ -100,14 +109,13 @@ class ControlPlaneImage:
                 check=True,
             )
         else:
-            self._build_in_docker(tmp)
+            self._build_in_docker(tmp, image)
         os.replace(tmp, out)
         return out
 
-    def _build_in_docker(self, out: Path) -> None:
+    def _build_in_docker(self, out: Path, image: str) -> None:
         """``go build`` in a Go image (no Go here): the sources mounted read-only, the binary
         written to ``out``'s directory, as this user."""
-        image = os.environ.get(GO_IMAGE_ENV) or GO_IMAGE
         self.progress(f"control-plane: no Go here: building the entrypoint in {image}")
         script = "cp -r /src /tmp/src && cd /tmp/src && "
         script += f"go build -trimpath -ldflags='-s -w' -o /out/{out.name} ."

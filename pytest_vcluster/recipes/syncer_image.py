@@ -1,4 +1,5 @@
-"""The syncer image: CPython 3.11, the ``syncer`` package and what it imports.
+"""The syncer image: CPython 3.11, the ``syncer`` package and what it imports (and
+``pytest_vcluster``, whose janitor runs from this image in the host cluster).
 
 Two bases, one result (``python3 -m syncer`` as user 65532, packages in ``/opt/syncer``):
 
@@ -9,14 +10,14 @@ Two bases, one result (``python3 -m syncer`` as user 65532, packages in ``/opt/s
   when ``PYTEST_VCLUSTER_SYNCER_BASE_IMAGE`` names a base: an ordinary ``docker build`` of
   ``FROM python:3.11-slim`` (or that base) with the packages copied in.
 
-The packages are installed here, not in the image: the ``syncer`` package's sources copied as
-they are (pure Python; a checkout's or an installed wheel's), and ``kubernetes`` and
-``cryptography`` at the versions installed here, as wheels for the image's CPython 3.11
-whichever Python runs this (pip's ``--python-version/--abi/--platform``). Nothing runs pip
-inside a container, so the build needs no network beyond the base image.
+The packages are installed here, not in the image: the ``syncer`` and ``pytest_vcluster``
+sources copied as they are (pure Python; a checkout's or an installed wheel's), and
+``kubernetes`` and ``cryptography`` at the versions installed here, as wheels for the image's
+CPython 3.11 whichever Python runs this (pip's ``--python-version/--abi/--platform``).
+Nothing runs pip inside a container, so the build needs no network beyond the base image.
 
-The tag is ``pytest-vcluster/syncer:<hash>``; the hash covers this recipe, the base, the
-syncer's sources and those versions, so an unchanged recipe is found in Docker at once.
+The tag is ``pytest-vcluster/syncer:<hash>``; the hash covers this recipe, the base, both
+packages' sources and those versions, so an unchanged recipe is found in Docker at once.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from ..binaries import arch, default_cache_dir
@@ -92,6 +93,14 @@ def dockerfile(base: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def chosen_base(
+    which: Callable[[str], str | None] = shutil.which, env: Mapping[str, str] = os.environ
+) -> str | None:
+    """The image to build FROM: the named one, else none (debootstrap) where debootstrap is,
+    else ``python:3.11-slim``."""
+    return env.get(BASE_IMAGE_ENV) or (None if which("debootstrap") else BASE_IMAGE)
+
+
 class SyncerImage:
     """``base``: an image to build FROM (``None``: the environment's, else debootstrap where
     it is installed, else ``python:3.11-slim``)."""
@@ -108,9 +117,7 @@ class SyncerImage:
         self.cache_dir = (cache_dir or default_cache_dir()).expanduser()
         self.work = self.cache_dir / "images" / "syncer"
         self.mirror = mirror or os.environ.get("PYTEST_VCLUSTER_DEBIAN_MIRROR") or DEFAULT_MIRROR
-        self.base = base or os.environ.get(BASE_IMAGE_ENV) or None
-        if self.base is None and shutil.which("debootstrap") is None:
-            self.base = BASE_IMAGE
+        self.base = base or chosen_base()
         self.progress = progress or _stderr
         self._docker = docker
 

@@ -106,13 +106,11 @@ def test_control_plane_entrypoint_built_in_a_go_image_is_the_same_binary(
     cache_dir: Path,
     docker: Docker,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     recipe = ControlPlaneImage(k8s, cache_dir, docker=docker, progress=print)
     here = recipe.entrypoint()  # this machine's Go (cached)
-    monkeypatch.setenv("PYTEST_VCLUSTER_GO_IMAGE", go_base)
     out = tmp_path / "entrypoint"
-    recipe._build_in_docker(out)
+    recipe._build_in_docker(out, go_base)
     # The same Go, sources and flags (-trimpath): a reproducible build, bit for bit.
     assert hashlib.sha256(out.read_bytes()).hexdigest() == (
         hashlib.sha256(here.read_bytes()).hexdigest()
@@ -120,14 +118,12 @@ def test_control_plane_entrypoint_built_in_a_go_image_is_the_same_binary(
 
 
 def test_a_go_image_docker_cannot_get_is_one_clear_error(
-    k8s: K8sVersion, cache_dir: Path, docker: Docker, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+    k8s: K8sVersion, cache_dir: Path, docker: Docker, tmp_path: Path
+) -> None:
     with socket.socket() as s:  # a registry on loopback that does not answer: Docker's pull
         s.bind(("127.0.0.1", 0))  # of the missing image fails here, nothing leaves the machine
         missing = f"127.0.0.1:{s.getsockname()[1]}/golang:0"
-    monkeypatch.setenv("PYTEST_VCLUSTER_GO_IMAGE", missing)
     recipe = ControlPlaneImage(k8s, cache_dir, docker=docker)
     with pytest.raises(VClusterError, match="PYTEST_VCLUSTER_GO_IMAGE") as exc:
-        recipe._build_in_docker(tmp_path / "entrypoint")
+        recipe._build_in_docker(tmp_path / "entrypoint", missing)
     assert f"building the control-plane entrypoint in {missing} failed" in str(exc.value)
