@@ -79,6 +79,7 @@ class CertificateAuthority:
         self._key = _key()
         now = dt.datetime.now(dt.timezone.utc)
         self._name = _name(common_name)
+        public = self._key.public_key()
         self._cert = (
             x509.CertificateBuilder()
             .subject_name(self._name)
@@ -88,6 +89,7 @@ class CertificateAuthority:
             .not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(now + _VALIDITY)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
             .add_extension(
                 x509.KeyUsage(
                     digital_signature=True,
@@ -147,6 +149,15 @@ class CertificateAuthority:
             .not_valid_after(now + _VALIDITY)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+            # Key identifiers: OpenSSL's strict mode (Python 3.13's default TLS context) refuses
+            # a leaf without the authority's, and its CA without a subject one.
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()),
+                critical=False,
+            )
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+            )
         )
         sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
         sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]

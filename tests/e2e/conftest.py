@@ -8,6 +8,7 @@ the first time (~20 min on 2 cores with a warm Go cache). They run only when sel
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from kubernetes import client
 from pytest_vcluster.binaries import BinaryResolver, default_cache_dir
 from pytest_vcluster.docker import Docker, ensure_docker
 from pytest_vcluster.hosts.kind import KindHost
+from pytest_vcluster.recipes.syncer_image import SyncerImage
 from pytest_vcluster.scripts import load_script
 from pytest_vcluster.vcluster import VCluster
 from pytest_vcluster.versions import K8sVersion, parse_k8s_version
@@ -197,3 +199,53 @@ def vc(kind_host: KindHost, vcluster_images: dict[str, str], app_image: str) -> 
 @pytest.fixture(scope="module")
 def core(vc: VCluster) -> client.CoreV1Api:
     return client.CoreV1Api(vc.api_client)
+
+
+# -- stand-ins of the public base images (python:3.11-slim, golang) a user with internet pulls:
+# made locally from what this machine has (the syncer's Debian root with its python3, this
+# machine's Go), since nothing is pulled here; the recipes run unchanged on them.
+GO_ROOT = Path("/usr/local/go")
+
+
+def _import(docker: Docker, tag: str, rootfs: Path, env: str, go: Path | None = None) -> None:
+    """``docker import`` of a root filesystem (and a Go tree at /usr/local/go) as one image."""
+    args = ["tar", "--numeric-owner", "-c", "-C", str(rootfs), "."]
+    if go is not None:  # its members "go/...": renamed, the root's "./..." stay as they are
+        args[3:3] = ["--transform", "s,^go,usr/local/go,"]
+        args += ["-C", str(go.parent), go.name]
+    tar = subprocess.Popen(args, stdout=subprocess.PIPE)
+    assert tar.stdout is not None
+    imp = subprocess.Popen(
+        [docker.cli, "import", "--change", f"ENV {env}", "-", tag],
+        stdin=tar.stdout,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    tar.stdout.close()  # only docker reads it: tar gets SIGPIPE if docker stops
+    _, err = imp.communicate()
+    tar.wait()
+    assert imp.returncode == 0, err.decode()[-2000:]
+
+
+@pytest.fixture(scope="session")
+def debian_rootfs(vcluster_images: dict[str, str], cache_dir: Path, docker: Docker) -> Path:
+    # vcluster_images built the syncer image the offline way: its Debian root is cached.
+    return SyncerImage(cache_dir, docker=docker, base=None).rootfs()
+
+
+@pytest.fixture(scope="session")
+def python_base(debian_rootfs: Path, docker: Docker) -> Iterator[str]:
+    tag = "pytest-vcluster-test/python:3.11-standin"
+    _import(docker, tag, debian_rootfs, "PATH=/usr/local/bin:/usr/bin:/bin")
+    yield tag
+    docker.run(["rmi", "-f", tag], check=False)
+
+
+@pytest.fixture(scope="session")
+def go_base(debian_rootfs: Path, docker: Docker) -> Iterator[str]:
+    if not (GO_ROOT / "bin" / "go").is_file():
+        pytest.fail(f"no Go at {GO_ROOT} to make the Go image stand-in from")
+    tag = "pytest-vcluster-test/golang:standin"
+    _import(docker, tag, debian_rootfs, "PATH=/usr/local/go/bin:/usr/bin:/bin", go=GO_ROOT)
+    yield tag
+    docker.run(["rmi", "-f", tag], check=False)

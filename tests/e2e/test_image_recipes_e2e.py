@@ -9,8 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,51 +24,6 @@ from pytest_vcluster.versions import K8sVersion
 from .manifests import pod
 
 pytestmark = pytest.mark.e2e
-GO_ROOT = Path("/usr/local/go")
-
-
-def _import(docker: Docker, tag: str, rootfs: Path, env: str, go: Path | None = None) -> None:
-    """``docker import`` of a root filesystem (and a Go tree at /usr/local/go) as one image."""
-    args = ["tar", "--numeric-owner", "-c", "-C", str(rootfs), "."]
-    if go is not None:  # its members "go/...": renamed, the root's "./..." stay as they are
-        args[3:3] = ["--transform", "s,^go,usr/local/go,"]
-        args += ["-C", str(go.parent), go.name]
-    tar = subprocess.Popen(args, stdout=subprocess.PIPE)
-    assert tar.stdout is not None
-    imp = subprocess.Popen(
-        [docker.cli, "import", "--change", f"ENV {env}", "-", tag],
-        stdin=tar.stdout,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    tar.stdout.close()  # only docker reads it: tar gets SIGPIPE if docker stops
-    _, err = imp.communicate()
-    tar.wait()
-    assert imp.returncode == 0, err.decode()[-2000:]
-
-
-@pytest.fixture(scope="module")
-def debian_rootfs(vcluster_images: dict[str, str], cache_dir: Path, docker: Docker) -> Path:
-    # vcluster_images built the syncer image the offline way: its Debian root is cached.
-    return SyncerImage(cache_dir, docker=docker, base=None).rootfs()
-
-
-@pytest.fixture(scope="module")
-def python_base(debian_rootfs: Path, docker: Docker) -> Iterator[str]:
-    tag = "pytest-vcluster-test/python:3.11-standin"
-    _import(docker, tag, debian_rootfs, "PATH=/usr/local/bin:/usr/bin:/bin")
-    yield tag
-    docker.run(["rmi", "-f", tag], check=False)
-
-
-@pytest.fixture(scope="module")
-def go_base(debian_rootfs: Path, docker: Docker) -> Iterator[str]:
-    if not (GO_ROOT / "bin" / "go").is_file():
-        pytest.fail(f"no Go at {GO_ROOT} to make the Go image stand-in from")
-    tag = "pytest-vcluster-test/golang:standin"
-    _import(docker, tag, debian_rootfs, "PATH=/usr/local/go/bin:/usr/bin:/bin", go=GO_ROOT)
-    yield tag
-    docker.run(["rmi", "-f", tag], check=False)
 
 
 def test_syncer_image_from_a_python_base_runs_a_vcluster(

@@ -92,9 +92,24 @@ def _get(url: str, accept: str = "application/json") -> tuple[bytes, dict[str, s
         return resp.read(), dict(resp.headers)
 
 
+def _untag(docker: Docker, prefix: str) -> None:
+    """Remove the tags the push made for ``prefix`` (the images stay under their own tags)."""
+    refs = docker.out(["images", "--format", "{{.Repository}}:{{.Tag}}"]).split()
+    mine = [ref for ref in refs if ref.startswith(prefix + "/")]
+    if mine:
+        docker.run(["rmi", *mine], check=False)
+
+
 def test_images_build_push_lands_both_images_in_the_registry(
     registry: str, vcluster_images: dict[str, str], docker: Docker
 ) -> None:
+    try:
+        _check_push(registry, vcluster_images, docker)
+    finally:
+        _untag(docker, registry)
+
+
+def _check_push(registry: str, vcluster_images: dict[str, str], docker: Docker) -> None:
     out = _cli("images", "build", "--push", f"{registry}/ci/vc")
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     exports = dict(
@@ -121,12 +136,15 @@ def test_images_build_push_lands_both_images_in_the_registry(
 
 
 def test_a_registry_that_does_not_answer_is_one_clear_error(
-    vcluster_images: dict[str, str],
+    vcluster_images: dict[str, str], docker: Docker
 ) -> None:
     with socket.socket() as s:  # a port nobody listens on once this is closed
         s.bind(("127.0.0.1", 0))
         closed = f"127.0.0.1:{s.getsockname()[1]}"
-    out = _cli("images", "build", "--push", f"{closed}/ci")
+    try:
+        out = _cli("images", "build", "--push", f"{closed}/ci")
+    finally:
+        _untag(docker, closed)
     assert out.returncode == 2
     errors = [line for line in out.stderr.splitlines() if line.startswith("pytest-vcluster: error")]
     assert len(errors) == 1, out.stderr

@@ -62,3 +62,36 @@ def test_api_server_names_are_one_list_for_both_runtimes() -> None:
     assert set(common) < set(chart)
     assert "vc1.vcluster-vc1.svc" in chart
     assert service_ip_sans("10.96.0.0/12") == ("127.0.0.1", "10.96.0.1")
+
+
+def test_a_strict_tls_client_accepts_the_server_certificate(tmp_path: Path) -> None:
+    """Python 3.13's default context verifies in OpenSSL's strict mode (key identifiers
+    required): a handshake on loopback with that flag set, whichever Python runs this."""
+    import socket
+    import ssl
+    import threading
+
+    ca = CertificateAuthority("strict-ca")
+    crt, key = ca.issue("apiserver", ips=("127.0.0.1",), server=True).write(tmp_path, "server")
+    ca_file = tmp_path / "ca.crt"
+    ca_file.write_bytes(ca.pair.cert_pem)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(crt, key)
+    client_ctx = ssl.create_default_context(cafile=str(ca_file))
+    client_ctx.verify_flags |= ssl.VERIFY_X509_STRICT
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def accept() -> None:
+            conn, _ = listener.accept()
+            with conn, server_ctx.wrap_socket(conn, server_side=True) as tls:
+                tls.sendall(b"ok")
+
+        t = threading.Thread(target=accept, daemon=True)
+        t.start()
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+            client_ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+        ):
+            assert tls.recv(2) == b"ok"
+        t.join(10)
