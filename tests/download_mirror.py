@@ -68,15 +68,19 @@ def layout(tool: str, k8s: K8sVersion, data: bytes) -> dict[str, bytes]:
     raise ValueError(f"no download layout for {tool!r}")
 
 
-@contextmanager
-def serve_mirror(tools: Sequence[str], k8s: K8sVersion, root: Path) -> Iterator[str]:
-    """A base URL serving ``tools`` (this machine's cached binaries) in their sites' layouts."""
+def fill(root: Path, tools: Sequence[str], k8s: K8sVersion) -> None:
+    """Write ``tools`` (this machine's cached binaries) under ``root`` in their sites' layouts."""
     have = BinaryResolver(k8s, allow_build=False, download_base="off").resolve_all(tools)
     for tool in tools:
         for path, data in layout(tool, k8s, have[tool].path.read_bytes()).items():
             p = root / path.lstrip("/")
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(data)
+
+
+@contextmanager
+def serve(root: Path) -> Iterator[str]:
+    """A base URL on 127.0.0.1 serving ``root``."""
 
     class Handler(http.server.SimpleHTTPRequestHandler):
         def __init__(self, *args: object, **kw: object) -> None:
@@ -92,6 +96,14 @@ def serve_mirror(tools: Sequence[str], k8s: K8sVersion, root: Path) -> Iterator[
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def serve_mirror(tools: Sequence[str], k8s: K8sVersion, root: Path) -> Iterator[str]:
+    """A base URL serving ``tools`` (this machine's cached binaries) in their sites' layouts."""
+    fill(root, tools, k8s)
+    with serve(root) as url:
+        yield url
 
 
 def path_without(*commands: str, bin_dir: Path, path: str) -> str:

@@ -42,19 +42,21 @@ def test_the_example_suite_runs_on_python(minor: str, wheel: Path, tmp_path: Pat
     python = _interpreter(minor)
     if python is None:
         pytest.skip(f"no CPython {minor} on this machine")
-    env_dir = tmp_path / "venv"
-    subprocess.run([str(python), "-m", "venv", str(env_dir)], check=True, timeout=120)
-    py = str(env_dir / "bin" / "python")
-    install = subprocess.run(
-        [py, "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel)],
-        capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert install.returncode == 0, install.stdout[-2000:] + install.stderr[-2000:]
+    # Nothing of this checkout on the path (a PYTHONPATH naming it would make pip skip the
+    # wheel as "already satisfied").
     env = {
         **{k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYENV_VERSION")},
         "PYTEST_VCLUSTER_CACHE_DIR": str(default_cache_dir()),
         "PYTEST_VCLUSTER_DOWNLOAD_URL": "off",
     }
+    env_dir = tmp_path / "venv"
+    subprocess.run([str(python), "-m", "venv", str(env_dir)], env=env, check=True, timeout=120)
+    py = str(env_dir / "bin" / "python")
+    install = subprocess.run(
+        [py, "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel)],
+        env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert install.returncode == 0, install.stdout[-2000:] + install.stderr[-2000:]
     suite = subprocess.run(
         [py, "-m", "pytest", str(ROOT / "examples/basics"), str(ROOT / "examples/operator"),
          "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path)],
