@@ -94,6 +94,10 @@ BASE_PACKAGES = (
 KIND_MODULE = "sigs.k8s.io/kind"
 MANIFEST_FILES = ("default-cni.yaml", "default-storage.yaml")
 LOCAL_PATH_VERSION = "v0.0.30"
+#: NetworkPolicy enforcement (kindnet's engine). Its nftables rules need the kernel's nft
+#: ``queue``; where that is missing, the node's iptables NFQUEUE rules feed the same queue
+#: (files/kind/bin/pytest-vcluster-guard.sh) and its rule sync only logs a failure.
+NETPOL_VERSION = "v0.8.0"
 CRICTL_VERSION = "v1.37.0"
 
 
@@ -161,6 +165,15 @@ def etcd_recipe(version: str) -> GoRecipe:
 
 def coredns_recipe(version: str) -> GoRecipe:
     return GoRecipe("coredns", "github.com/coredns/coredns", version, "github.com/coredns/coredns")
+
+
+def netpol_recipe(version: str) -> GoRecipe:
+    return GoRecipe(
+        "kube-network-policies",
+        "sigs.k8s.io/kube-network-policies",
+        version,
+        "sigs.k8s.io/kube-network-policies/cmd",
+    )
 
 
 def crictl_recipe(version: str) -> GoRecipe:
@@ -430,6 +443,7 @@ class NodeImageBuilder:
         bins["pause"] = self.pause_binary(_image_version(images, "pause"))
         bins["crictl"] = self.go_binary(crictl_recipe(CRICTL_VERSION))
         bins["local-path-provisioner"] = self.go_binary(local_path_recipe(LOCAL_PATH_VERSION))
+        bins["kube-network-policies"] = self.go_binary(netpol_recipe(NETPOL_VERSION))
         bins.update(self.own_go_binaries())
         return bins
 
@@ -530,7 +544,7 @@ class NodeImageBuilder:
             if (rootfs / top).is_symlink():
                 links[f"/{top}"] = os.readlink(rootfs / top)
         specs.append(ImageSpec(by_name["kube-proxy"], files, links, dirs=("run", "tmp", "var/lib")))
-        # extras: cni-agent, local-path-provisioner and its helper
+        # extras: cni-agent, local-path-provisioner and its helper, the NetworkPolicy agent
         busybox = rootfs / "bin/busybox"
         specs.append(
             ImageSpec(
@@ -545,6 +559,15 @@ class NodeImageBuilder:
                 self.extra_tag("local-path-provisioner", bins["local-path-provisioner"]),
                 {"/usr/bin/local-path-provisioner": bins["local-path-provisioner"]},
                 entrypoint=("/usr/bin/local-path-provisioner",),
+                dirs=("tmp",),
+            )
+        )
+        netpol = bins["kube-network-policies"]
+        specs.append(
+            ImageSpec(
+                self.extra_tag("kube-network-policies", netpol),
+                {"/bin/netpol": netpol},
+                entrypoint=("/bin/netpol",),
                 dirs=("tmp",),
             )
         )
@@ -575,6 +598,7 @@ class NodeImageBuilder:
             "@CNI_AGENT_IMAGE@": find("pytest-vcluster/cni-agent:"),
             "@LOCAL_PATH_IMAGE@": find("pytest-vcluster/local-path-provisioner:"),
             "@HELPER_IMAGE@": find("pytest-vcluster/busybox:"),
+            "@NETPOL_IMAGE@": find("pytest-vcluster/kube-network-policies:"),
         }
         out = {}
         for name in MANIFEST_FILES:

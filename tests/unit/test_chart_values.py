@@ -167,6 +167,30 @@ def test_network_policy(helm: Path, pki_args: list[str], tmp_path: Path) -> None
     api = objs["NetworkPolicy/vc1-api"]["spec"]
     assert api["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == "vc1"
     assert api["ingress"] == [{"ports": [{"port": 6443, "protocol": "TCP"}]}]
+    egress = objs["NetworkPolicy/vc1-egress"]["spec"]
+    assert egress["policyTypes"] == ["Egress"]
+    own, dns, outside = egress["egress"]
+    assert own == {"to": [{"podSelector": {}}]}
+    assert dns["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
+    assert {p["protocol"] for p in dns["ports"]} == {"UDP", "TCP"}
+    assert outside["to"] == [
+        {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.244.0.0/16"]}},
+        {"ipBlock": {"cidr": "::/0"}},
+    ]
+
+
+def test_network_policy_pod_cidrs_split_by_family(
+    helm: Path, pki_args: list[str], tmp_path: Path
+) -> None:
+    cidrs = ["10.1.0.0/16", "10.2.0.0/16", "fd00:10:244::/56"]
+    objs = docs(
+        helm, pki_args, tmp_path, isolation={"networkPolicy": {"enabled": True, "podCIDRs": cidrs}}
+    )
+    outside = objs["NetworkPolicy/vc1-egress"]["spec"]["egress"][2]["to"]
+    assert outside == [
+        {"ipBlock": {"cidr": "0.0.0.0/0", "except": cidrs[:2]}},
+        {"ipBlock": {"cidr": "::/0", "except": cidrs[2:]}},
+    ]
 
 
 def test_coredns_bootstrap_manifests(helm: Path, pki_args: list[str], tmp_path: Path) -> None:
@@ -293,6 +317,7 @@ def test_control_plane_values(helm: Path, pki_args: list[str], tmp_path: Path) -
         ({"coredns": {"replicas": "two"}}, "replicas"),
         ({"controlPlane": {"persistence": {"enabled": "yes"}}}, "enabled"),
         ({"isolation": {"networkPolicy": {"egress": True}}}, "egress"),
+        ({"isolation": {"networkPolicy": {"podCIDRs": ["10.0.0.0"]}}}, "podCIDRs"),
     ],
 )
 def test_schema_refuses_bad_values(
