@@ -6,7 +6,9 @@ etcd (``pytest_vcluster.versions.ETCD``), all resolved by ``BinaryResolver`` fro
 that runs them in order and forwards SIGTERM. The entrypoint is built with the host's Go where
 there is one, else inside Docker from a Go image (``PYTEST_VCLUSTER_GO_IMAGE``, default
 ``golang:<this Go's minor>``: the path of a machine with internet and no Go). The image is
-written as a ``docker save`` tarball and loaded with ``docker load``.
+written as a ``docker save`` tarball and loaded with ``docker load``. On Linux it also carries
+an etcd template (``etcd_template.py``): the bootstrap RBAC its API server would otherwise
+create at every start.
 
 The tag is ``pytest-vcluster/control-plane:v<k8s>-<hash>``; the hash covers this recipe and
 the binaries, so an unchanged recipe finds its image in Docker and the build is skipped.
@@ -28,7 +30,7 @@ from ..binaries import BinaryResolver, default_cache_dir, sha256_file
 from ..docker import Docker, ensure_docker
 from ..errors import VClusterError
 from ..versions import K8sVersion
-from . import archive
+from . import archive, etcd_template
 
 HERE = Path(__file__).resolve().parent
 ENTRYPOINT_SRC = HERE / "entrypoint"
@@ -46,7 +48,7 @@ def _source_hash(paths: list[Path]) -> str:
 
 
 def recipe_hash() -> str:
-    files = [Path(__file__).resolve(), *sorted(ENTRYPOINT_SRC.glob("*"))]
+    files = [Path(__file__).resolve(), HERE / "etcd_template.py", *sorted(ENTRYPOINT_SRC.glob("*"))]
     return _source_hash([p for p in files if p.is_file()])
 
 
@@ -85,9 +87,23 @@ class ControlPlaneImage:
 
     def tag(self, bins: dict[str, Path] | None = None) -> str:
         bins = bins or self.binaries()
-        parts = [recipe_hash()] + [f"{t}={sha256_file(bins[t])}" for t in TOOLS]
+        parts = [recipe_hash(), f"template={etcd_template.supported()}"]
+        parts += [f"{t}={sha256_file(bins[t])}" for t in TOOLS]
         digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:10]
         return f"{REPO}:{self.k8s.tag}-{digest}"
+
+    def etcd_template(self, bins: dict[str, Path]) -> Path | None:
+        """The etcd data directory the image starts from (made once per binaries), or None
+        where it cannot be made here."""
+        if not etcd_template.supported():
+            return None
+        key = self.tag(bins).rsplit("-", 1)[-1]
+        out = self.work / f"etcd-template-{key}"
+        if not (out / "member").is_dir():
+            self.work.mkdir(parents=True, exist_ok=True)
+            self.progress("control-plane: making the etcd template (etcd + kube-apiserver, ~5 s)")
+            etcd_template.make(out, bins, self.progress)
+        return out
 
     def entrypoint(self) -> Path:
         """The entrypoint binary, built once per source (cached by its hash)."""
@@ -144,6 +160,10 @@ class ControlPlaneImage:
             return tag, False
         files = {f"/usr/local/bin/{t}": bins[t] for t in TOOLS}
         files["/usr/local/bin/entrypoint"] = self.entrypoint()
+        template = self.etcd_template(bins)
+        if template is not None:
+            for f in sorted(p for p in template.rglob("*") if p.is_file()):
+                files[f"{etcd_template.IMAGE_PATH}/{f.relative_to(template).as_posix()}"] = f
         spec = archive.ImageSpec(
             tag,
             files,

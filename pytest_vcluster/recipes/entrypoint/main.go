@@ -1,8 +1,10 @@
 // Command entrypoint runs the processes of a vcluster control plane in one container.
 //
-//	entrypoint [--grace=20s] STEP [--- STEP]...
+//	entrypoint [--grace=20s] [--seed=SRC:DST]... STEP [--- STEP]...
 //	STEP = [--step=NAME] [--ready=URL] [--restart=N] BINARY ARGS...
 //
+// --seed copies the directory SRC to DST first, when DST does not exist yet and SRC does (the
+// image's etcd template into an empty data volume: a container restart keeps its data).
 // Steps start in order. A step with --ready is polled (GET, any TLS certificate accepted)
 // until it answers 200 before the next step starts. A step with --restart=N is started again
 // (after 1 s) the first N times it exits: kube-controller-manager gives up after ~20 s when the
@@ -44,8 +46,9 @@ type proc struct {
 	err  error
 }
 
-func parse(args []string) (time.Duration, []step, error) {
+func parse(args []string) (time.Duration, [][2]string, []step, error) {
 	grace := 20 * time.Second
+	var seeds [][2]string
 	var steps []step
 	cur := step{}
 	flush := func() error {
@@ -63,14 +66,20 @@ func parse(args []string) (time.Duration, []step, error) {
 		switch {
 		case a == "---":
 			if err := flush(); err != nil {
-				return 0, nil, err
+				return 0, nil, nil, err
 			}
 		case len(cur.argv) == 0 && len(steps) == 0 && cur.name == "" && cur.ready == "" && strings.HasPrefix(a, "--grace="):
 			d, err := time.ParseDuration(strings.TrimPrefix(a, "--grace="))
 			if err != nil {
-				return 0, nil, fmt.Errorf("--grace: %w", err)
+				return 0, nil, nil, fmt.Errorf("--grace: %w", err)
 			}
 			grace = d
+		case len(cur.argv) == 0 && len(steps) == 0 && cur.name == "" && cur.ready == "" && strings.HasPrefix(a, "--seed="):
+			src, dst, ok := strings.Cut(strings.TrimPrefix(a, "--seed="), ":")
+			if !ok || src == "" || dst == "" {
+				return 0, nil, nil, fmt.Errorf("--seed: want SRC:DST, got %q", a)
+			}
+			seeds = append(seeds, [2]string{src, dst})
 		case len(cur.argv) == 0 && strings.HasPrefix(a, "--step="):
 			cur.name = strings.TrimPrefix(a, "--step=")
 		case len(cur.argv) == 0 && strings.HasPrefix(a, "--ready="):
@@ -78,7 +87,7 @@ func parse(args []string) (time.Duration, []step, error) {
 		case len(cur.argv) == 0 && strings.HasPrefix(a, "--restart="):
 			n, err := strconv.Atoi(strings.TrimPrefix(a, "--restart="))
 			if err != nil || n < 0 {
-				return 0, nil, fmt.Errorf("--restart: want a count, got %q", a)
+				return 0, nil, nil, fmt.Errorf("--restart: want a count, got %q", a)
 			}
 			cur.restarts = n
 		default:
@@ -86,9 +95,50 @@ func parse(args []string) (time.Duration, []step, error) {
 		}
 	}
 	if err := flush(); err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
-	return grace, steps, nil
+	return grace, seeds, steps, nil
+}
+
+// seed copies the tree src to dst (directories 0700, files 0600: etcd's own modes) through a
+// temporary sibling renamed at the end, so a crash never leaves half a data directory.
+func seed(src, dst string) error {
+	if _, err := os.Stat(dst); err == nil {
+		logf("seed: %s exists: kept", dst)
+		return nil
+	}
+	if _, err := os.Stat(src); err != nil {
+		logf("seed: no %s: %s starts empty", src, dst)
+		return nil
+	}
+	t0 := time.Now()
+	tmp := dst + ".seeding"
+	if err := os.RemoveAll(tmp); err != nil {
+		return err
+	}
+	err := filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		out := filepath.Join(tmp, rel)
+		if d.IsDir() {
+			return os.MkdirAll(out, 0o700)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(out, data, 0o600)
+	})
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return err
+	}
+	logf("seed: %s copied from %s in %.3fs", dst, src, time.Since(t0).Seconds())
+	return nil
 }
 
 func logf(format string, args ...any) {
@@ -160,10 +210,16 @@ func stopAll(procs []*proc, grace time.Duration) {
 }
 
 func main() {
-	grace, steps, err := parse(os.Args[1:])
+	grace, seeds, steps, err := parse(os.Args[1:])
 	if err != nil {
-		logf("usage: entrypoint [--grace=20s] [--step=NAME] [--ready=URL] BINARY ARGS... [--- ...]: %v", err)
+		logf("usage: entrypoint [--grace=20s] [--seed=SRC:DST] [--step=NAME] [--ready=URL] BINARY ARGS... [--- ...]: %v", err)
 		os.Exit(2)
+	}
+	for _, s := range seeds {
+		if err := seed(s[0], s[1]); err != nil {
+			logf("seed %s -> %s: %v", s[0], s[1], err)
+			os.Exit(1)
+		}
 	}
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
