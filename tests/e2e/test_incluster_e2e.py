@@ -64,6 +64,9 @@ def test_vcluster_release_runs_real_pods_and_leaves_nothing(
         print(f"vcluster ready in {vc.ready_seconds:.2f}s; stages {vc._impl.timings}")
         release = kind_host.kubectl_run("get", "statefulset,service,secret", "-n", ns).stdout
         assert "vc-e2e-a" in release
+        # Its etcd started from the image's template (the bootstrap RBAC already in place).
+        log = kind_host.kubectl_run("logs", "-n", ns, "e2e-a-0", "-c", "control-plane").stdout
+        assert "seed: /data/etcd copied from /usr/local/share/pytest-vcluster/etcd-template" in log
         t0 = time.monotonic()
         vc.apply(_deployment())
         vc.wait_for("Deployment", "sleepy", "Available", api_version="apps/v1", timeout=120)
