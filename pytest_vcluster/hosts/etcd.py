@@ -27,6 +27,23 @@ def _call(fn: Callable[[], T]) -> T:
         raise EtcdError(str(exc)) from None
 
 
+# What a new kube-apiserver writes at start that a copy can spare it (the local runtime copies
+# them from the host, the control-plane image carries them as its etcd template): the RBAC
+# objects its rbac/bootstrap-roles hook makes, labelled rbac-defaults, and the system
+# PriorityClasses ("system-" is reserved: only the apiserver's own two can have it, so a
+# test's PriorityClass is never one). Keys below the API server's etcd prefix.
+BOOTSTRAP_RBAC = ("clusterroles", "clusterrolebindings", "roles", "rolebindings")
+BOOTSTRAP_PRIORITY_CLASSES = "priorityclasses/system-"
+
+
+def bootstrap_object(key: str, value: bytes) -> bool:
+    """Whether ``key`` (``clusterroles/admin``: below the API server's prefix) holding
+    ``value`` is one of those."""
+    if key.split("/", 1)[0] in BOOTSTRAP_RBAC:
+        return b"rbac-defaults" in value
+    return key.startswith(BOOTSTRAP_PRIORITY_CLASSES)
+
+
 def get_prefix(etcd_url: str, prefix: str) -> list[tuple[bytes, bytes]]:
     """(key, value) of every key under ``prefix``."""
     kvs, _ = _call(lambda: Etcd(etcd_url).get_prefix(prefix))

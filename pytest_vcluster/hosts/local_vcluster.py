@@ -38,12 +38,6 @@ from .vcluster_config import (
 
 __all__ = ["SYNCER_RULES", "VCLUSTER_CONTROLLERS", "LocalVCluster"]
 
-# Copied from the host's etcd before a vcluster's apiserver starts (see _seed_from_host): the
-# RBAC objects labelled rbac-defaults, and the system PriorityClasses ("system-" is reserved:
-# only the apiserver's own two can have it, so a test's PriorityClass is never copied).
-SEED_RBAC = ("clusterroles", "clusterrolebindings", "roles", "rolebindings")
-SEED_PRIORITY_CLASSES = "priorityclasses/system-"
-
 
 class LocalVCluster:
     """Create with ``start()``, remove with ``delete()``; a context manager too."""
@@ -152,13 +146,10 @@ class LocalVCluster:
         from .local import HOST_PREFIX
 
         url = self.host.etcd_url
-        copies = [
-            kv
-            for kind in SEED_RBAC
-            for kv in etcd.get_prefix(url, f"{HOST_PREFIX}/{kind}/")
-            if b"rbac-defaults" in kv[1]
-        ]
-        copies += etcd.get_prefix(url, f"{HOST_PREFIX}/{SEED_PRIORITY_CLASSES}")
+        prefixes = [f"{kind}/" for kind in etcd.BOOTSTRAP_RBAC] + [etcd.BOOTSTRAP_PRIORITY_CLASSES]
+        found = [kv for p in prefixes for kv in etcd.get_prefix(url, f"{HOST_PREFIX}/{p}")]
+        below = len(HOST_PREFIX) + 1  # the key after "<prefix>/"
+        copies = [kv for kv in found if etcd.bootstrap_object(kv[0][below:].decode(), kv[1])]
         prefix = self.etcd_prefix.encode()
         etcd.put_all(url, [(prefix + key[len(HOST_PREFIX) :], value) for key, value in copies])
         return len(copies)

@@ -92,13 +92,12 @@ class ControlPlaneImage:
         digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:10]
         return f"{REPO}:{self.k8s.tag}-{digest}"
 
-    def etcd_template(self, bins: dict[str, Path]) -> Path | None:
-        """The etcd data directory the image starts from (made once per binaries), or None
-        where it cannot be made here."""
+    def etcd_template(self, tag: str, bins: dict[str, Path]) -> Path | None:
+        """The etcd data directory the image ``tag`` starts from (made once per tag: per
+        recipe and binaries), or None where it cannot be made here."""
         if not etcd_template.supported():
             return None
-        key = self.tag(bins).rsplit("-", 1)[-1]
-        out = self.work / f"etcd-template-{key}"
+        out = self.work / f"etcd-template-{tag.rsplit('-', 1)[-1]}"
         if not (out / "member").is_dir():
             self.work.mkdir(parents=True, exist_ok=True)
             self.progress("control-plane: making the etcd template (etcd + kube-apiserver, ~5 s)")
@@ -160,7 +159,7 @@ class ControlPlaneImage:
             return tag, False
         files = {f"/usr/local/bin/{t}": bins[t] for t in TOOLS}
         files["/usr/local/bin/entrypoint"] = self.entrypoint()
-        template = self.etcd_template(bins)
+        template = self.etcd_template(tag, bins)
         if template is not None:
             for f in sorted(p for p in template.rglob("*") if p.is_file()):
                 files[f"{etcd_template.IMAGE_PATH}/{f.relative_to(template).as_posix()}"] = f

@@ -30,22 +30,21 @@ from typing import cast
 from syncer.etcd import Etcd, EtcdError
 
 from ..errors import VClusterError
+from ..hosts.etcd import bootstrap_object
 from ..pki import service_account_key
 from ..procs import free_port
+from ..wait import done_or_not_yet, poll
 
 #: Where the image carries it; the chart's entrypoint argument names the same path.
 IMAGE_PATH = "/usr/local/share/pytest-vcluster/etcd-template"
-KEEP_RBAC = ("clusterroles", "clusterrolebindings", "roles", "rolebindings")
-KEEP_PRIORITY = "/registry/priorityclasses/system-"
 PREFIX = "/registry/"
 
 
 def kept(key: bytes, value: bytes) -> bool:
-    """Whether a key of a freshly started API server belongs in the template."""
+    """Whether a key of a freshly started API server belongs in the template (the rule the
+    local runtime's copy follows too: ``hosts/etcd.bootstrap_object``)."""
     k = key.decode(errors="replace")
-    if any(k.startswith(f"{PREFIX}{kind}/") for kind in KEEP_RBAC):
-        return b"rbac-defaults" in value
-    return k.startswith(KEEP_PRIORITY)
+    return k.startswith(PREFIX) and bootstrap_object(k[len(PREFIX) :], value)
 
 
 def supported() -> bool:
@@ -63,30 +62,17 @@ def make(
         client, peer, secure = free_port(), free_port(), free_port()
         url = f"http://127.0.0.1:{client}"
         procs.append(_spawn(_etcd_args(bins["etcd"], data, client, peer), work / "etcd.log"))
-        key, pub = service_account_key()
-        (work / "sa.key").write_bytes(key)
-        (work / "sa.pub").write_bytes(pub)
-        procs.append(
-            _spawn(
-                [str(bins["kube-apiserver"]), f"--etcd-servers={url}",
-                 "--bind-address=127.0.0.1", f"--secure-port={secure}",
-                 f"--cert-dir={work / 'certs'}", "--authorization-mode=Node,RBAC",
-                 f"--service-account-key-file={work / 'sa.pub'}",
-                 f"--service-account-signing-key-file={work / 'sa.key'}",
-                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-                 "--service-cluster-ip-range=10.96.0.0/12", "--enable-priority-and-fairness=false",
-                 "--endpoint-reconciler-type=none", "--anonymous-auth=true", "--profiling=false"],
-                work / "kube-apiserver.log",
-            )
-        )  # fmt: skip
+        apiserver = _apiserver_args(bins["kube-apiserver"], url, secure, work)
+        procs.append(_spawn(apiserver, work / "kube-apiserver.log"))
         _wait_ready(f"https://127.0.0.1:{secure}/readyz", procs, timeout, work)
         _stop(procs.pop())  # the API server: nothing writes while the rest goes
         store = Etcd(url)
         kvs, revision = store.get_prefix(PREFIX)
-        store.write(deletes=[kv.key for kv in kvs if not kept(kv.key, kv.value)])
+        keep = [kept(kv.key, kv.value) for kv in kvs]
+        store.write(deletes=[kv.key for kv, k in zip(kvs, keep, strict=True) if not k])
         store.post("/v3/kv/compaction", {"revision": str(revision), "physical": True})
         store.defragment()
-        count = sum(1 for kv in kvs if kept(kv.key, kv.value))
+        count = sum(keep)
         _stop(procs.pop())
         if count < 50:  # a start that wrote no bootstrap roles: no template rather than a bad one
             raise VClusterError(f"etcd template: only {count} bootstrap objects were written")
@@ -125,6 +111,25 @@ def _etcd_args(etcd: Path, data: Path, client: int, peer: int) -> list[str]:
     ]  # fmt: skip
 
 
+def _apiserver_args(apiserver: Path, etcd_url: str, port: int, work: Path) -> list[str]:
+    """A kube-apiserver on ``etcd_url`` as the chart starts it where it matters for what it
+    writes (RBAC authorization, no priority and fairness, no endpoint reconciler); its serving
+    certificate self-signed and a service-account key pair written into ``work``."""
+    key, pub = service_account_key()
+    (work / "sa.key").write_bytes(key)
+    (work / "sa.pub").write_bytes(pub)
+    return [
+        str(apiserver), f"--etcd-servers={etcd_url}",
+        "--bind-address=127.0.0.1", f"--secure-port={port}",
+        f"--cert-dir={work / 'certs'}", "--authorization-mode=Node,RBAC",
+        f"--service-account-key-file={work / 'sa.pub'}",
+        f"--service-account-signing-key-file={work / 'sa.key'}",
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        "--service-cluster-ip-range=10.96.0.0/12", "--enable-priority-and-fairness=false",
+        "--endpoint-reconciler-type=none", "--anonymous-auth=true", "--profiling=false",
+    ]  # fmt: skip
+
+
 def _trim_zeros(wal: Path) -> None:
     """Cut a WAL segment's preallocated zeros (etcd sizes each one 64 MiB up front; its reader
     stops at the first empty frame, and frames are 8-byte aligned): 62 MiB less per image."""
@@ -134,15 +139,13 @@ def _trim_zeros(wal: Path) -> None:
 
 
 def _wait_etcd(url: str, procs: list[subprocess.Popen[bytes]], timeout: float, work: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def serving() -> None:
         _check_alive(procs, work)
-        try:
-            Etcd(url, timeout=1).status()
-            return
-        except (OSError, ValueError, EtcdError):  # not serving yet
-            time.sleep(0.1)
-    raise VClusterError(f"etcd template: etcd not serving in {timeout:.0f} s")
+        Etcd(url, timeout=1).status()
+
+    deadline = time.monotonic() + timeout
+    retry = (OSError, ValueError, EtcdError)
+    poll("etcd serving", serving, deadline, retry=retry, timeout_error=_template_error)
 
 
 def _check_alive(procs: list[subprocess.Popen[bytes]], work: Path) -> None:
@@ -171,15 +174,17 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def _wait_ready(url: str, procs: list[subprocess.Popen[bytes]], timeout: float, work: Path) -> None:
     ctx = ssl.create_default_context()
     ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # its own self-signed serving cert
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
+
+    def ready() -> None:
         _check_alive(procs, work)
-        try:
-            with urllib.request.urlopen(url, context=ctx, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError as exc:  # not serving yet, or /readyz not 200 (HTTPError is an OSError)
-            last = str(exc)
-        time.sleep(0.2)
-    raise VClusterError(f"etcd template: kube-apiserver not ready in {timeout:.0f} s: {last}")
+        # not serving yet, or /readyz not 200 (HTTPError is an OSError)
+        with urllib.request.urlopen(url, context=ctx, timeout=2) as resp:
+            done_or_not_yet(resp.status == 200, f"/readyz: {resp.status}")
+
+    deadline = time.monotonic() + timeout
+    poll("kube-apiserver /readyz", ready, deadline, interval=0.2, retry=(OSError,),
+         timeout_error=_template_error)  # fmt: skip
+
+
+def _template_error(message: str) -> VClusterError:
+    return VClusterError(f"etcd template: {message}")

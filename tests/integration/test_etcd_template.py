@@ -51,23 +51,8 @@ def test_an_api_server_on_the_template_keeps_its_bootstrap_objects(
         before, _ = Etcd(url).get_prefix("/registry/")
         assert before
         assert all(etcd_template.kept(kv.key, kv.value) for kv in before)
-        key, pub = etcd_template.service_account_key()
-        (tmp_path / "sa.key").write_bytes(key)
-        (tmp_path / "sa.pub").write_bytes(pub)
-        procs.append(
-            etcd_template._spawn(
-                [str(bins["kube-apiserver"]), f"--etcd-servers={url}",
-                 "--bind-address=127.0.0.1", f"--secure-port={secure}",
-                 f"--cert-dir={tmp_path / 'certs'}", "--authorization-mode=Node,RBAC",
-                 f"--service-account-key-file={tmp_path / 'sa.pub'}",
-                 f"--service-account-signing-key-file={tmp_path / 'sa.key'}",
-                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-                 "--service-cluster-ip-range=10.96.0.0/12",
-                 "--enable-priority-and-fairness=false", "--endpoint-reconciler-type=none",
-                 "--anonymous-auth=true"],
-                tmp_path / "kube-apiserver.log",
-            )
-        )  # fmt: skip
+        apiserver = etcd_template._apiserver_args(bins["kube-apiserver"], url, secure, tmp_path)
+        procs.append(etcd_template._spawn(apiserver, tmp_path / "kube-apiserver.log"))
         etcd_template._wait_ready(f"https://127.0.0.1:{secure}/readyz", procs, 120, tmp_path)
         after = {kv.key: kv.mod_revision for kv in Etcd(url).get_prefix("/registry/")[0]}
         # ...are all there, none rewritten by the bootstrap hook (it only compared them).
