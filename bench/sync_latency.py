@@ -141,12 +141,22 @@ def cpu_seconds(pid: int) -> float:
 
 
 def api_requests(vc: LocalVCluster) -> dict[str, float]:
-    """The syncer's request counters per API server, from its /metrics."""
+    """The syncer's request counters per API server ("virtual", "host") and per API server
+    and request kind ("virtual POST pods/binding"), from its /metrics."""
     text = urllib.request.urlopen(f"http://{vc.syncer_health}/metrics", timeout=10).read()
     out: dict[str, float] = {}
     for m in re.finditer(r'syncer_api_requests_total\{server="(\w+)"\} (\d+)', text.decode()):
         out[m.group(1)] = float(m.group(2))
+    kinds = r'syncer_api_requests_by_kind_total\{server="(\w+)",kind="([^"]+)"\} (\d+)'
+    for m in re.finditer(kinds, text.decode()):
+        out[f"{m.group(1)} {m.group(2)}"] = float(m.group(3))
     return out
+
+
+def per_pod(before: dict[str, float], after: dict[str, float], n: int) -> dict[str, float]:
+    """Requests per pod of each kind sent meanwhile (kinds below 0.05 per pod left out)."""
+    out = {k: round((v - before.get(k, 0.0)) / n, 2) for k, v in after.items() if " " in k}
+    return {k: v for k, v in sorted(out.items()) if v >= 0.05}
 
 
 def rss_mib(pid: int) -> float:
@@ -281,6 +291,7 @@ def run_pods(
         "syncer_virtual_requests_per_pod": round(
             (req1.get("virtual", 0) - req0.get("virtual", 0)) / n, 2
         ),
+        "syncer_requests_per_pod_by_kind": per_pod(req0, req1, n),
         "syncer_peak_rss_mib": round(probe.peak_rss, 1),
         "process_cpu_s": procs_cpu,
         # The ratios: until every pod runs, and all processes' CPU per pod, vcluster / host.

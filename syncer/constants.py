@@ -18,3 +18,6 @@ OBJECT_KIND = f"{LABEL_PREFIX}/object-kind"
 
 #: Pod phases after which nothing runs again.
 ENDED_PHASES = ("Succeeded", "Failed")
+
+#: The virtual API servers' --service-account-issuer (local runtime and chart alike).
+DEFAULT_ISSUER = "https://kubernetes.default.svc.cluster.local"

@@ -21,6 +21,7 @@ import socket
 import ssl
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -48,6 +49,27 @@ except ImportError:  # pragma: no cover - the syncer image may lack it
 def timestamp() -> str:
     """Now, as the API's timestamps are written (RFC 3339, seconds, UTC)."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def request_kind(method: str, target: str) -> str:
+    """A request's verb and resource, for counting: ``POST pods/binding``, ``GET pods``,
+    ``WATCH events`` (a GET with ``watch=true``); names, namespaces and API groups dropped."""
+    path, _, query = target.partition("?")
+    parts = [p for p in path.split("/") if p]
+    if parts[:1] == ["api"]:
+        rest = parts[2:]
+    elif parts[:1] == ["apis"]:
+        rest = parts[3:]
+    else:
+        return f"{method} {path}"
+    if rest[:1] == ["namespaces"] and len(rest) >= 3:
+        rest = rest[2:]  # a namespaced resource (a bare "namespaces/NAME" stays namespaces)
+    resource = rest[0] if rest else ""
+    if len(rest) >= 3:
+        resource += "/" + rest[2]
+    if method == "GET" and "watch=true" in query:
+        method = "WATCH"
+    return f"{method} {resource}"
 
 
 class ApiError(Exception):
@@ -237,6 +259,7 @@ class Kube:
         self._idle: list[_Conn] = []
         self._lock = threading.Lock()
         self.requests = 0  # requests sent (metrics)
+        self.by_kind: Counter[str] = Counter()  # the same, per request_kind()
 
     @classmethod
     def from_kubeconfig(cls, path: str | None, *, context: str | None = None, name: str) -> Kube:
@@ -347,6 +370,7 @@ class Kube:
     ) -> _Response:
         message = self._send(method, target, data, content_type)
         self.requests += 1
+        self.by_kind[request_kind(method, target)] += 1
         while True:
             conn = self._take(timeout)
             try:

@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from .constants import DEFAULT_ISSUER
 from .translate.endpoint_policy import Network, parse_cidrs
 
 #: Resources the syncer knows, with their default on/off state (as the original virtualcluster).
@@ -74,6 +75,11 @@ class Settings:
     token_seconds: int = 3600
     token_refresh: float = 0.8  # re-request a pod's token at this fraction of its lifetime
     early_tokens: bool = False  # tokens before the binding (no node claims); see --early-tokens
+    # The virtual API server's ServiceAccount signing key: the syncer signs pods' tokens itself
+    # (resources/token_signer.py) instead of a TokenRequest each; "" = TokenRequests.
+    token_signing_key: str = ""
+    token_issuer: str = DEFAULT_ISSUER  # that API server's --service-account-issuer
+    token_audiences: tuple[str, ...] = ()  # its --api-audiences; () = the issuer, its default
     bootstrap_dir: str | None = None  # manifests created in the virtual cluster (CoreDNS)
     # The fake nodes' kubelet API (logs, exec, attach, port-forward); "" = not served.
     kubelet_address: str = ""
@@ -147,6 +153,18 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
         help="write a pod's tokens right after its host copy, before the host binds it: its "
         "containers may start sooner, but the tokens do not name the node (a TokenReview "
         "shows no authentication.kubernetes.io/node-name)",
+    )
+    p.add_argument(
+        "--token-signing-key",
+        default="",
+        help="the virtual API server's --service-account-signing-key-file: sign pods' tokens "
+        "here, as its TokenRequest would, instead of one request per pod",
+    )
+    p.add_argument("--token-issuer", default=DEFAULT_ISSUER)
+    p.add_argument(
+        "--token-audiences",
+        default="",
+        help="the virtual API server's --api-audiences (comma-separated; default: the issuer)",
     )
     p.add_argument("--bootstrap-dir", default=None, help="create these *.yaml in the vcluster")
     p.add_argument(
@@ -254,6 +272,9 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
         token_seconds=a.token_seconds,
         token_refresh=a.token_refresh_fraction,
         early_tokens=a.early_tokens,
+        token_signing_key=a.token_signing_key,
+        token_issuer=a.token_issuer,
+        token_audiences=tuple(x.strip() for x in a.token_audiences.split(",") if x.strip()),
         bootstrap_dir=a.bootstrap_dir,
         kubelet_address=a.kubelet_address,
         kubelet_cert_file=a.kubelet_cert_file,

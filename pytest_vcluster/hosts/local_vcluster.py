@@ -268,6 +268,8 @@ class LocalVCluster:
             f"--kubelet-client-ca-file={d / 'ca.crt'}",
             f"--kubelet-client-cert-file={d / 'kubelet-client.crt'}",
             "--simulated-host",
+            # Pods' tokens signed with the API server's own key, as its TokenRequest would.
+            f"--token-signing-key={d / 'sa.key'}",
             # Snapshot and reset (VCluster.reset()) work on its keys of the shared etcd.
             *(
                 (f"--etcd-url={self.host.etcd_url}", f"--etcd-prefix={self.etcd_prefix}")

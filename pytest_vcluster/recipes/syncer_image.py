@@ -12,8 +12,8 @@ Two bases, one result (``python3 -m syncer`` as user 65532, packages in ``/opt/s
 
 The packages are installed here, not in the image: the ``syncer`` and ``pytest_vcluster``
 sources copied as they are (pure Python; a checkout's or an installed wheel's), and
-``kubernetes`` and ``cryptography`` at the versions installed here, as wheels for the image's
-CPython 3.11 whichever Python runs this (pip's ``--python-version/--abi/--platform``).
+``kubernetes``, ``cryptography`` and ``PyJWT`` at the versions installed here, as wheels for the
+image's CPython 3.11 whichever Python runs this (pip's ``--python-version/--abi/--platform``).
 Nothing runs pip inside a container, so the build needs no network beyond the base image.
 
 The tag is ``pytest-vcluster/syncer:<hash>``; the hash covers this recipe, the base, both
@@ -45,7 +45,7 @@ BASE_IMAGE_ENV = "PYTEST_VCLUSTER_SYNCER_BASE_IMAGE"
 BASE_IMAGE = "python:3.11-slim"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 PACKAGES = ("python3", "ca-certificates")
-SYNCER_PACKAGES = ("kubernetes", "cryptography")  # the syncer's imports besides the stdlib
+SYNCER_PACKAGES = ("kubernetes", "cryptography", "PyJWT")  # the syncer's imports besides the stdlib
 
 
 def _syncer_src() -> Path:

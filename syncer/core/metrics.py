@@ -48,6 +48,12 @@ class Metrics:
             f'syncer_api_requests_total{{server="{name}"}} {kube.requests}'
             for name, kube in self.clients.items()
         ]
+        lines.append("# TYPE syncer_api_requests_by_kind_total counter")
+        lines += [
+            f'syncer_api_requests_by_kind_total{{server="{name}",kind="{kind}"}} {n}'
+            for name, kube in self.clients.items()
+            for kind, n in sorted(dict(kube.by_kind).items())
+        ]
         with self._lock:
             for r, n in sorted(self.syncs.items()):
                 lines.append(f'syncer_syncs_total{{resource="{r}"}} {n}')

@@ -27,7 +27,7 @@ from ..translate.pod_plan import (
 )
 from ..translate.pod_refs import containers
 from ..translate.pod_security import pod_violations
-from ..translate.pod_status import terminal_status, virtual_status
+from ..translate.pod_status import bound_status, terminal_status, virtual_status
 from ..translate.pods import PodContext, translate_pod
 from ..translate.service_env import namespace_service_env
 from .generic import DownSync, status_differs
@@ -268,6 +268,8 @@ class Pods:
             except ApiError as exc:
                 if exc.status != 409:  # already bound
                     raise
+            else:
+                vpod = {**vpod, "status": bound_status(vpod.get("status"))}
         self._copy_status(vpod, hpod)
         self.tokens.ensure(vpod, hpod)  # after the binding: the tokens name the node
 

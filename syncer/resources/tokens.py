@@ -1,5 +1,6 @@
-"""ServiceAccount tokens of synced pods: requested from the virtual API server, kept in one host
-Secret per pod (owned by the host pod, so the host garbage collector removes it with it).
+"""ServiceAccount tokens of synced pods: requested from the virtual API server (or, given its
+signing key, signed here as it would: token_signer.py), kept in one host Secret per pod (owned
+by the host pod, so the host garbage collector removes it with it).
 
 A token is requested only once the host scheduler has bound the pod, right after the virtual pod
 is bound to its fake node: the virtual API server then writes the node's name and uid into it,
@@ -19,10 +20,13 @@ from collections.abc import Callable
 
 from ..constants import ENDED_PHASES, OBJECT_NAME, OBJECT_NAMESPACE, OBJECT_UID
 from ..core.controller import Engine
+from ..core.informer import Informer
 from ..kube import JSON, ApiError
 from ..translate.pods import TokenSpec, cert_specs, token_specs
+from ..translate.sa_tokens import Ref
 from ..translate.trust_bundles import BundleSpec, bundle_data, bundle_specs
 from .podcerts import PodCertificates
+from .token_signer import TokenSigner
 
 TOKEN_EXPIRY = "vc.pytest-vcluster.io/token-expiry"  # earliest expiry of the Secret's tokens
 TOKEN_REFRESH = "vc.pytest-vcluster.io/token-refresh"  # when they are re-requested
@@ -48,6 +52,13 @@ class Tokens:
         self._due: dict[str, float] = {}  # token secret -> when to renew it
         self.certs = PodCertificates(engine)
         self._bundles: dict[str, dict[str, str]] = {}  # token secret -> trust bundles written
+        self.signer: TokenSigner | None = None
+        self.accounts: Informer | None = None
+        if self.s.token_signing_key:
+            self.signer = TokenSigner(
+                self.s.token_signing_key, self.s.token_issuer, self.s.token_audiences
+            )
+            self.accounts = engine.cache_virtual("serviceaccounts", "/api/v1/serviceaccounts")
 
     def forget(self, host_pod: str) -> None:
         self._due.pop(token_secret_name(host_pod), None)
@@ -123,9 +134,27 @@ class Tokens:
         self._write(vpod, hpod, name, specs)
         self.engine.queue.add_after(key, self._due[name] - time.time())
 
-    def _request(self, vpod: JSON, spec: TokenSpec) -> str:
+    def _issuer(self, vpod: JSON, hpod: JSON) -> Callable[[TokenSpec], str]:
+        """How this pod's tokens are made: a TokenRequest each, or signed here as the API server
+        would (token_signer.py), with the ServiceAccount and the node looked up once."""
         meta = vpod["metadata"]
+        ns = meta["namespace"]
         sa = (vpod.get("spec") or {}).get("serviceAccountName") or "default"
+        if self.signer is None or self.accounts is None:
+            return lambda spec: self._request(meta, sa, spec)
+        # A missing ServiceAccount is the API server's 404 (an ApiError), as a TokenRequest's.
+        account = self.accounts.get(ns, sa) or self.engine.virtual.get(
+            f"/api/v1/namespaces/{ns}/serviceaccounts/{sa}"
+        )
+        account_ref, pod_ref = Ref(sa, account["metadata"]["uid"]), Ref(meta["name"], meta["uid"])
+        node = (hpod.get("spec") or {}).get("nodeName") or ""  # the virtual pod's, once bound
+        node_ref = Ref(node, self._node_uid(node)) if node else None
+        signer = self.signer
+        return lambda spec: signer.pod_token(
+            ns, account_ref, pod_ref, node_ref, spec.seconds, spec.audience
+        )
+
+    def _request(self, meta: JSON, sa: str, spec: TokenSpec) -> str:
         request: JSON = {
             "apiVersion": "authentication.k8s.io/v1",
             "kind": "TokenRequest",
@@ -144,10 +173,25 @@ class Tokens:
         path = f"/api/v1/namespaces/{meta['namespace']}/serviceaccounts/{sa}/token"
         return str(self.engine.virtual.create(path, request)["status"]["token"])
 
+    def _node_uid(self, name: str) -> str:
+        """The virtual node's uid; "" when it does not exist (named without one, as the API
+        server does)."""
+        informer = self.engine.virtual_informers.get("nodes")
+        node = informer.get("", name) if informer is not None else None
+        if node is None:
+            try:
+                node = self.engine.virtual.get(f"/api/v1/nodes/{name}")
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+                return ""
+        return str(node["metadata"]["uid"])
+
     def _write(self, vpod: JSON, hpod: JSON, name: str, specs: list[TokenSpec]) -> None:
         meta = vpod["metadata"]
         now = time.time()
-        data = {s.key: _b64(self._request(vpod, s).encode()) for s in specs}
+        issue = self._issuer(vpod, hpod)
+        data = {s.key: _b64(issue(s).encode()) for s in specs}
         data |= {"ca.crt": _b64(self._ca()), "namespace": _b64(meta["namespace"].encode())}
         due = refresh_at(now, specs, self.s.token_refresh)
         annotations = {

@@ -51,6 +51,17 @@ def virtual_status(host: Mapping[str, Any], virtual: Mapping[str, Any] | None) -
     return status
 
 
+def bound_status(virtual: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The virtual pod's status as a binding leaves it: the API server sets ``PodScheduled``
+    True there (pod storage's ``setPodNodeAndMetadata``). The syncer compares the host's status
+    with this after it binds, so a host status that says no more than that is not written again
+    (one write per pod less)."""
+    status = dict(virtual or {})
+    conditions = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
+    status["conditions"] = [{"type": "PodScheduled", "status": "True"}, *conditions]
+    return status
+
+
 def _terminated(status: Mapping[str, Any]) -> dict[str, Any]:
     state = status.get("state") or {}
     if "terminated" in state:

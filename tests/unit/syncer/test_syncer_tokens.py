@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import base64
 import time
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from syncer.resources.tokens import TOKEN_REFRESH, Tokens
 from syncer.settings import parse
@@ -17,6 +22,11 @@ BASE = ["--name=vc", "--host-namespace=vcluster-vc", "--virtual-kubeconfig=k"]
 class Recorder:
     def __init__(self) -> None:
         self.created: list[tuple[str, dict[str, Any]]] = []
+        self.got: list[str] = []
+
+    def get(self, path: str) -> dict[str, Any]:
+        self.got.append(path)
+        return {"metadata": {"uid": f"uid-of-{path.rsplit('/', 1)[1]}"}}
 
     def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         self.created.append((path, body))
@@ -24,15 +34,26 @@ class Recorder:
         return {"status": {"token": f"token-for-{audiences[0]}"}}
 
 
+class FakeCache:
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.objects.get((namespace, name))
+
+
 def _tokens(*args: str) -> tuple[Tokens, Recorder, Recorder, list[float]]:
     virtual, host, requeues = Recorder(), Recorder(), []
     queue = SimpleNamespace(add_after=lambda key, delay: requeues.append(delay))
+    caches: dict[str, Any] = {}
     engine = SimpleNamespace(
         settings=parse([*BASE, *args]),
         virtual=virtual,
         host=host,
         queue=queue,
         host_ns_path=lambda api, plural: f"{api}/namespaces/vcluster-vc/{plural}",
+        virtual_informers=caches,
+        cache_virtual=lambda resource, path: caches.setdefault(resource, FakeCache()),
     )
     return Tokens(engine, lambda: b"CA"), virtual, host, requeues  # type: ignore[arg-type]
 
@@ -113,3 +134,45 @@ def test_a_pod_without_token_volumes_gets_no_secret() -> None:
     tokens.ensure(bare, _hpod("node-1"))
     assert virtual.created == []
     assert host.created == []
+
+
+def test_signed_tokens_take_no_request_once_the_caches_have_seen_account_and_node(
+    tmp_path: Path,
+) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path = tmp_path / "sa.key"
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    tokens, virtual, host, _ = _tokens(f"--token-signing-key={path}")
+    caches = tokens.engine.virtual_informers
+    caches["serviceaccounts"].objects[("default", "app")] = {"metadata": {"uid": "sa-uid"}}
+    caches["nodes"] = FakeCache()
+    tokens.created("web-x-default-x-vc")
+    tokens.ensure(VPOD, _hpod("node-1"))
+    assert virtual.created == []  # no TokenRequest
+    assert virtual.got == ["/api/v1/nodes/node-1"]  # the node not in the cache yet: looked up
+    ((_, secret),) = host.created
+    claims = jwt.decode(
+        base64.b64decode(secret["data"]["token"]),
+        key.public_key(),
+        algorithms=["RS256"],
+        audience="https://kubernetes.default.svc.cluster.local",
+    )
+    assert claims["kubernetes.io"] == {
+        "namespace": "default",
+        "serviceaccount": {"name": "app", "uid": "sa-uid"},
+        "pod": {"name": "web", "uid": "vuid"},
+        "node": {"name": "node-1", "uid": "uid-of-node-1"},
+    }
+    vault = jwt.decode(
+        base64.b64decode(secret["data"]["token.vault.0"]),
+        key.public_key(),
+        algorithms=["RS256"],
+        audience="vault",
+    )
+    assert vault["sub"] == "system:serviceaccount:default:app"
