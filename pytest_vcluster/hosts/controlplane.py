@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlencode
 
 from .. import kubeconfig, pki
 from ..errors import HostStartError
@@ -332,12 +333,14 @@ class ControlPlane:
         )
         self.wait_apiserver(time.monotonic() + timeout)
 
-    def wait_apiserver(self, deadline: float) -> None:
+    def wait_apiserver(self, deadline: float, exclude: tuple[str, ...] = ()) -> None:
+        """Until /readyz says ready, but for the ``exclude``d checks (their work is done)."""
         client = self.rest()
-        self.progress(f"pytest-vcluster: {self.name}: waiting for kube-apiserver /readyz")
+        path = "/readyz" + (f"?{urlencode([('exclude', c) for c in exclude])}" if exclude else "")
+        self.progress(f"pytest-vcluster: {self.name}: waiting for kube-apiserver {path}")
         wait_until(
-            f"{self.name} kube-apiserver /readyz",
-            lambda: client.get("/readyz")[0] == 200,
+            f"{self.name} kube-apiserver {path}",
+            lambda: client.get(path)[0] == 200,
             deadline,
             self._watch,
         )

@@ -34,6 +34,14 @@ def _call(fn: Callable[[], T]) -> T:
 # test's PriorityClass is never one). Keys below the API server's etcd prefix.
 BOOTSTRAP_RBAC = ("clusterroles", "clusterrolebindings", "roles", "rolebindings")
 BOOTSTRAP_PRIORITY_CLASSES = "priorityclasses/system-"
+# The post-start hooks that write them. Each polls every second, its first look one second
+# after the API server serves (``wait.Poll``), so an API server whose objects are already in
+# place answers requests -- and authorizes them by those objects -- a second before its /readyz
+# says so: a seeded one is ready when everything else is (/readyz?exclude=...).
+BOOTSTRAP_HOOKS = (
+    "poststarthook/rbac/bootstrap-roles",
+    "poststarthook/scheduling/bootstrap-system-priority-classes",
+)
 
 
 def bootstrap_object(key: str, value: bytes) -> bool:

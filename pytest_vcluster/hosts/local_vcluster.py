@@ -116,7 +116,7 @@ class LocalVCluster:
         )
         self.control_plane = cp
         cp.write_pki()
-        self._seed_from_host()
+        seeded = self._seed_from_host() > 0
         cp.start_processes()
         self._prepare_host_namespace()
         # Overlap the start-ups: the syncer starts once the apiserver serves (its post-start
@@ -124,7 +124,8 @@ class LocalVCluster:
         # waiting for kube-controller-manager's ServiceAccount and root-CA controllers.
         cp.wait_apiserver_serving(deadline)
         self._start_syncer()
-        cp.wait_apiserver(deadline)
+        # Seeded: the hooks that would write those objects have nothing left to do.
+        cp.wait_apiserver(deadline, exclude=etcd.BOOTSTRAP_HOOKS if seeded else ())
         self._seed_default_namespace(deadline)
         cp.wait_default_service_account(deadline)
         self._wait_syncer(deadline)

@@ -4,6 +4,7 @@ and only from those; its teardown says what it could not remove."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,3 +74,54 @@ def test_teardown_that_cannot_reach_etcd_raises(host: LocalHost) -> None:
     with pytest.raises(CleanupError, match=r"vcluster orphan: not removed: its objects"):
         vc.delete()
     assert not vc.workdir.exists()  # the rest was removed all the same
+
+
+def test_seeded_vcluster_is_ready_before_the_seed_hooks_and_they_change_nothing(
+    host: LocalHost,
+) -> None:
+    """Ready is /readyz without the two hooks whose objects were seeded (they first look a
+    second after the API server serves): authorization by those objects works at once, and
+    when the hooks do run they find nothing to write."""
+    with LocalVCluster(host.info(), "early") as vc:
+        api = config.new_client_from_config(str(vc.kubeconfig_path))
+        rbac, scheduling = client.RbacAuthorizationV1Api(api), client.SchedulingV1Api(api)
+
+        def versions() -> dict[str, str]:
+            items = [
+                *rbac.list_cluster_role().items,
+                *rbac.list_cluster_role_binding().items,
+                *rbac.list_role_for_all_namespaces().items,
+                *rbac.list_role_binding_for_all_namespaces().items,
+                *scheduling.list_priority_class().items,
+            ]
+            return {
+                f"{o.kind}/{o.metadata.namespace}/{o.metadata.name}": o.metadata.resource_version
+                for o in items
+            }
+
+        at_ready = versions()
+        # A ServiceAccount's requests are authorized by the seeded bootstrap roles already.
+        core = client.CoreV1Api(api)
+        token = core.create_namespaced_service_account_token(
+            "default",
+            "default",
+            client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[])),
+        ).status.token
+        sa_config = client.Configuration()
+        sa_config.host = api.configuration.host
+        sa_config.ssl_ca_cert = api.configuration.ssl_ca_cert
+        sa_config.api_key = {"authorization": f"Bearer {token}"}
+        as_sa = client.ApiClient(sa_config)
+        sa_core = client.CoreV1Api(as_sa)
+        assert client.VersionApi(as_sa).get_code().major  # system:public-info-viewer
+        with pytest.raises(client.ApiException) as denied:
+            sa_core.list_namespaced_pod("default")  # no role grants it
+        assert denied.value.status == 403
+        assert "cannot list resource" in denied.value.body
+        # The full /readyz follows once the two hooks have looked, and they wrote nothing.
+        rest = vc.control_plane.rest()  # type: ignore[union-attr]
+        deadline = time.monotonic() + 30
+        while rest.get("/readyz")[0] != 200:
+            assert time.monotonic() < deadline, "/readyz never became ready"
+            time.sleep(0.1)
+        assert versions() == at_ready
