@@ -131,3 +131,15 @@ current-context: {{ .name }}
 {{- end -}}
 {{- join "," (sortAlpha $off) -}}
 {{- end -}}
+
+
+{{/* The API server's readiness path: with the etcd template, without the two post-start hooks
+whose objects the template carries (each first looks a second after the server serves); the
+plugin waits on the same path (hosts/incluster/chart.py readyz_path, hosts/etcd.py). */}}
+{{- define "vcluster.readyz" -}}
+{{- if .Values.controlPlane.etcdTemplate -}}
+/readyz?exclude=poststarthook/rbac/bootstrap-roles&exclude=poststarthook/scheduling/bootstrap-system-priority-classes
+{{- else -}}
+/readyz
+{{- end -}}
+{{- end -}}

@@ -118,6 +118,14 @@ def pod_security_level(values: Mapping[str, Any]) -> str:
     return str((values.get("isolation") or {}).get("podSecurityStandard") or "baseline")
 
 
+def readyz_exclude(values: Mapping[str, Any]) -> tuple[str, ...]:
+    """The API server's readiness checks the chart's probes leave out (``vcluster.readyz``):
+    with the etcd template, the hooks whose objects it carries (hosts/etcd.BOOTSTRAP_HOOKS)."""
+    from ..etcd import BOOTSTRAP_HOOKS
+
+    return BOOTSTRAP_HOOKS if (values.get("controlPlane") or {}).get("etcdTemplate", True) else ()
+
+
 def coredns_enabled(values: Mapping[str, Any]) -> bool:
     return bool((values.get("coredns") or {}).get("enabled", True))
 

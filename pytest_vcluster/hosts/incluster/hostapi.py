@@ -181,8 +181,8 @@ class HostApi:
         )
 
     def proxy_get(self, ns: str, target: str, path: str) -> tuple[int, str]:
-        """GET through the host API server's pod proxy (``https:<pod>:6443``): (status, tail
-        of the body); a refused port is a 503 there. Connection errors propagate."""
+        """GET through the host API server's pod proxy (``https:<pod>:6443``): (status, body);
+        a refused port is a 503 there. Connection errors propagate."""
         from kubernetes.client.exceptions import ApiException
 
         try:
@@ -190,8 +190,9 @@ class HostApi:
                 target, ns, path, _preload_content=False, _request_timeout=2
             )
         except ApiException as exc:
-            return int(exc.status or 0), str(exc.body or exc.reason)[-300:]
-        return 200, resp.data.decode(errors="replace")[-300:]
+            body = exc.body.decode(errors="replace") if isinstance(exc.body, bytes) else exc.body
+            return int(exc.status or 0), str(body or exc.reason)
+        return 200, resp.data.decode(errors="replace")
 
     def pods(self, ns: str, selector: str = "") -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = self._json(

@@ -213,7 +213,7 @@ class InClusterVCluster:
         self._write_kubeconfig(admin)
         self.stages.passed("port-forward" if isinstance(self.access, Forwards) else "node port")
         rest = self.rest()
-        ready.endpoints(rest)
+        ready.endpoints(rest, chart.readyz_exclude(values))
         ready.default_service_account(rest)
         if chart.coredns_enabled(values):
             from syncer.translate.names import host_name
