@@ -13,6 +13,7 @@ from .resources.addresses import AddressPolicy
 from .resources.apiservice import ApiService
 from .resources.events import EventRecorder, Events
 from .resources.generic import DownSync, keep_service_ips
+from .resources.namespaces import DefaultServiceAccounts
 from .resources.nodes import Nodes
 from .resources.pods import Pods, RefIndex
 from .resources.services import ServiceIPs
@@ -79,6 +80,7 @@ def build(
         engine.add(api)
     if "pods" in enabled:
         engine.add(Pods(refs, configs, api_address=api.pod_address if api else None))
+        engine.add(DefaultServiceAccounts())  # pods in a new namespace need its account
     addresses = AddressPolicy(settings.allowed_endpoint_cidrs)
     engine.add(addresses)  # after Pods: it listens to the host pods informer
     if "services" in enabled:

@@ -25,6 +25,7 @@ from ..kube import JSON, ApiError
 from ..translate.pods import TokenSpec, cert_specs, token_specs
 from ..translate.sa_tokens import Ref
 from ..translate.trust_bundles import BundleSpec, bundle_data, bundle_specs
+from .namespaces import accounts_cache
 from .podcerts import PodCertificates
 from .token_signer import TokenSigner
 
@@ -58,7 +59,7 @@ class Tokens:
             self.signer = TokenSigner(
                 self.s.token_signing_key, self.s.token_issuer, self.s.token_audiences
             )
-            self.accounts = engine.cache_virtual("serviceaccounts", "/api/v1/serviceaccounts")
+            self.accounts = accounts_cache(engine)
 
     def forget(self, host_pod: str) -> None:
         self._due.pop(token_secret_name(host_pod), None)

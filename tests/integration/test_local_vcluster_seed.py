@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,3 +126,29 @@ def test_seeded_vcluster_is_ready_before_the_seed_hooks_and_they_change_nothing(
             assert time.monotonic() < deadline, "/readyz never became ready"
             time.sleep(0.1)
         assert versions() == at_ready
+
+
+def test_a_namespace_made_at_ready_takes_pods_at_once(host: LocalHost) -> None:
+    """Its ``default`` ServiceAccount comes from the syncer (kube-controller-manager's
+    controller is still starting when the vcluster is ready, and adopts it later)."""
+    with LocalVCluster(host.info(), "fresh") as vc:
+        core = client.CoreV1Api(config.new_client_from_config(str(vc.kubeconfig_path)))
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="team")))
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                account = core.read_namespaced_service_account("default", "team")
+                break
+            except client.ApiException as exc:
+                if exc.status != 404 or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+        assert account.metadata.name == "default"
+        # Made by the syncer: it counts its requests per kind.
+        metrics = urllib.request.urlopen(f"http://{vc.syncer_health}/metrics", timeout=10).read()
+        assert b'server="virtual",kind="POST serviceaccounts"' in metrics
+        pod = client.V1Pod(
+            metadata=client.V1ObjectMeta(name="p"),
+            spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="x")]),
+        )
+        assert core.create_namespaced_pod("team", pod).spec.service_account_name == "default"

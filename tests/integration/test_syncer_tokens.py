@@ -82,8 +82,10 @@ def test_signed_token_is_the_api_servers_own(
     # A token naming a pod that is gone is refused: the API server checks the claims' pod.
     vcore.delete_namespaced_pod("signed", "team-a", grace_period_seconds=0)
     wait_for(
-        lambda: not auth.create_token_review(
-            client.V1TokenReview(spec=client.V1TokenReviewSpec(token=signed))
-        ).status.authenticated,
+        lambda: (
+            not auth.create_token_review(
+                client.V1TokenReview(spec=client.V1TokenReviewSpec(token=signed))
+            ).status.authenticated
+        ),
         what="the deleted pod's token refused",
     )
