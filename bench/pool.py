@@ -3,10 +3,13 @@ piece of work in it and then "thinking" a few seconds, run three ways on one kin
 same run, alternating:
 
 - ``no pool``: ``--vcluster-prewarm=0`` (every test waits for its own vcluster);
-- ``pool, budget``: ``--vcluster-prewarm=1`` (the next vcluster starts under 250m per
-  container while a test works, lifted when a test takes it);
+- ``pool, idle``: ``--vcluster-prewarm=1`` (the default budget: the next vcluster starts with
+  the least CPU request and no limit, so it runs on what the node leaves idle; the chart's
+  requests back when a test takes it);
+- ``pool, 250m``: ``--vcluster-prewarm-cpu=250m`` (a CPU limit per container instead, lifted
+  when a test takes it);
 - ``pool, no budget``: ``--vcluster-prewarm=1 --vcluster-prewarm-cpu=64`` (the same pool with
-  no limit): what the budget buys the running test.
+  no limit): what a budget buys the running test.
 
 Per way: hand-out (the ``vcluster`` fixture's setup, from the second test on: the first never
 finds a pooled one) and the test's own work (20 ConfigMaps, a Deployment of one pod until
@@ -41,7 +44,8 @@ RESULTS = Path(__file__).parent / "results"
 CLUSTER = "pytest-vcluster-bench-pool"
 WAYS = {
     "no pool": ["--vcluster-prewarm=0"],
-    "pool, budget": ["--vcluster-prewarm=1"],
+    "pool, idle": ["--vcluster-prewarm=1"],
+    "pool, 250m": ["--vcluster-prewarm=1", "--vcluster-prewarm-cpu=250m"],
     "pool, no budget": ["--vcluster-prewarm=1", "--vcluster-prewarm-cpu=64"],
 }
 
@@ -173,13 +177,13 @@ def main() -> int:
         "rounds": args.rounds,
         "think_s": args.think,
         "ways": summary,
-        "work_ratio_pool_budget_to_no_pool": round(summary["pool, budget"]["work_p50_s"] / base, 3),
-        "work_ratio_pool_no_budget_to_no_pool": round(
-            summary["pool, no budget"]["work_p50_s"] / base, 3
-        ),
+        # The running test's own work with each pool, to the same work without a pool.
+        "work_ratio_to_no_pool": {
+            way: round(summary[way]["work_p50_s"] / base, 3) for way in summary if way != "no pool"
+        },
         "goals": {
-            "handout_p50_le_0_25s": summary["pool, budget"]["handout_p50_s"] <= 0.25,
-            "work_not_slower_with_pool": summary["pool, budget"]["work_p50_s"] <= base * 1.1,
+            "handout_p50_le_0_25s": summary["pool, idle"]["handout_p50_s"] <= 0.25,
+            "work_not_slower_with_pool": summary["pool, idle"]["work_p50_s"] <= base,
         },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -83,9 +83,10 @@ OPTIONS = (
     ),
     Option(
         "vcluster-prewarm-cpu",
-        "CPU limit of a vcluster starting in the pool on kind and kubeconfig hosts, lifted "
-        "when a test takes it (a quantity: 250m, 1; default 250m)",
-        "250m",
+        "CPU budget of a vcluster starting in the pool on kind and kubeconfig hosts, lifted "
+        "when a test takes it: idle (the least CPU weight: only what the node leaves idle; "
+        "the default) or a CPU limit (250m, 1)",
+        "idle",
     ),
     Option(
         "vcluster-kubeconfig",
@@ -230,6 +231,8 @@ def _cpu(value: str | None) -> str:
     import re
 
     text = (value or "").strip()
+    if text == "idle":
+        return text
     match = re.fullmatch(r"([0-9]+)m|([0-9]+(\.[0-9]{1,3})?)", text)
     if not match or (float(match[1]) / 1000 if match[1] else float(match[2])) < 0.01:
         raise ValueError("not a CPU quantity of at least 10m")
@@ -284,7 +287,9 @@ def settings_from(config: pytest.Config) -> Settings:
             lambda v: None if v is None else _count(v),
             "a whole number from 0 to 8",
         ),
-        prewarm_cpu=_parse(config, "vcluster-prewarm-cpu", _cpu, "a CPU quantity: 250m, 0.5, 1"),
+        prewarm_cpu=_parse(
+            config, "vcluster-prewarm-cpu", _cpu, "idle, or a CPU quantity: 250m, 0.5, 1"
+        ),
         kind_cluster=_parse(config, "vcluster-kind-cluster", _kind_name, "a DNS label"),
         kind_image=_parse(config, "vcluster-kind-image", lambda v: v or None, "an image"),
         kind_workers=_parse(config, "vcluster-kind-workers", _count, "a whole number 0 to 8"),

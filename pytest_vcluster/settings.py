@@ -20,7 +20,8 @@ class Settings:
     values: dict[str, Any] = field(default_factory=dict)
     reuse_host: bool = False
     prewarm: int | None = None  # None: the host's default (Provides.default_prewarm)
-    prewarm_cpu: str = "250m"  # chart hosts: a pooled vcluster's CPU limit until handed out
+    # chart hosts: a pooled vcluster's CPU budget until handed out (hosts/incluster/budget.py)
+    prewarm_cpu: str = "idle"
     kind_cluster: str = "pytest-vcluster"
     kind_image: str | None = None
     kind_workers: int = 0

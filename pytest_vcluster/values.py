@@ -34,6 +34,11 @@ def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, An
     return out
 
 
+def chart_defaults(chart: Path | None = None) -> dict[str, Any]:
+    """The chart's own values (its values.yaml)."""
+    return copy.deepcopy(_chart(chart or default_chart())[0])
+
+
 def default_chart() -> Path:
     from .hosts.incluster.chart import chart_dir
 

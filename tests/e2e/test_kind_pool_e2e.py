@@ -1,6 +1,7 @@
 """``--vcluster-prewarm=1`` on the kind host: the next vcluster starts while a test runs, under
-its CPU limit; the next test gets it with the limit lifted in place (same pod, no restart); a
-test whose marker asks for another spec never gets it; the unused one goes at session end."""
+its CPU budget (the default, ``idle``: the least CPU request, no limit); the next test gets it
+with the chart's requests back, in place (same pod, no restart); a test whose marker asks for
+another spec never gets it; the unused one goes at session end."""
 
 from __future__ import annotations
 
@@ -24,10 +25,15 @@ KUBECONFIG = os.environ["E2E_HOST_KUBECONFIG"]
 HOST = client.CoreV1Api(config.new_client_from_config(config_file=KUBECONFIG))
 
 
+def cpu(resources):
+    return {"requests": (resources.requests or {}).get("cpu"),
+            "limits": (resources.limits or {}).get("cpu")}
+
+
 def limits(ns):
     pod = HOST.read_namespaced_pod(ns.removeprefix("vcluster-") + "-0", ns)
-    spec = {c.name: (c.resources.limits or {}).get("cpu") for c in pod.spec.containers}
-    applied = {s.name: ((s.resources and s.resources.limits) or {}).get("cpu")
+    spec = {c.name: cpu(c.resources) for c in pod.spec.containers}
+    applied = {s.name: cpu(s.resources) if s.resources else None
                for s in pod.status.container_statuses or []}
     restarts = sum(s.restart_count for s in pod.status.container_statuses or [])
     return spec, applied, restarts, pod.metadata.uid
@@ -48,7 +54,8 @@ def test_1(vcluster):
                 break
         assert time.monotonic() < deadline, "no pooled vcluster started"
         time.sleep(0.5)
-    assert spec == {"control-plane": "250m", "syncer": "250m"}, spec
+    idle = {"requests": "1m", "limits": None}  # the least weight; the whole node when idle
+    assert spec == {"control-plane": idle, "syncer": idle}, spec
     STATE.write_text(json.dumps({"pooled": others[0], "uid": uid}))
 
 
@@ -62,7 +69,10 @@ def test_2(vcluster):
             break
         assert time.monotonic() < deadline, (spec, applied)
         time.sleep(0.5)
-    assert spec == {"control-plane": "64", "syncer": "64"}
+    assert spec == {  # the chart's requests
+        "control-plane": {"requests": "50m", "limits": None},
+        "syncer": {"requests": "10m", "limits": None},
+    }
     assert (restarts, uid) == (0, pooled["uid"])  # the same pod, nothing restarted
     core = client.CoreV1Api(vcluster.api_client)
     core.create_namespaced_config_map("default", {"metadata": {"name": "works"}})
@@ -73,7 +83,10 @@ def test_3(vcluster):
     pooled = json.loads(STATE.read_text())
     assert vcluster.host_namespace != pooled["pooled"]
     spec, _, _, _ = limits(vcluster.host_namespace)
-    assert spec == {"control-plane": None, "syncer": None}  # its own start: no budget
+    assert spec == {  # its own start: no budget
+        "control-plane": {"requests": "50m", "limits": None},
+        "syncer": {"requests": "10m", "limits": None},
+    }
 """
 MANAGED = "app.kubernetes.io/managed-by=pytest-vcluster"
 
@@ -104,7 +117,7 @@ def test_pool_on_kind_under_a_cpu_budget(
     result.assert_outcomes(passed=3)
     out = result.stdout.str()  # in either order: lifted while starting, or once ready
     assert "prewarmed, ready" in out
-    assert "CPU limit lifted" in out
+    assert "CPU budget lifted" in out
     # The pool's next vcluster (started after test_2 took one) was removed at the end.
     after = kind_host.kubectl_run("get", "namespaces", "-l", MANAGED, "-o", "name").stdout
     assert after == before

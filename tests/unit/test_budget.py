@@ -6,12 +6,14 @@ from __future__ import annotations
 import threading
 
 from pytest_vcluster.hosts.incluster.budget import (
+    IDLE,
     UNLIMITED,
     CpuBudget,
     budget_values,
-    lifted_limits,
+    lifted_resources,
     resize_patch,
 )
+from pytest_vcluster.values import chart_defaults
 
 
 def test_values_limit_both_containers() -> None:
@@ -21,17 +23,39 @@ def test_values_limit_both_containers() -> None:
     }
 
 
+def test_idle_values_request_the_least_cpu_and_limit_nothing() -> None:
+    assert budget_values(IDLE) == {
+        "controlPlane": {"resources": {"requests": {"cpu": "1m"}}},
+        "syncer": {"resources": {"requests": {"cpu": "1m"}}},
+    }
+
+
 def test_lifted_limits_are_the_values_own_else_unlimited() -> None:
     values = {"controlPlane": {"resources": {"limits": {"cpu": "2", "memory": "1Gi"}}}}
-    assert lifted_limits(values) == {"control-plane": "2", "syncer": UNLIMITED}
-    assert lifted_limits({}) == {"control-plane": UNLIMITED, "syncer": UNLIMITED}
+    assert lifted_resources("250m", values, chart_defaults()) == {
+        "control-plane": {"limits": "2"},
+        "syncer": {"limits": UNLIMITED},
+    }
+    assert lifted_resources("250m", {}, {}) == {
+        "control-plane": {"limits": UNLIMITED},
+        "syncer": {"limits": UNLIMITED},
+    }
+
+
+def test_lifted_requests_are_the_values_own_else_the_charts() -> None:
+    values = {"syncer": {"resources": {"requests": {"cpu": "200m"}}}}
+    assert lifted_resources(IDLE, values, chart_defaults()) == {
+        "control-plane": {"requests": "50m"},  # chart/values.yaml
+        "syncer": {"requests": "200m"},
+    }
 
 
 def test_resize_patch_names_each_container() -> None:
-    assert resize_patch({"control-plane": "64", "syncer": "1"}) == {
+    patch = resize_patch({"control-plane": {"requests": "50m"}, "syncer": {"limits": "1"}})
+    assert patch == {
         "spec": {
             "containers": [
-                {"name": "control-plane", "resources": {"limits": {"cpu": "64"}}},
+                {"name": "control-plane", "resources": {"requests": {"cpu": "50m"}}},
                 {"name": "syncer", "resources": {"limits": {"cpu": "1"}}},
             ]
         }

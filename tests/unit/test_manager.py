@@ -167,7 +167,7 @@ def test_the_pool_is_the_option_else_the_hosts_default(
     assert manager(True, tmp_path, asked, default).pool_size == size
 
 
-@pytest.mark.parametrize(("chart", "budget"), [(True, "250m"), (False, None)])
+@pytest.mark.parametrize(("chart", "budget"), [(True, "idle"), (False, None)])
 def test_pooled_vclusters_start_under_the_budget_on_chart_hosts_and_are_lifted_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chart: bool, budget: str | None
 ) -> None:

@@ -94,7 +94,7 @@ def test_cli_wins_over_ini(pytester: pytest.Pytester) -> None:
         (
             ["--vcluster-prewarm-cpu=lots"],
             "",
-            "*--vcluster-prewarm-cpu: invalid value 'lots'*accepted: a CPU quantity*",
+            "*--vcluster-prewarm-cpu: invalid value 'lots'*accepted: idle, or a CPU quantity*",
         ),
         (["--vcluster-prewarm-cpu=5m"], "", "*--vcluster-prewarm-cpu: invalid value '5m'*10m*"),
         (

@@ -1,12 +1,19 @@
-"""A pooled vcluster's CPU budget: it starts under a CPU limit (``--vcluster-prewarm-cpu``), so
-its start in the background takes at most that much from the test that runs meanwhile, and the
-limit is lifted by an in-place resize of its pod (``pods/resize``, Kubernetes ≥ 1.33) as soon
-as a test takes it — before it is ready, if it is not yet.
+"""A pooled vcluster's CPU budget (``--vcluster-prewarm-cpu``), so its start in the background
+takes as little as possible from the test that runs meanwhile, lifted by an in-place resize of
+its pod (``pods/resize``, Kubernetes >= 1.33) as soon as a test takes it — before it is ready,
+if it is not yet.
 
-A resize cannot remove a limit, so lifting raises it to what the chart values give, or to
-``UNLIMITED`` (far above any node: the same as none). The StatefulSet's template keeps the
-budget (changing it would replace the pod): a pod the StatefulSet re-creates later starts
-under the budget again.
+- ``idle`` (the default): its containers request ``IDLE_REQUEST`` of CPU and have no limit.
+  A pod's CPU weight on the node follows its requests (cgroup ``cpu.shares``: 2 here, against
+  ~60 for a ready vcluster's pod and 256 for the host's API server), so it runs on what the
+  node leaves idle — at full speed while the test waits or thinks, hardly at all while the
+  test computes. Lifting restores the requests the chart values give.
+- a quantity (``250m``): a CPU limit per container (a hard cap, also when the node is idle).
+  A resize cannot remove a limit, so lifting raises it to the values' own or to ``UNLIMITED``
+  (far above any node: the same as none).
+
+The StatefulSet's template keeps the budget (changing it would replace the pod): a pod the
+StatefulSet re-creates later starts under the budget again.
 """
 
 from __future__ import annotations
@@ -17,26 +24,42 @@ from typing import Any
 
 CONTAINERS = {"control-plane": "controlPlane", "syncer": "syncer"}  # container -> values key
 UNLIMITED = "64"
+IDLE = "idle"
+IDLE_REQUEST = "1m"  # the smallest request: the kubelet's minimum cpu.shares (2)
+
+
+def _resources(values: Mapping[str, Any], key: str, kind: str) -> Mapping[str, Any]:
+    return (((values.get(key) or {}).get("resources") or {}).get(kind)) or {}
 
 
 def budget_values(cpu: str) -> dict[str, Any]:
-    """Chart values putting ``cpu`` as the limit of each of the pod's two containers."""
-    return {key: {"resources": {"limits": {"cpu": cpu}}} for key in CONTAINERS.values()}
+    """Chart values putting the budget on each of the pod's two containers."""
+    if cpu == IDLE:
+        resources: dict[str, Any] = {"requests": {"cpu": IDLE_REQUEST}}
+    else:
+        resources = {"limits": {"cpu": cpu}}
+    return {key: {"resources": resources} for key in CONTAINERS.values()}
 
 
-def lifted_limits(values: Mapping[str, Any]) -> dict[str, str]:
-    """The CPU limit each container has without the budget: the values' own, else none."""
+def lifted_resources(
+    cpu: str | None, values: Mapping[str, Any], defaults: Mapping[str, Any]
+) -> dict[str, dict[str, str]]:
+    """Each container's CPU ``requests`` (``idle``) or ``limits`` (a quantity) without the
+    budget: the values' own, else the chart's ``defaults`` (its values.yaml); a limit neither
+    gives is ``UNLIMITED``."""
+    kind = "requests" if cpu == IDLE else "limits"
     out = {}
     for container, key in CONTAINERS.items():
-        limits = ((values.get(key) or {}).get("resources") or {}).get("limits") or {}
-        out[container] = str(limits.get("cpu") or UNLIMITED)
+        own = _resources(values, key, kind).get("cpu") or _resources(defaults, key, kind).get("cpu")
+        out[container] = {kind: str(own or (UNLIMITED if kind == "limits" else "0"))}
     return out
 
 
-def resize_patch(limits: Mapping[str, str]) -> dict[str, Any]:
-    """The strategic-merge patch of ``pods/resize`` that sets these CPU limits."""
+def resize_patch(resources: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
+    """The strategic-merge patch of ``pods/resize`` that sets these CPU requests or limits."""
     containers = [
-        {"name": name, "resources": {"limits": {"cpu": cpu}}} for name, cpu in limits.items()
+        {"name": name, "resources": {kind: {"cpu": cpu} for kind, cpu in r.items()}}
+        for name, r in resources.items()
     ]
     return {"spec": {"containers": containers}}
 

@@ -31,12 +31,12 @@ from ...naming import host_namespace_body, host_namespace_for, validate_name
 from ...procs import ProcessGroup, proc_starttime
 from ...rest import Credentials, RestClient
 from ...spec import VClusterSpec, check_supported
-from ...values import deep_merge
+from ...values import chart_defaults, deep_merge
 from ...wait import NotYet, poll
 from ..base import Progress, RuntimeOptions, quiet, start_or_remove
 from ..pods import events_table, pods_table, rest_tables
 from . import chart
-from .budget import CpuBudget, lifted_limits, resize_patch
+from .budget import CpuBudget, lifted_resources, resize_patch
 from .forward import Forwards
 from .host import ClusterHost
 from .hostapi import HostApi
@@ -196,7 +196,7 @@ class InClusterVCluster:
             values = deep_merge(
                 values, {"service": {"type": service["spec"]["type"], "nodePort": node_port}}
             )
-        limits = lifted_limits(values)
+        lifted = lifted_resources(self.budget.cpu, values, chart_defaults())
         self.stages.passed("images and certificates")
         self._install(deep_merge(values, self.budget.values()))
         self.stages.passed("helm install")
@@ -208,7 +208,7 @@ class InClusterVCluster:
             api.secret_value(self.host_namespace, f"vc-{self.release}", "config")
         )
         ready.running()
-        self.budget.pod_exists(lambda: self._resize(api, limits))
+        self.budget.pod_exists(lambda: self._resize(api, lifted))
         self.access.start(deadline)
         self._write_kubeconfig(admin)
         self.stages.passed("port-forward" if isinstance(self.access, Forwards) else "node port")
@@ -390,15 +390,15 @@ class InClusterVCluster:
     def lift_cpu_budget(self) -> None:
         self.budget.lift()
 
-    def _resize(self, api: HostApi, limits: Mapping[str, str]) -> None:
+    def _resize(self, api: HostApi, resources: Mapping[str, Mapping[str, str]]) -> None:
         """Lift the budget; a host that cannot resize in place (< 1.33) leaves it slower only."""
         failures: tuple[type[BaseException], ...] = (InClusterError, *_retry())
         try:
-            api.resize_pod(self.host_namespace, self.pod_name, resize_patch(limits))
+            api.resize_pod(self.host_namespace, self.pod_name, resize_patch(resources))
         except failures as exc:
-            self.progress(f"pytest-vcluster: vcluster {self.name}: CPU limit kept: {exc}")
+            self.progress(f"pytest-vcluster: vcluster {self.name}: CPU budget kept: {exc}")
             return
-        self.progress(f"pytest-vcluster: vcluster {self.name}: CPU limit lifted")
+        self.progress(f"pytest-vcluster: vcluster {self.name}: CPU budget lifted")
 
 
 def new_release(
