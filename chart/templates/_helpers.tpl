@@ -133,9 +133,9 @@ current-context: {{ .name }}
 {{- end -}}
 
 
-{{/* The API server's readiness path: with the etcd template, without the two post-start hooks
-whose objects the template carries (each first looks a second after the server serves); the
-probes; the plugin leaves out the same (hosts/incluster/chart.py readyz_exclude). */}}
+{{/* The API server's readiness path for the probes: with the etcd template, without the two
+post-start hooks whose objects the template carries (each first looks a second after the server
+serves); the plugin leaves out the same (hosts/incluster/chart.py readyz_exclude). */}}
 {{- define "vcluster.readyz" -}}
 {{- if .Values.controlPlane.etcdTemplate -}}
 /readyz?exclude=poststarthook/rbac/bootstrap-roles&exclude=poststarthook/scheduling/bootstrap-system-priority-classes
