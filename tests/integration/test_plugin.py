@@ -286,10 +286,11 @@ def test_prewarmed_vcluster_is_handed_out_at_once(
     setup = dict(json.loads(line) for line in durations.read_text().splitlines())
     second = setup["test_prewarmed_vcluster_is_handed_out_at_once.py::test_2"]
     if prewarm:
-        assert second < 1.0, setup
+        assert second < 0.6, setup
         result.stdout.fnmatch_lines(["*prewarmed, ready*"])
     else:
-        assert second > 1.5, setup  # a real start: kube-apiserver alone takes seconds
+        # A real start: kube-apiserver alone serves only after ~0.6 s (p50 ready 1.1 s idle).
+        assert second > 0.9, setup
 
 
 def test_marker_k8s_version_runs_an_older_control_plane(

@@ -1,5 +1,5 @@
 """Pod tokens the syncer signs itself (translate/sa_tokens.py, resources/token_signer.py); the
-API server accepting them is tests/integration/test_syncer_tokens.py."""
+API server accepting them is tests/integration/test_syncer_signed_tokens.py."""
 
 from __future__ import annotations
 
