@@ -30,3 +30,11 @@ def running(core: client.CoreV1Api, ns: str, selector: str, n: int) -> list[clie
     pods = core.list_namespaced_pod(ns, label_selector=selector).items
     ok = len(pods) == n and all(p.status.phase == "Running" and p.status.pod_ip for p in pods)
     return pods if ok else []
+
+
+def bare_pod(name: str) -> client.V1Pod:
+    """A pod of one container (kwok runs it without an image)."""
+    return client.V1Pod(
+        metadata=client.V1ObjectMeta(name=name),
+        spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="x")]),
+    )

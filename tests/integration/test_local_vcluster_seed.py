@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client, config
+from syncer_helpers import bare_pod
 
 from pytest_vcluster.errors import CleanupError
 from pytest_vcluster.hosts.local import LocalHost
@@ -147,8 +148,5 @@ def test_a_namespace_made_at_ready_takes_pods_at_once(host: LocalHost) -> None:
         # Made by the syncer: it counts its requests per kind.
         metrics = urllib.request.urlopen(f"http://{vc.syncer_health}/metrics", timeout=10).read()
         assert b'server="virtual",kind="POST serviceaccounts"' in metrics
-        pod = client.V1Pod(
-            metadata=client.V1ObjectMeta(name="p"),
-            spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="x")]),
-        )
-        assert core.create_namespaced_pod("team", pod).spec.service_account_name == "default"
+        pod = core.create_namespaced_pod("team", bare_pod("p"))
+        assert pod.spec.service_account_name == "default"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client, config
-from syncer_helpers import running, wait_for
+from syncer_helpers import bare_pod, running, wait_for
 
 from pytest_vcluster.hosts.local import LocalHost
 from pytest_vcluster.hosts.local_vcluster import LocalVCluster
@@ -423,13 +423,7 @@ def test_pod_token_is_refreshed_before_it_expires(host: LocalHost, hcore: client
     with LocalVCluster(host.info(), "tokens", syncer_args=args) as tvc:
         core = client.CoreV1Api(config.new_client_from_config(str(tvc.kubeconfig_path)))
         auth = client.AuthenticationV1Api(core.api_client)
-        core.create_namespaced_pod(
-            "default",
-            client.V1Pod(
-                metadata=client.V1ObjectMeta(name="t"),
-                spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="x")]),
-            ),
-        )
+        core.create_namespaced_pod("default", bare_pod("t"))
         secret_name = host_name("t", "default", "tokens") + "-sa-token"
 
         def token() -> tuple[str, int]:

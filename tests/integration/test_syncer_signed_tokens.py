@@ -10,7 +10,7 @@ from typing import Any
 
 import jwt
 from kubernetes import client, config
-from syncer_helpers import wait_for
+from syncer_helpers import bare_pod, wait_for
 
 from pytest_vcluster.hosts.local_vcluster import LocalVCluster
 from syncer.translate.names import host_name
@@ -27,13 +27,7 @@ def _unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
 def test_signed_token_is_the_api_servers_own(
     vc: LocalVCluster, vcore: client.CoreV1Api, hcore: client.CoreV1Api
 ) -> None:
-    vcore.create_namespaced_pod(
-        "team-a",
-        client.V1Pod(
-            metadata=client.V1ObjectMeta(name="signed"),
-            spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="x")]),
-        ),
-    )
+    vcore.create_namespaced_pod("team-a", bare_pod("signed"))
     secret_name = host_name("signed", "team-a", "sync") + "-sa-token"
 
     def token() -> str | None:
