@@ -16,8 +16,10 @@ def test_vcluster_on_a_kubeconfig_host(
     pytester: pytest.Pytester,
     kind_host: KindHost,
     vcluster_images: dict[str, str],
+    images_env: None,
 ) -> None:
-    # What a registry does for a real cluster: the images are there before the run.
+    # What a registry does for a real cluster: the images are there before the run, and the
+    # run is told which (else it takes the newest local ones, which need not be these).
     kind_host.load_images(list(vcluster_images.values()))
     pytester.makepyfile(
         """
