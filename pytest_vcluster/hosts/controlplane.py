@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
 
+from syncer.constants import DEFAULT_ISSUER
+
 from .. import kubeconfig, pki
 from ..errors import HostStartError
 from ..procs import Child, ProcessGroup, free_port
@@ -53,6 +55,11 @@ def wait_until(
 
 def _port_conflict(child: Child) -> bool:
     return not child.alive() and "address already in use" in child.log_tail(80).lower()
+
+
+def readyz_path(exclude: tuple[str, ...] = ()) -> str:
+    """kube-apiserver's /readyz, leaving out the ``exclude``d checks."""
+    return "/readyz" + (f"?{urlencode([('exclude', c) for c in exclude])}" if exclude else "")
 
 
 @dataclass
@@ -209,7 +216,7 @@ class ControlPlane:
             f"--client-ca-file={d / 'ca.crt'}",
             f"--service-account-key-file={d / 'sa.pub'}",
             f"--service-account-signing-key-file={d / 'sa.key'}",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-issuer={DEFAULT_ISSUER}",  # the syncer signs tokens with it
             "--authorization-mode=Node,RBAC",
             "--anonymous-auth=false",
             f"--service-cluster-ip-range={self.service_cidr}",
@@ -336,7 +343,7 @@ class ControlPlane:
     def wait_apiserver(self, deadline: float, exclude: tuple[str, ...] = ()) -> None:
         """Until /readyz says ready, but for the ``exclude``d checks (their work is done)."""
         client = self.rest()
-        path = "/readyz" + (f"?{urlencode([('exclude', c) for c in exclude])}" if exclude else "")
+        path = readyz_path(exclude)
         self.progress(f"pytest-vcluster: {self.name}: waiting for kube-apiserver {path}")
         wait_until(
             f"{self.name} kube-apiserver {path}",

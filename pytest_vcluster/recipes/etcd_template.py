@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import cast
 
+from syncer.constants import DEFAULT_ISSUER
 from syncer.etcd import Etcd, EtcdError
 
 from ..errors import VClusterError
@@ -124,7 +125,7 @@ def _apiserver_args(apiserver: Path, etcd_url: str, port: int, work: Path) -> li
         f"--cert-dir={work / 'certs'}", "--authorization-mode=Node,RBAC",
         f"--service-account-key-file={work / 'sa.pub'}",
         f"--service-account-signing-key-file={work / 'sa.key'}",
-        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        f"--service-account-issuer={DEFAULT_ISSUER}",
         "--service-cluster-ip-range=10.96.0.0/12", "--enable-priority-and-fairness=false",
         "--endpoint-reconciler-type=none", "--anonymous-auth=true", "--profiling=false",
     ]  # fmt: skip

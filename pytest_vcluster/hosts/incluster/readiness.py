@@ -17,11 +17,11 @@ import re
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlencode
 
 from ...errors import InClusterError, ReadinessTimeoutError
 from ...rest import RestClient
 from ..base import Progress
+from ..controlplane import readyz_path
 from ..pods import pod_problem, pod_summary
 from .forward import API_PORT, HEALTH_PORT
 from .hostapi import HostApi
@@ -148,8 +148,7 @@ class Readiness:
             "API server": f"https:{self.pod}:{API_PORT}",
             "syncer": f"http:{self.pod}:{HEALTH_PORT}",
         }
-        query = urlencode([("exclude", c) for c in exclude])
-        direct = "/readyz" + (f"?{query}" if query else "")
+        direct = readyz_path(exclude)
 
         def check() -> None:
             for part, target in targets.items():
