@@ -32,7 +32,7 @@ from .naming import default_cache_dir as default_cache_dir  # re-exported
 from .versions import LOCAL_HOST_TOOLS as LOCAL_HOST_TOOLS  # re-exported
 from .versions import K8sVersion, parse_loose
 
-TOOLS = (*K8S_COMPONENTS, "etcd", "kwok", "helm", "kind")
+TOOLS = (*K8S_COMPONENTS, "etcd", "coredns", "kwok", "helm", "kind")
 
 #: Official download locations; the part before the path is replaced by a configured mirror.
 OFFICIAL_BASES = {
@@ -83,6 +83,9 @@ def download_spec(tool: str, version: str) -> tuple[str, Download] | None:
         d = f"/etcd-io/etcd/releases/download/v{version}"
         name = f"etcd-v{version}-linux-{a}"
         return "github", Download(f"{d}/{name}.tar.gz", f"{d}/SHA256SUMS", f"{name}/etcd")
+    if tool == "coredns":
+        p = f"/coredns/coredns/releases/download/v{version}/coredns_{version}_linux_{a}.tgz"
+        return "github", Download(p, p + ".sha256", "coredns")
     if tool == "helm":
         p = f"/helm-v{version}-linux-{a}.tar.gz"
         return "helm", Download(p, p + ".sha256sum", f"linux-{a}/helm")
@@ -171,6 +174,7 @@ class BinaryResolver:
             return str(self.k8s)
         pinned = {
             "etcd": versions.ETCD,
+            "coredns": versions.COREDNS,
             "kwok": versions.KWOK,
             "helm": versions.HELM,
             "kind": versions.KIND,

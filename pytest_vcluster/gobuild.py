@@ -86,6 +86,8 @@ def recipe_for(tool: str, version: str, k8s: K8sVersion) -> GoRecipe:
     v = f"v{version}"
     if tool == "etcd":
         return GoRecipe(tool, "go.etcd.io/etcd/server/v3", v, ".", main_go=_ETCD_MAIN)
+    if tool == "coredns":
+        return GoRecipe(tool, "github.com/coredns/coredns", v, "github.com/coredns/coredns")
     if tool == "kwok":
         return GoRecipe(tool, "sigs.k8s.io/kwok", v, "sigs.k8s.io/kwok/cmd/kwok")
     if tool == "helm":

@@ -25,6 +25,8 @@ LOCAL_HOST_TOOLS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-s
 
 #: Versions of the other tools (not tied to the Kubernetes version).
 ETCD = "3.6.16"
+#: Runs inside the vcluster's pod on kind (the control-plane image); kubeadm 1.37's CoreDNS.
+COREDNS = "1.14.6"
 KWOK = "0.8.0"
 HELM = "3.22.0"
 KIND = "0.33.0"
@@ -34,6 +36,7 @@ MIN_ON_PATH: dict[str, tuple[int, ...]] = {
     # Older etcd lacks progress notifications: kube-apiserver then disables RequestWatchProgress
     # and every client-go >= 1.35 informer falls back from streaming lists to slow re-LISTs.
     "etcd": (3, 5, 13),
+    "coredns": (1, 11),
     "kwok": (0, 6),
     "helm": (3, 12),
     "kind": (0, 20),

@@ -15,6 +15,7 @@ from .resources.events import EventRecorder, Events
 from .resources.generic import DownSync, keep_service_ips
 from .resources.namespaces import DefaultServiceAccounts
 from .resources.nodes import Nodes
+from .resources.pinned import PinnedService, dns_pin
 from .resources.pods import Pods, RefIndex
 from .resources.services import ServiceIPs
 from .settings import Settings
@@ -78,6 +79,9 @@ def build(
     if settings.api_endpoint is not None and "services" in enabled:
         api = ApiService(settings.api_endpoint)
         engine.add(api)
+    if settings.dns_endpoint is not None and "services" in enabled:
+        pin = dns_pin(settings.dns_service, settings.dns_endpoint[1])
+        engine.add(PinnedService(pin, settings.dns_endpoint, settings.dns_host_service))
     if "pods" in enabled:
         engine.add(Pods(refs, configs, api_address=api.pod_address if api else None))
         engine.add(DefaultServiceAccounts())  # pods in a new namespace need its account

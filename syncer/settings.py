@@ -94,6 +94,10 @@ class Settings:
     # Where the owner Service routes (this pod's API server): the vcluster's own `kubernetes`
     # Service takes the owner Service's IP and these Endpoints (resources/apiservice.py).
     api_endpoint: tuple[str, int] | None = None
+    # CoreDNS in this pod (the chart's coredns.embedded): the vcluster's DNS Service
+    # (--dns-service) takes this host Service's IP and these Endpoints (resources/pinned.py).
+    dns_host_service: str = ""
+    dns_endpoint: tuple[str, int] | None = None
     # Addresses a selector-less Service's Endpoints may name besides this vcluster's pods.
     allowed_endpoint_cidrs: tuple[Network, ...] = ()
     allow_external_ips: bool = False  # copy a Service's externalIPs to the host (CVE-2020-8554)
@@ -118,6 +122,14 @@ def _cidrs(value: str) -> tuple[Network, ...]:
         return parse_cidrs(v for v in value.split(",") if v.strip())
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _endpoint(value: str) -> tuple[str, int] | None:
+    """``IP:PORT`` (``[IPv6]:PORT`` too) as a pair; None when empty or not of that form."""
+    host, sep, port = value.rpartition(":")
+    if not (sep and port.isdigit() and host):
+        return None
+    return host.strip("[]"), int(port)
 
 
 def parse(argv: Sequence[str] | None = None) -> Settings:
@@ -197,6 +209,13 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
         "`kubernetes` Service gets that Service's ClusterIP and this as its endpoint",
     )
     p.add_argument(
+        "--dns-host-service",
+        default="",
+        help="a host Service routing port 53 to CoreDNS in this pod: the vcluster's "
+        "--dns-service gets its ClusterIP and --dns-endpoint as its endpoint",
+    )
+    p.add_argument("--dns-endpoint", default="", help="POD_IP:PORT of that CoreDNS")
+    p.add_argument(
         "--etcd-url",
         default="",
         help="the vcluster's etcd (http, JSON gateway): snapshot and reset answer through it "
@@ -242,15 +261,21 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
                 f"--kubelet-address={a.kubelet_address}: expected IP:PORT with the IP the "
                 "API server reaches (advertised as the fake nodes' Hostname address)"
             )
-    api_endpoint = None
-    if a.api_endpoint:
-        host, sep, port = a.api_endpoint.rpartition(":")
-        if not (sep and port.isdigit() and host) or not a.owner_service:
-            p.error(
-                f"--api-endpoint={a.api_endpoint}: expected IP:PORT of the API server's pod, "
-                "with --owner-service naming the host Service in front of it"
-            )
-        api_endpoint = (host.strip("[]"), int(port))
+    api_endpoint = _endpoint(a.api_endpoint)
+    if a.api_endpoint and (api_endpoint is None or not a.owner_service):
+        p.error(
+            f"--api-endpoint={a.api_endpoint}: expected IP:PORT of the API server's pod, "
+            "with --owner-service naming the host Service in front of it"
+        )
+    dns_endpoint = _endpoint(a.dns_endpoint)
+    if bool(a.dns_endpoint) != bool(a.dns_host_service) or (a.dns_endpoint and not dns_endpoint):
+        p.error(
+            f"--dns-endpoint={a.dns_endpoint!r} --dns-host-service={a.dns_host_service!r}: "
+            "expected both or neither: IP:PORT of CoreDNS in this pod, and the host Service "
+            "in front of it"
+        )
+    if "/" not in a.dns_service:
+        p.error(f"--dns-service={a.dns_service}: expected NAMESPACE/NAME")
     enabled = {k for k, on in RESOURCES.items() if on}.union(*a.enable_sync_resources)
     disabled = set().union(*a.disable_sync_resources)
     return Settings(
@@ -284,6 +309,8 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
         simulated_host=a.simulated_host,
         owner_service=a.owner_service,
         api_endpoint=api_endpoint,
+        dns_host_service=a.dns_host_service,
+        dns_endpoint=dns_endpoint,
         allowed_endpoint_cidrs=a.allow_endpoint_cidrs,
         allow_external_ips=a.allow_external_ips,
         allow_external_name=a.allow_external_name,

@@ -143,3 +143,40 @@ serves); the plugin leaves out the same (hosts/incluster/chart.py readyz_exclude
 /readyz
 {{- end -}}
 {{- end -}}
+
+
+{{/* CoreDNS's Corefile (root, upstream: where other names go, kubeconfig: "" for the pod's
+service account, probes: health and ready endpoints). Names of the host's own namespace
+(<namespace>.svc.<hostClusterDomain>: the vcluster's API Service) go to the host's DNS, before
+the vcluster's cluster.local would answer them. */}}
+{{- define "vcluster.corefile" -}}
+{{ .root.Release.Namespace }}.svc.{{ .root.Values.coredns.hostClusterDomain }}:1053 {
+    errors
+    forward . {{ .upstream }}
+    cache 5
+}
+.:1053 {
+    errors
+    {{- if .probes }}
+    health :8080
+    ready :8181
+    {{- end }}
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        {{- with .kubeconfig }}
+        kubeconfig {{ . }}
+        {{- end }}
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+        ttl 5
+    }
+    forward . {{ .upstream }}
+    cache 5
+    loop
+    loadbalance
+}
+{{- end -}}
+
+{{/* "true" when CoreDNS runs in the vcluster's pod (coredns.enabled and coredns.embedded). */}}
+{{- define "vcluster.dnsEmbedded" -}}
+{{- if and .Values.coredns.enabled .Values.coredns.embedded -}}true{{- end -}}
+{{- end -}}

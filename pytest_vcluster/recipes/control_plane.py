@@ -1,7 +1,8 @@
 """The vcluster control-plane image: FROM scratch + static binaries, offline.
 
 The image holds kube-apiserver and kube-controller-manager (the requested Kubernetes version),
-etcd (``pytest_vcluster.versions.ETCD``), all resolved by ``BinaryResolver`` from the cache
+etcd (``pytest_vcluster.versions.ETCD``), CoreDNS (``versions.COREDNS``: the chart runs it in
+the vcluster's pod, ``coredns.embedded``), all resolved by ``BinaryResolver`` from the cache
 (downloaded or built), and ``entrypoint`` (``entrypoint/main.go`` here, standard library only)
 that runs them in order and forwards SIGTERM. The entrypoint is built with the host's Go where
 there is one, else inside Docker from a Go image (``PYTEST_VCLUSTER_GO_IMAGE``, default
@@ -35,7 +36,7 @@ from . import archive, etcd_template
 HERE = Path(__file__).resolve().parent
 ENTRYPOINT_SRC = HERE / "entrypoint"
 REPO = "pytest-vcluster/control-plane"
-TOOLS = ("kube-apiserver", "kube-controller-manager", "etcd")
+TOOLS = ("kube-apiserver", "kube-controller-manager", "etcd", "coredns")
 GO_IMAGE_ENV = "PYTEST_VCLUSTER_GO_IMAGE"
 GO_IMAGE = "golang:1.24"  # the entrypoint needs nothing newer (go.mod: go 1.22)
 

@@ -57,6 +57,9 @@ class Engine:
         self._active = 0
         self.owner: JSON | None = None  # ownerReference put on every host object (own())
         self.owner_service: JSON | None = None  # the Service it names, as first read
+        # Virtual Services this pod serves through a host Service of the chart's (their
+        # objects are written in the vcluster, never synced down: resources/pinned.py).
+        self.pinned: set[tuple[str, str]] = {("default", "kubernetes")}
 
     # -- wiring
     def resolve_owner(self, timeout: float = 60.0) -> None:

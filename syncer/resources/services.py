@@ -19,7 +19,6 @@ from ..translate.names import host_name
 from ..translate.services import user_slice_service
 
 log = logging.getLogger(__name__)
-_SYSTEM = {("default", "kubernetes")}
 _SERVER_FIELDS = ("uid", "resourceVersion", "creationTimestamp", "managedFields", "generation")
 
 
@@ -55,7 +54,7 @@ class ServiceIPs:
 
     def wanted(self, svc: JSON) -> bool:
         meta = svc["metadata"]
-        if (meta["namespace"], meta["name"]) in _SYSTEM:
+        if (meta["namespace"], meta["name"]) in self.engine.pinned:
             return False
         spec = svc.get("spec") or {}
         if spec.get("type") == "ExternalName" and not self.engine.settings.allow_external_name:
@@ -75,15 +74,17 @@ class ServiceIPs:
     @staticmethod
     def selectorless(engine: Engine, ep: JSON) -> bool:
         meta = ep["metadata"]
-        if (meta["namespace"], meta["name"]) in _SYSTEM:
+        if (meta["namespace"], meta["name"]) in engine.pinned:
             return False
         return _selectorless_service(engine, meta["namespace"], meta["name"])
 
     @staticmethod
     def selectorless_slice(engine: Engine, eps: JSON) -> bool:
         """A user's EndpointSlice for a selector-less Service of its namespace."""
-        name = user_slice_service(eps)
-        return bool(name) and _selectorless_service(engine, eps["metadata"]["namespace"], name)
+        name, namespace = user_slice_service(eps), eps["metadata"]["namespace"]
+        if (namespace, name) in engine.pinned:
+            return False
+        return bool(name) and _selectorless_service(engine, namespace, name)
 
     def align(self, vsvc: JSON, hsvc: JSON) -> None:
         self._warn_external_ips(vsvc)

@@ -134,12 +134,16 @@ def _python_pod(
     }
 
 
+@pytest.mark.parametrize("embedded", [True, False], ids=["coredns-in-pod", "coredns-pod"])
 def test_service_reached_by_name_from_another_pod(
-    kind_host: KindHost, vcluster_images: dict[str, str]
+    kind_host: KindHost, vcluster_images: dict[str, str], embedded: bool
 ) -> None:
-    """CoreDNS runs inside the vcluster (created by the syncer, synced like any pod): a pod in
-    another virtual namespace reaches a Service by its name."""
-    with VCluster(kind_host.info(), "e2e-dns", images=vcluster_images, timeout=180) as vc:
+    """A pod in another virtual namespace reaches a Service by its name, with CoreDNS in the
+    vcluster's own pod (the default: the host Service <release>-dns routes to it) or created by
+    the syncer and synced like any pod (``coredns.embedded=false``)."""
+    values = {"coredns": {"embedded": embedded}}
+    name = "e2e-dns" if embedded else "e2e-dns-pod"
+    with VCluster(kind_host.info(), name, images=vcluster_images, timeout=180, values=values) as vc:
         image = vcluster_images["syncer"]
         server = (
             "import http.server, os\n"
@@ -174,27 +178,65 @@ def test_service_reached_by_name_from_another_pod(
         dns = core.read_namespaced_service("kube-dns", "kube-system")
         web = core.read_namespaced_service("web", "default")
         assert f"GOT http://web.default {web.spec.cluster_ip} hello from web" in logs
-        # the DNS pod is an ordinary synced pod in the host namespace
+        assert dns.spec.cluster_ip == vc._impl.dns_ip
         host_pods = kind_host.kubectl_json("get", "pods", "-n", vc.host_namespace)["items"]
         names = [
             (p["metadata"].get("annotations") or {}).get("vc.pytest-vcluster.io/object-name")
             for p in host_pods
         ]
-        assert any(n and n.startswith("coredns-") for n in names), names
-        assert dns.spec.cluster_ip == vc._impl.dns_ip
-        # A bare pod the syncer keeps: deleted, it is created again and becomes ready.
-        old = core.read_namespaced_pod("coredns-0", "kube-system").metadata.uid
-        core.delete_namespaced_pod("coredns-0", "kube-system", grace_period_seconds=0)
-        vc.wait_for(
-            "Pod",
-            "coredns-0",
-            lambda p: (
-                p.metadata.uid != old
-                and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
-            ),
-            namespace="kube-system",
-            timeout=90,
-        )
+        if embedded:
+            _check_dns_in_vcluster_pod(kind_host, vc, core, dns, names)
+        else:
+            _check_dns_pod(vc, core, names)
+
+
+def _check_dns_in_vcluster_pod(
+    kind_host: KindHost, vc: VCluster, core: Any, dns: Any, names: list[str | None]
+) -> None:
+    """The virtual kube-dns is the chart's host Service: its IP, and endpoints naming the
+    vcluster's pod (no CoreDNS pod anywhere); what a user deletes comes back."""
+    impl = vc._impl
+    host_svc = kind_host.kubectl_json(
+        "get", "service", f"{impl.release}-dns", "-n", vc.host_namespace
+    )
+    assert dns.spec.cluster_ip == host_svc["spec"]["clusterIP"]
+    assert not dns.spec.selector
+    assert {(p.port, p.protocol) for p in dns.spec.ports} == {(53, "UDP"), (53, "TCP")}
+    pod = kind_host.kubectl_json("get", "pod", impl.pod_name, "-n", vc.host_namespace)
+    eps = core.read_namespaced_endpoints("kube-dns", "kube-system")
+    assert [a.ip for a in eps.subsets[0].addresses] == [pod["status"]["podIP"]]
+    assert {(p.port, p.protocol) for p in eps.subsets[0].ports} == {(1053, "UDP"), (1053, "TCP")}
+    assert not any(n and n.startswith("coredns") for n in names), names
+    assert not core.list_namespaced_pod("kube-system").items
+    # Nothing of it is synced down: the host has only the chart's Service for it.
+    host_services = kind_host.kubectl_json("get", "services", "-n", vc.host_namespace)["items"]
+    assert not [s for s in host_services if s["metadata"]["name"].startswith("kube-dns")]
+    core.delete_namespaced_service("kube-dns", "kube-system")
+    vc.wait_for(
+        "Service",
+        "kube-dns",
+        lambda s: s.spec.clusterIP == host_svc["spec"]["clusterIP"],  # a dynamic-client object
+        namespace="kube-system",
+        timeout=60,
+    )
+
+
+def _check_dns_pod(vc: VCluster, core: Any, names: list[str | None]) -> None:
+    """The DNS pod is an ordinary synced pod in the host namespace, a bare pod the syncer
+    keeps: deleted, it is created again and becomes ready."""
+    assert any(n and n.startswith("coredns-") for n in names), names
+    old = core.read_namespaced_pod("coredns-0", "kube-system").metadata.uid
+    core.delete_namespaced_pod("coredns-0", "kube-system", grace_period_seconds=0)
+    vc.wait_for(
+        "Pod",
+        "coredns-0",
+        lambda p: (
+            p.metadata.uid != old
+            and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+        ),
+        namespace="kube-system",
+        timeout=90,
+    )
 
 
 def test_port_forward_carries_each_connection_alone(

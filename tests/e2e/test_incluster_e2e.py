@@ -260,11 +260,16 @@ def test_vcluster_of_another_kubernetes_version(
         kind_host.info(), "e2e-v136", images=images, k8s_version="1.36", timeout=240
     ) as vc:
         assert client.VersionApi(vc.api_client).get_code().git_version == "v1.36.3"
-        # The syncer serves it like any other: the default ServiceAccount, CoreDNS running.
+        # The syncer serves it like any other: the default ServiceAccount, its DNS (CoreDNS in
+        # the vcluster's pod, from the 1.36 image) answering at the kube-dns Service.
         core = client.CoreV1Api(vc.api_client)
         assert core.read_namespaced_service_account("default", "default")
-        pod = core.read_namespaced_pod("coredns-0", "kube-system")
-        assert pod.status.phase == "Running"
+        eps = core.read_namespaced_endpoints("kube-dns", "kube-system")
+        assert [p.port for p in eps.subsets[0].ports] == [1053, 1053]
+        assert (
+            vc._impl.dns_ip
+            == core.read_namespaced_service("kube-dns", "kube-system").spec.cluster_ip
+        )
 
 
 def test_plain_helm_install_without_the_plugin(
@@ -285,13 +290,10 @@ def test_plain_helm_install_without_the_plugin(
     ns, release = "plain-helm", "plain"
     kubeconfig = str(kind_host.kubeconfig_path)
     helm = [str(tools["helm"]), "--kubeconfig", kubeconfig]
-    dns = kind_host.kubectl_json("get", "deployment", "coredns", "-n", "kube-system")
-    dns_repo, dns_tag = split_image(dns["spec"]["template"]["spec"]["containers"][0]["image"])
     sets: list[str] = []
     for key, ref in (
         ("controlPlane", vcluster_images["controlPlane"]),
         ("syncer", vcluster_images["syncer"]),
-        ("coredns", f"{dns_repo}:{dns_tag}"),
     ):
         repo, tag = split_image(ref)
         sets += ["--set", f"{key}.image.repository={repo}", "--set", f"{key}.image.tag={tag}"]
@@ -341,28 +343,41 @@ def test_plain_helm_install_without_the_plugin(
         assert "system:masters" in review.status.user_info.groups
         names = {n.metadata.name for n in client.CoreV1Api(api).list_namespace().items}
         assert {"default", "kube-system"} <= names
-        # The syncer works with the chart's own PKI: CoreDNS (created by it in the vcluster)
-        # runs in the host namespace.
+        # The syncer works with the chart's own PKI: the vcluster's kube-dns takes the IP of
+        # the chart's Service in front of CoreDNS (in the vcluster's pod), and what a test
+        # makes in the vcluster runs in the host namespace.
+        core = client.CoreV1Api(api)
+        dns = kind_host.kubectl_json("get", "service", f"{release}-dns", "-n", ns)
+        core.create_namespaced_config_map(
+            "default", {"metadata": {"name": "settings"}, "data": {"greeting": "hi"}}
+        )
+        core.create_namespaced_service(
+            "default",
+            {"metadata": {"name": "web"},
+             "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}},
+        )  # fmt: skip
+        core.create_namespaced_pod("default", _sleeper(vcluster_images["syncer"]))
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
+            virtual_dns = core.read_namespaced_service("kube-dns", "kube-system").spec.cluster_ip
             pods = kind_host.kubectl_json("get", "pods", "-n", ns)["items"]
-            dns_pods = [
+            running = [
                 p for p in pods
                 if (p["metadata"].get("annotations") or {}).get("vc.pytest-vcluster.io/object-name")
-                == "coredns-0"
+                == "web-0" and p["status"].get("phase") == "Running"
             ]  # fmt: skip
-            if dns_pods and dns_pods[0]["status"].get("phase") == "Running":
+            if running and virtual_dns == dns["spec"]["clusterIP"]:
                 break
             time.sleep(1)
         else:
-            raise AssertionError(f"CoreDNS not running in {ns}: {[p['metadata'] for p in pods]}")
+            raise AssertionError(f"web-0 not running in {ns}, or kube-dns at {virtual_dns}")
         api.close()
         # `helm uninstall` alone removes what the syncer made: every synced object is owned by
         # the release's Service, and the host's garbage collector follows its deletion.
         synced = _synced_objects(kind_host, ns)
-        assert any(n.startswith("pod/coredns-0-x-") for n in synced), synced
-        assert any(n.startswith("configmap/") for n in synced), synced
-        assert any(n.startswith("service/kube-dns-x-") for n in synced), synced
+        assert any(n.startswith("pod/web-0-x-") for n in synced), synced
+        assert any(n.startswith("configmap/settings-x-") for n in synced), synced
+        assert any(n.startswith("service/web-x-") for n in synced), synced
         t0 = time.monotonic()
         uninstall = subprocess.run(
             [*helm, "uninstall", release, "-n", ns], capture_output=True, text=True, timeout=120
@@ -379,6 +394,25 @@ def test_plain_helm_install_without_the_plugin(
         subprocess.run([*helm, "uninstall", release, "-n", ns], capture_output=True, timeout=120)
         kind_host.kubectl_run("delete", "namespace", ns, "--wait=true", check=False, timeout=180)
     assert _namespace_gone(kind_host, ns)
+
+
+def _sleeper(image: str) -> dict[str, Any]:
+    """A pod that idles, with a ConfigMap mounted (so the ConfigMap is synced too)."""
+    return {
+        "metadata": {"name": "web-0", "labels": {"app": "web"}},
+        "spec": {
+            "terminationGracePeriodSeconds": 0,
+            "containers": [
+                {
+                    "name": "main",
+                    "image": image,
+                    "command": ["python3", "-c", "import time; time.sleep(3600)"],
+                    "volumeMounts": [{"name": "settings", "mountPath": "/settings"}],
+                }
+            ],
+            "volumes": [{"name": "settings", "configMap": {"name": "settings"}}],
+        },
+    }
 
 
 def _synced_objects(kind_host: KindHost, ns: str) -> list[str]:

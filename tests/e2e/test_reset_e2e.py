@@ -51,7 +51,11 @@ def _host_objects(vc: VCluster) -> dict[str, set[str]]:
 def test_reset_on_kind(vc: VCluster, app_image: str) -> None:
     core = client.CoreV1Api(vc.api_client)
     before = _host_objects(vc)
-    assert any(n.startswith("coredns") for n in before["pods"]), before  # the defaults' copies
+    # The defaults: CoreDNS runs in the vcluster's pod, the virtual kube-dns is pinned to the
+    # chart's host Service; nothing of them is a synced copy.
+    assert before["pods"] == set(), before
+    dns_ip = core.read_namespaced_service("kube-dns", "kube-system").spec.cluster_ip
+    assert dns_ip == vc._impl.dns_ip
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -106,6 +110,7 @@ def test_reset_on_kind(vc: VCluster, app_image: str) -> None:
     assert "t1" not in [n.metadata.name for n in core.list_namespace().items]
     after = _host_objects(vc)
     assert after == before  # the test's host copies are gone when reset() returns
+    assert core.read_namespaced_service("kube-dns", "kube-system").spec.cluster_ip == dns_ip
     # The defaults work: a new pod of a used name runs and resolves a Service name.
     probe = _pod("reader", app_image, "nslookup kubernetes.default.svc.cluster.local && sleep 3600")
     core.create_namespaced_pod("default", probe)

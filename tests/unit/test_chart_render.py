@@ -29,13 +29,14 @@ def test_lint_is_clean(helm: Path) -> None:
 def test_objects_and_labels(helm: Path, pki_args: list[str], tmp_path: Path) -> None:
     objs = docs(helm, pki_args, tmp_path)
     assert sorted(objs) == [
-        "ConfigMap/vc1-bootstrap",
+        "ConfigMap/vc1-coredns",
         "Pod/vc1-test-api",
         "Role/vc1-syncer",
         "RoleBinding/vc1-syncer",
         "Secret/vc-vc1",
         "Secret/vc1-pki",
         "Service/vc1",
+        "Service/vc1-dns",
         "ServiceAccount/vc1",
         "StatefulSet/vc1",
     ]
@@ -72,7 +73,7 @@ def test_statefulset_pod(helm: Path, pki_args: list[str], tmp_path: Path) -> Non
         "tmp": "emptyDir",
         "run": "emptyDir",
         "pki": "secret",
-        "bootstrap": "configMap",
+        "coredns": "configMap",
     }
     assert "volumeClaimTemplates" not in sts["spec"]
     cs = _containers(objs)
@@ -82,17 +83,19 @@ def test_statefulset_pod(helm: Path, pki_args: list[str], tmp_path: Path) -> Non
     args = cp["args"]
     assert f"--controllers={VCLUSTER_CONTROLLERS}" in args
     assert args.count("--service-cluster-ip-range=10.96.0.0/16") == 2
-    assert args.count("---") == 2  # etcd, kube-apiserver, kube-controller-manager
-    # etcd and kube-apiserver start together (the API server retries etcd); the
-    # controller-manager once the API server is ready.
-    # The controller-manager starts at the whole /readyz (it waits for /healthz itself).
-    ready = "--ready=https://127.0.0.1:6443/readyz"
-    assert [a for a in args if a.startswith("--ready=")] == [ready]
-    assert args.index(ready) == args.index("--step=kube-apiserver") + 1
+    assert args.count("---") == 3  # etcd, kube-apiserver, coredns, kube-controller-manager
+    # etcd and kube-apiserver start together (the API server retries etcd); CoreDNS once the
+    # API server is ready as the probes see it; the controller-manager at the whole /readyz
+    # (it waits for /healthz itself).
     # With the etcd template (the default) the pod is ready but for the hooks whose objects
     # it carries: the probes and the plugin agree on that.
     readyz = "/readyz?" + "&".join(f"exclude={h}" for h in chart.readyz_exclude(values_for()))
     assert "exclude=poststarthook/rbac/bootstrap-roles" in readyz
+    ready = [f"--ready=https://127.0.0.1:6443{readyz}", "--ready=https://127.0.0.1:6443/readyz"]
+    assert [a for a in args if a.startswith("--ready=")] == ready
+    assert args.index(ready[0]) == args.index("--step=kube-apiserver") + 1
+    assert args.index(ready[1]) == args.index("--step=coredns") + 1
+    assert args.index("--step=coredns") < args.index("--step=kube-controller-manager")
     assert cp["startupProbe"]["httpGet"]["path"] == readyz
     assert cp["readinessProbe"]["httpGet"]["path"] == readyz
     plain = docs(helm, pki_args, tmp_path, controlPlane={"etcdTemplate": False})
@@ -109,6 +112,63 @@ def test_statefulset_pod(helm: Path, pki_args: list[str], tmp_path: Path) -> Non
         assert c["readinessProbe"]["periodSeconds"] == 1
         assert c["securityContext"]["allowPrivilegeEscalation"] is False
     assert cp["startupProbe"]["periodSeconds"] == 1
+
+
+def test_dns_in_the_vcluster_pod(helm: Path, pki_args: list[str], tmp_path: Path) -> None:
+    """coredns.embedded (the default): CoreDNS in the control-plane container on 1053, the
+    host Service vc1-dns in front of it from the pod's start, the syncer pinning kube-dns."""
+    objs = docs(helm, pki_args, tmp_path)
+    svc = objs["Service/vc1-dns"]["spec"]
+    assert svc["publishNotReadyAddresses"] is True
+    assert svc["selector"] == objs["Service/vc1"]["spec"]["selector"]
+    assert [(p["port"], p["protocol"], p["targetPort"]) for p in svc["ports"]] == [
+        (53, "UDP", "dns"),
+        (53, "TCP", "dns-tcp"),
+    ]
+    cp, syncer = _containers(objs)["control-plane"], _containers(objs)["syncer"]
+    assert {(p["name"], p["containerPort"], p["protocol"]) for p in cp["ports"]} >= {
+        ("dns", 1053, "UDP"),
+        ("dns-tcp", 1053, "TCP"),
+    }
+    args = cp["args"]
+    step = args.index("--step=coredns")
+    assert args[step + 2 : step + 6] == [
+        "--restart=3", "/usr/local/bin/coredns", "-conf", "/etc/coredns/Corefile"
+    ]  # fmt: skip
+    assert {"name": "coredns", "mountPath": "/etc/coredns", "readOnly": True} in cp["volumeMounts"]
+    corefile = objs["ConfigMap/vc1-coredns"]["data"]["Corefile"]
+    assert "kubeconfig /pki/kubeconfig" in corefile  # the API server on 127.0.0.1
+    assert corefile.count("forward . /etc/resolv.conf") == 2  # the host's DNS
+    assert "vcluster-vc1.svc.cluster.local:1053 {" in corefile  # host names first
+    assert "health" not in corefile  # no port the pod does not need
+    assert "--dns-host-service=vc1-dns" in syncer["args"]
+    assert "--dns-endpoint=$(POD_IP):1053" in syncer["args"]
+    assert not [a for a in syncer["args"] if a.startswith("--bootstrap-dir")]
+    assert chart.dns_host_service(values_for(), "vc1", "vc1") == "vc1-dns"
+
+
+def test_dns_as_a_synced_pod(helm: Path, pki_args: list[str], tmp_path: Path) -> None:
+    """coredns.embedded=false: the syncer creates CoreDNS in the vcluster (bootstrap)."""
+    objs = docs(helm, pki_args, tmp_path, coredns={"embedded": False})
+    assert "Service/vc1-dns" not in objs
+    assert "ConfigMap/vc1-coredns" not in objs
+    corefile = objs["ConfigMap/vc1-bootstrap"]["data"]["coredns.yaml"]
+    assert "forward . ${HOST_DNS}" in corefile
+    assert "ready :8181" in corefile
+    cp, syncer = _containers(objs)["control-plane"], _containers(objs)["syncer"]
+    args = cp["args"]
+    assert "--step=coredns" not in args
+    assert args.count("---") == 2
+    ready = [a for a in args if a.startswith("--ready=")]
+    assert ready == ["--ready=https://127.0.0.1:6443/readyz"]
+    assert args.index(ready[0]) == args.index("--step=kube-apiserver") + 1
+    assert "--bootstrap-dir=/bootstrap" in syncer["args"]
+    assert not [a for a in syncer["args"] if a.startswith("--dns-")]
+    values = values_for(coredns={"embedded": False})
+    assert chart.dns_host_service(values, "vc1", "vc1") == "kube-dns-x-kube-system-x-vc1"
+    off = docs(helm, pki_args, tmp_path, coredns={"enabled": False})
+    assert not [k for k in off if "coredns" in k or "bootstrap" in k or k.endswith("-dns")]
+    assert "--step=coredns" not in _containers(off)["control-plane"]["args"]
 
 
 def _millicores(q: str) -> int:

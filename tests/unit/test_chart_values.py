@@ -66,7 +66,12 @@ def test_sync_flags_are_understood_by_the_syncer(
     assert "pods" in settings.resources
     assert settings.sync_all_configs
     assert settings.allow_privileged
-    assert settings.bootstrap_dir == "/bootstrap"
+    assert settings.bootstrap_dir is None  # CoreDNS in the vcluster's pod (the default)
+    assert settings.dns_host_service == "vc1-dns"
+    assert settings.dns_endpoint == ("$(POD_IP)", 1053)
+    pod_dns = parse(_syncer_args(docs(helm, pki_args, tmp_path, coredns={"embedded": False})))
+    assert pod_dns.bootstrap_dir == "/bootstrap"
+    assert pod_dns.dns_endpoint is None
     assert settings.api_service_host == "vc1.vcluster-vc1.svc"
     assert settings.api_endpoint is not None  # $(POD_IP):6443, the kubernetes Service's
     assert settings.allowed_endpoint_cidrs == ()
@@ -119,7 +124,8 @@ def test_vcluster_pods_pass_the_restricted_standard(
     helm: Path, pki_args: list[str], tmp_path: Path
 ) -> None:
     objs = docs(helm, pki_args, tmp_path)
-    bootstrap = list(yaml.safe_load_all(objs["ConfigMap/vc1-bootstrap"]["data"]["coredns.yaml"]))
+    pod_dns = docs(helm, pki_args, tmp_path, coredns={"embedded": False})
+    bootstrap = list(yaml.safe_load_all(pod_dns["ConfigMap/vc1-bootstrap"]["data"]["coredns.yaml"]))
     coredns = next(d for d in bootstrap if d["kind"] == "Pod")["spec"]
     pods = [
         objs["StatefulSet/vc1"]["spec"]["template"]["spec"],
@@ -196,7 +202,7 @@ def test_network_policy_pod_cidrs_split_by_family(
 def test_coredns_bootstrap_manifests(helm: Path, pki_args: list[str], tmp_path: Path) -> None:
     from syncer import bootstrap
 
-    objs = docs(helm, pki_args, tmp_path, coredns={"replicas": 2})
+    objs = docs(helm, pki_args, tmp_path, coredns={"replicas": 2, "embedded": False})
     d = tmp_path / "bootstrap"
     d.mkdir()
     (d / "coredns.yaml").write_text(objs["ConfigMap/vc1-bootstrap"]["data"]["coredns.yaml"])
@@ -236,7 +242,9 @@ def test_coredns_bootstrap_manifests(helm: Path, pki_args: list[str], tmp_path: 
 def test_coredns_image_from_the_host_and_disabled(
     helm: Path, pki_args: list[str], tmp_path: Path
 ) -> None:
-    values = values_for(coredns_image="registry.k8s.io/coredns/coredns:v1.12.0")
+    values = values_for(
+        coredns_image="registry.k8s.io/coredns/coredns:v1.12.0", coredns={"embedded": False}
+    )
     proc = render(helm, pki_args, values, tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert 'image: "registry.k8s.io/coredns/coredns:v1.12.0"' in proc.stdout

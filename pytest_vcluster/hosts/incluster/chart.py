@@ -130,6 +130,17 @@ def coredns_enabled(values: Mapping[str, Any]) -> bool:
     return bool((values.get("coredns") or {}).get("enabled", True))
 
 
+def dns_host_service(values: Mapping[str, Any], release: str, vcluster: str) -> str:
+    """The host Service in front of the vcluster's DNS: the chart's ``<release>-dns`` when
+    CoreDNS runs in the vcluster's pod (``coredns.embedded``), else the host copy of the
+    virtual kube-system/kube-dns."""
+    if (values.get("coredns") or {}).get("embedded", True):
+        return f"{release}-dns"
+    from syncer.translate.names import host_name
+
+    return host_name("kube-dns", "kube-system", vcluster)
+
+
 def api_server_sans(release: str, namespace: str) -> tuple[str, ...]:
     """The API server certificate's names: the common ones and the release's host Service."""
     from ...pki import api_server_names

@@ -4,10 +4,10 @@ pod scheduled → containers running (from the pod watch; ErrImagePull, CrashLoo
 Unschedulable end the wait at once with the reason and the crashed container's log) → [the
 port-forward] → kube-apiserver ``/readyz`` and the syncer's ``/readyz``, polled every 0.1 s
 through the host's pod proxy (no waiting for the kubelet's probes), then through the
-port-forward → the ``default`` ServiceAccount → the vcluster's DNS Service has its host copy's
-ClusterIP → CoreDNS has a ready endpoint on the host → a lookup through that Service from the
-pod network answers (the syncer's ``/readyz/dns``: kube-proxy programs the node after the
-endpoint is ready).
+port-forward → the ``default`` ServiceAccount → the vcluster's DNS Service has its host
+Service's ClusterIP → CoreDNS has a ready endpoint on the host → a lookup through that Service
+from the pod network answers (the syncer's ``/readyz/dns``: kube-proxy programs the node after
+the endpoint is ready).
 """
 
 from __future__ import annotations
@@ -193,9 +193,10 @@ class Readiness:
         self.stages.passed("default ServiceAccount")
 
     def dns(self, rest: RestClient, host_service: str) -> str:
-        """The vcluster's kube-dns Service (the syncer's bootstrap creates it) has the ClusterIP
-        of its host copy, then that host copy has a ready CoreDNS endpoint (read on the host:
-        no wait for the status copy and the vcluster's endpoint controller). Its IP."""
+        """The vcluster's kube-dns Service (the syncer makes it) has the ClusterIP of
+        ``host_service`` (the chart's, with CoreDNS in the vcluster's pod; else its host copy),
+        then that has a ready CoreDNS endpoint (read on the host: no wait for the status copy
+        and the vcluster's endpoint controller), then a lookup through it answers. Its IP."""
         from ...wait import NotYet
 
         def synced() -> str:

@@ -216,9 +216,8 @@ class InClusterVCluster:
         ready.endpoints(rest, chart.readyz_exclude(values))
         ready.default_service_account(rest)
         if chart.coredns_enabled(values):
-            from syncer.translate.names import host_name
-
-            self.dns_ip = ready.dns(rest, host_name("kube-dns", "kube-system", self.name))
+            dns = chart.dns_host_service(values, self.release, self.name)
+            self.dns_ip = ready.dns(rest, dns)
         self._stop_watch()
         self.ready_seconds = time.monotonic() - self.stages.t0
         self.progress(f"pytest-vcluster: vcluster {self.name} ready in {self.ready_seconds:.2f}s")
