@@ -19,7 +19,7 @@ import pytest
 from pytest_vcluster import binaries
 from pytest_vcluster.binaries import BinaryResolver, parse_checksum
 from pytest_vcluster.errors import BinaryNotFoundError, ChecksumMismatchError
-from pytest_vcluster.versions import ETCD, HELM, KIND, parse_k8s_version
+from pytest_vcluster.versions import COREDNS, ETCD, HELM, KIND, parse_k8s_version
 
 K8S = parse_k8s_version("1.37")
 A = binaries.arch()
@@ -93,6 +93,12 @@ def mirror(tmp_path: Path) -> Iterator[Mirror]:
     d = f"/etcd-io/etcd/releases/download/v{ETCD}"
     m.put(f"{d}/{name}.tar.gz", etcd)
     m.put(f"{d}/SHA256SUMS", f"{'0' * 64}  other.zip\n{_sha(etcd)}  {name}.tar.gz\n".encode())
+    # coredns: a tarball with the binary at its top + "<sha>  <name>" beside it
+    tgz = f"coredns_{COREDNS}_linux_{A}.tgz"
+    coredns = _tgz("coredns", _script(f"CoreDNS-{COREDNS}"))
+    d = f"/coredns/coredns/releases/download/v{COREDNS}"
+    m.put(f"{d}/{tgz}", coredns)
+    m.put(f"{d}/{tgz}.sha256", f"{_sha(coredns)}  {tgz}\n".encode())
     # kube-apiserver: raw binary + bare digest; the checksum is WRONG on purpose
     api = _script("Kubernetes v1.37.2")
     p = f"/release/v{K8S}/bin/linux/{A}/kube-apiserver"
@@ -114,7 +120,7 @@ def resolver(tmp_path: Path, mirror_url: str, **kw: object) -> BinaryResolver:
     )
 
 
-@pytest.mark.parametrize("tool", ["kind", "helm", "etcd"])
+@pytest.mark.parametrize("tool", ["kind", "helm", "etcd", "coredns"])
 def test_download_verifies_and_caches(tmp_path: Path, mirror: Mirror, tool: str) -> None:
     r = resolver(tmp_path, mirror.url).resolve(tool)
     assert r.source == "download"
