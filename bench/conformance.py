@@ -254,7 +254,7 @@ def main() -> int:
             with VCluster(host.info(), "conformance", timeout=120) as vc:
                 # A vcluster shows the host nodes its pods run on (as upstream vcluster does
                 # by default); the suite wants a schedulable node before it starts: one pod,
-                # as CoreDNS is on kind.
+                # as the vcluster pod's own node is on kind.
                 vc.apply(ANCHOR_POD)
                 vc.wait_for("Pod", "node-anchor", "Ready", timeout=60)
                 kubeconfigs["vcluster"] = vc.kubeconfig_path

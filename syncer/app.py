@@ -136,7 +136,8 @@ def build(
             )
         )
     if "nodes" in enabled and "pods" in enabled:
-        engine.add(Nodes(kubelet_endpoint, kubelet_version))
+        own = (settings.own_node, settings.own_node_ip)
+        engine.add(Nodes(kubelet_endpoint, kubelet_version, own))
     if "events" in enabled:
         engine.add(Events())
     etcd = Etcd(settings.etcd_url) if settings.etcd_url else None

@@ -98,6 +98,9 @@ class Settings:
     # (--dns-service) takes this host Service's IP and these Endpoints (resources/pinned.py).
     dns_host_service: str = ""
     dns_endpoint: tuple[str, int] | None = None
+    # This pod's host node and its IP: a fake node for it from the start (resources/nodes.py).
+    own_node: str = ""
+    own_node_ip: str = ""
     # Addresses a selector-less Service's Endpoints may name besides this vcluster's pods.
     allowed_endpoint_cidrs: tuple[Network, ...] = ()
     allow_external_ips: bool = False  # copy a Service's externalIPs to the host (CVE-2020-8554)
@@ -216,6 +219,13 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
     )
     p.add_argument("--dns-endpoint", default="", help="POD_IP:PORT of that CoreDNS")
     p.add_argument(
+        "--own-node",
+        default="",
+        help="the host node this pod runs on: the vcluster shows it as a node from the start "
+        "(CoreDNS runs here), as it shows every node a synced pod runs on",
+    )
+    p.add_argument("--own-node-ip", default="", help="that node's IP (its InternalIP)")
+    p.add_argument(
         "--etcd-url",
         default="",
         help="the vcluster's etcd (http, JSON gateway): snapshot and reset answer through it "
@@ -311,6 +321,8 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
         api_endpoint=api_endpoint,
         dns_host_service=a.dns_host_service,
         dns_endpoint=dns_endpoint,
+        own_node=a.own_node,
+        own_node_ip=a.own_node_ip,
         allowed_endpoint_cidrs=a.allow_endpoint_cidrs,
         allow_external_ips=a.allow_external_ips,
         allow_external_name=a.allow_external_name,

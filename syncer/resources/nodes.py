@@ -114,7 +114,14 @@ def advertised(node: JSON) -> tuple[str, int] | None:
 class Nodes:
     name = "nodes"
 
-    def __init__(self, kubelet: tuple[str, int] | None = None, version: str = "fake") -> None:
+    def __init__(
+        self,
+        kubelet: tuple[str, int] | None = None,
+        version: str = "fake",
+        own: tuple[str, str] | None = None,
+    ) -> None:
+        """``own``: (host node, its IP) of this pod, shown as long as the syncer runs: CoreDNS
+        runs in this pod (the chart's coredns.embedded), as it ran in a synced pod before."""
         self.kubelet = kubelet  # (IP, port) of the syncer's kubelet API, advertised by nodes
         self.version = version  # kubelet version the nodes show (the host's)
         # Host node of each synced host pod, and how many pods each node runs: kept by the host
@@ -122,11 +129,17 @@ class Nodes:
         self._node_of: dict[tuple[str, str], str] = {}
         self._pods_on: dict[str, int] = {}
         self._ip_of: dict[str, str] = {}  # host node -> its IP, as its pods report it
+        self._own = own[0] if own and own[0] else ""
+        if self._own:  # one pod more on it, never gone: this one
+            self._pods_on[self._own] = 1
+            self._ip_of[self._own] = own[1] if own else ""
         self._lock = threading.Lock()
 
     def setup(self, engine: Engine) -> None:
         self.engine = engine
         engine.watch_virtual("nodes", "/api/v1/nodes", label_selector=f"{FAKE_NODE_LABEL}=true")
+        if self._own:
+            engine.enqueue("nodes", "", self._own)
         host_pods = engine.host_informers.get("pods")
         if host_pods is not None:  # a pod moving on or off a node may change that node's fate
             host_pods.add_handler(self._on_host_pod)
@@ -141,7 +154,7 @@ class Nodes:
         node = "" if kind == "DELETED" else (pod.get("spec") or {}).get("nodeName") or ""
         ip = (pod.get("status") or {}).get("hostIP") or ""
         with self._lock:
-            new_ip = bool(node and ip and self._ip_of.get(node) != ip)
+            new_ip = bool(node and ip and node != self._own and self._ip_of.get(node) != ip)
             if new_ip:
                 self._ip_of[node] = ip
             old = self._node_of.get(key, "")

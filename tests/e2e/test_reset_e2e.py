@@ -56,6 +56,13 @@ def test_reset_on_kind(vc: VCluster, app_image: str) -> None:
     assert before["pods"] == set(), before
     dns_ip = core.read_namespaced_service("kube-dns", "kube-system").spec.cluster_ip
     assert dns_ip == vc._impl.dns_ip
+    # ...and the node its pod runs on is the vcluster's node, as the synced CoreDNS pod's was.
+    host = client.CoreV1Api(config.new_client_from_config(vc.host.kubeconfig))
+    own = host.read_namespaced_pod(vc._impl.pod_name, vc.host_namespace)
+    nodes = core.list_node().items
+    assert [n.metadata.name for n in nodes] == [own.spec.node_name]
+    ips = [(a.type, a.address) for a in nodes[0].status.addresses]
+    assert ("InternalIP", own.status.host_ip) in ips
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -111,6 +118,7 @@ def test_reset_on_kind(vc: VCluster, app_image: str) -> None:
     after = _host_objects(vc)
     assert after == before  # the test's host copies are gone when reset() returns
     assert core.read_namespaced_service("kube-dns", "kube-system").spec.cluster_ip == dns_ip
+    assert [n.metadata.name for n in core.list_node().items] == [own.spec.node_name]
     # The defaults work: a new pod of a used name runs and resolves a Service name.
     probe = _pod("reader", app_image, "nslookup kubernetes.default.svc.cluster.local && sleep 3600")
     core.create_namespaced_pod("default", probe)

@@ -143,6 +143,15 @@ def test_dns_in_the_vcluster_pod(helm: Path, pki_args: list[str], tmp_path: Path
     assert "health" not in corefile  # no port the pod does not need
     assert "--dns-host-service=vc1-dns" in syncer["args"]
     assert "--dns-endpoint=$(POD_IP):1053" in syncer["args"]
+    # The vcluster shows the node this pod runs on, as it showed the synced CoreDNS pod's.
+    assert "--own-node=$(NODE_NAME)" in syncer["args"]
+    assert "--own-node-ip=$(HOST_IP)" in syncer["args"]
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in syncer["env"]}
+    assert env == {
+        "POD_IP": "status.podIP",
+        "NODE_NAME": "spec.nodeName",
+        "HOST_IP": "status.hostIP",
+    }
     assert not [a for a in syncer["args"] if a.startswith("--bootstrap-dir")]
     assert chart.dns_host_service(values_for(), "vc1", "vc1") == "vc1-dns"
 
@@ -163,7 +172,7 @@ def test_dns_as_a_synced_pod(helm: Path, pki_args: list[str], tmp_path: Path) ->
     assert ready == ["--ready=https://127.0.0.1:6443/readyz"]
     assert args.index(ready[0]) == args.index("--step=kube-apiserver") + 1
     assert "--bootstrap-dir=/bootstrap" in syncer["args"]
-    assert not [a for a in syncer["args"] if a.startswith("--dns-")]
+    assert not [a for a in syncer["args"] if a.startswith(("--dns-", "--own-node"))]
     values = values_for(coredns={"embedded": False})
     assert chart.dns_host_service(values, "vc1", "vc1") == "kube-dns-x-kube-system-x-vc1"
     off = docs(helm, pki_args, tmp_path, coredns={"enabled": False})

@@ -345,6 +345,26 @@ def test_nodes_learn_the_host_nodes_ip_from_its_pods() -> None:
     assert len(engine.queued) == 2
 
 
+def test_own_node_is_shown_from_the_start_and_stays() -> None:
+    """The node this pod runs on (CoreDNS in it) is a node of the vcluster with no synced pod
+    on it, with its IP as given; its synced pods come and go without removing it."""
+    nodes, engine = Nodes(own=("n0", "172.18.0.2")), _Engine()
+    nodes.engine = engine  # type: ignore[assignment]
+    assert nodes.pods_on("n0") == 1
+    assert nodes.node_ip("n0") == "172.18.0.2"
+
+    def pod(name: str, kind: str = "ADDED") -> None:
+        meta = {"namespace": "h", "name": name}
+        body = {"metadata": meta, "spec": {"nodeName": "n0"}, "status": {"hostIP": "10.9.9.9"}}
+        nodes._on_host_pod(kind, body)
+
+    pod("a")
+    pod("a", "DELETED")
+    assert nodes.pods_on("n0") == 1
+    assert nodes.node_ip("n0") == "172.18.0.2"  # given, not what a pod reports
+    assert Nodes(own=("", "")).pods_on("") == 0  # not in a pod (the local runtime): none
+
+
 def test_fake_node_status_keeps_traffic_and_kubelet_addresses_apart() -> None:
     status = fake_node_status(("127.0.0.1", 4321), "v1.37.2", node_ip="172.18.0.2")
     node = {"status": status}

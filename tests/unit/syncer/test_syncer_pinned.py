@@ -97,6 +97,8 @@ def test_dns_flags() -> None:
     v6 = parse([*BASE, "--dns-host-service=vc-dns", "--dns-endpoint=[fd00::7]:1053"])
     assert v6.dns_endpoint == ("fd00::7", 1053)
     assert parse(BASE).dns_endpoint is None
+    own = parse([*BASE, "--own-node=kind-control-plane", "--own-node-ip=172.18.0.2"])
+    assert (own.own_node, own.own_node_ip) == ("kind-control-plane", "172.18.0.2")
 
 
 @pytest.mark.parametrize(
