@@ -1,8 +1,8 @@
 """The official download sites' layouts (dl.k8s.io, get.helm.sh, kind.sigs.k8s.io, etcd's GitHub
-release with SHA256SUMS, kwok's release asset with its digest in GitHub's releases API), served
-by a real HTTP server on 127.0.0.1 with this machine's real binaries in them: a user with
-internet, without leaving the machine. The layouts are written out here, not taken from the
-plugin, so a plugin that asks for the wrong path fails."""
+release with SHA256SUMS, CoreDNS's with a .sha256 per asset, kwok's release asset with its
+digest in GitHub's releases API), served by a real HTTP server on 127.0.0.1 with this machine's
+real binaries in them: a user with internet, without leaving the machine. The layouts are
+written out here, not taken from the plugin, so a plugin that asks for the wrong path fails."""
 
 from __future__ import annotations
 
@@ -49,6 +49,11 @@ def layout(tool: str, k8s: K8sVersion, data: bytes) -> dict[str, bytes]:
             f"{d}/{name}.tar.gz": tgz,
             f"{d}/SHA256SUMS": f"{_sha(tgz)}  {name}.tar.gz\n".encode(),
         }
+    if tool == "coredns":  # GitHub release: a tarball of the binary and a .sha256 beside it
+        name = f"coredns_{versions.COREDNS}_linux_{a}.tgz"
+        tgz = _tgz("coredns", data)
+        d = f"/coredns/coredns/releases/download/v{versions.COREDNS}"
+        return {f"{d}/{name}": tgz, f"{d}/{name}.sha256": f"{_sha(tgz)}  {name}\n".encode()}
     if tool == "helm":  # get.helm.sh: a tarball and a sha256sum-style file
         name = f"helm-v{versions.HELM}-linux-{a}.tar.gz"
         tgz = _tgz(f"linux-{a}/helm", data)
