@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+import threading
 import time
 import warnings
 from collections import deque
@@ -16,8 +17,9 @@ from dataclasses import dataclass
 from . import kept
 from .errors import VClusterError
 from .hosts.base import Host, Progress, RuntimeOptions
+from .idle import IdleGate
 from .naming import EXPIRES_LABEL, RUN_LABEL
-from .settings import Settings
+from .settings import IDLE, Settings
 from .spec import VClusterSpec
 from .vcluster import VCluster
 
@@ -28,10 +30,12 @@ def _warn(message: str) -> None:
 
 @dataclass(frozen=True)
 class Pooled:
-    """A vcluster of the pool and its start in the background."""
+    """A vcluster of the pool and its start in the background (None: never started, the
+    session ended first); ``go`` starts it without waiting for an idle machine."""
 
     vc: VCluster
-    started: Future[VCluster]
+    started: Future[VCluster | None]
+    go: threading.Event
 
 
 class Manager:
@@ -57,6 +61,8 @@ class Manager:
         self._executor: ThreadPoolExecutor | None = None
         # Deleted vclusters whose host namespace the namespace controller still removes.
         self._terminating: deque[VCluster] = deque()
+        self.idle_gate = IdleGate()
+        self._closing = threading.Event()
 
     def new_name(self) -> str:
         return f"vc{os.getpid()}-{next(self._counter)}"
@@ -69,8 +75,9 @@ class Manager:
 
     # A vcluster with default settings takes seconds to start, mostly kube-apiserver's own
     # start-up: keep ``pool_size`` of them starting in the background, one at a time, and hand
-    # one out on request. On chart hosts they start under a CPU limit (the test running
-    # meanwhile keeps the rest of the node), lifted when a test takes one.
+    # one out on request. Under the ``idle`` budget each start waits for an idle machine
+    # (idle.py: most of a start's cost is outside its pod), and on chart hosts runs with the
+    # least CPU weight (a quantity: a CPU limit instead, at once), lifted when a test takes it.
     def prewarm(self) -> None:
         if self.pool_size <= 0:
             return
@@ -79,14 +86,30 @@ class Manager:
         budget = self.settings.prewarm_cpu if self.host.provides.chart_values else None
         while len(self._pool) < self.pool_size:
             vc = self._handle(VClusterSpec(), cpu_budget=budget)
-            self._pool.append(Pooled(vc, self._executor.submit(vc.create)))
+            go = threading.Event()
+            started = self._executor.submit(self._start_pooled, vc, go)
+            self._pool.append(Pooled(vc, started, go))
+
+    def _start_pooled(self, vc: VCluster, go: threading.Event) -> VCluster | None:
+        if self.settings.prewarm_cpu == IDLE:
+            t0 = time.monotonic()
+            why = self.idle_gate.wait(go)
+            self.progress(
+                f"pytest-vcluster: vcluster {vc.name}: prewarm starts after "
+                f"{time.monotonic() - t0:.1f}s ({why})"
+            )
+        if self._closing.is_set():
+            return None
+        return vc.create()
 
     def _take_prewarmed(self) -> VCluster | None:
         while self._pool:
             pooled = self._pool.popleft()
+            pooled.go.set()  # not started yet? then now
             pooled.vc.lift_cpu_budget()  # still starting? then with the whole CPU from now on
             try:
-                pooled.started.result()
+                if pooled.started.result() is None:
+                    continue
             except Exception as exc:  # fall back to a synchronous create, report why
                 self.progress(f"pytest-vcluster: a prewarmed vcluster failed: {exc}")
                 continue
@@ -148,6 +171,9 @@ class Manager:
     def close(self) -> None:
         """Delete the prewarmed vclusters nobody took; wait for the host namespaces that are
         still terminating (a warning names any that is not gone)."""
+        self._closing.set()
+        for pooled in self._pool:  # waiting for an idle machine: end the wait, start nothing
+            pooled.go.set()
         while self._pool:
             pooled = self._pool.popleft()
             if pooled.started.cancel():  # queued, never begun: nothing to delete
@@ -156,6 +182,8 @@ class Manager:
                 vc = pooled.started.result()
             except Exception as exc:  # it never started: nothing to delete, say why
                 self.progress(f"pytest-vcluster: a prewarmed vcluster failed: {exc}")
+                continue
+            if vc is None:  # the session ended before it started
                 continue
             try:
                 vc.delete()

@@ -9,6 +9,8 @@ from typing import Any
 
 from .versions import K8sVersion
 
+IDLE = "idle"  # the --vcluster-prewarm-cpu budget of the least weight
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -20,7 +22,8 @@ class Settings:
     values: dict[str, Any] = field(default_factory=dict)
     reuse_host: bool = False
     prewarm: int | None = None  # None: the host's default (Provides.default_prewarm)
-    # chart hosts: a pooled vcluster's CPU budget until handed out (hosts/incluster/budget.py)
+    # A pooled vcluster's CPU budget until handed out: IDLE waits for an idle machine to start
+    # it (idle.py) and on chart hosts gives it the least CPU weight (hosts/incluster/budget.py)
     prewarm_cpu: str = "idle"
     kind_cluster: str = "pytest-vcluster"
     kind_image: str | None = None

@@ -1,5 +1,5 @@
 """Example: a Deployment and a Service, reached by name from another pod through the
-vcluster's own DNS (CoreDNS inside the virtual cluster, its pods running on the host).
+vcluster's own DNS (CoreDNS in the vcluster's pod on the host, at kube-system/kube-dns).
 
 Needs a host that runs containers: pytest examples/dns_service --vcluster-host=kind
 """
@@ -44,8 +44,7 @@ def test_service_is_reached_by_its_dns_name(real_pods, image):
         ]
     )
     vc.wait_for("Deployment", "web", "Available", api_version="apps/v1", timeout=120)
-    # The vcluster's DNS is CoreDNS running inside it, like any workload: wait until it answers.
-    vc.wait_for("Pod", "coredns-0", "Ready", namespace="kube-system")
+    # No wait for the DNS: a vcluster is ready only once its DNS answers from the pod network.
 
     # Resolve the short name (search domains written by the syncer into the host pod) with
     # busybox's own resolver, then fetch the page from the address it returned. As on any

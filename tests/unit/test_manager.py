@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import warnings
 from concurrent.futures import Future
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from pytest_vcluster.errors import CleanupError
 from pytest_vcluster.fixtures import CleanupWarning, warn_cleanup
 from pytest_vcluster.hosts.base import Provides
+from pytest_vcluster.idle import IdleGate
 from pytest_vcluster.manager import Manager, Pooled
 from pytest_vcluster.settings import Settings
 from pytest_vcluster.versions import parse_k8s_version
@@ -61,7 +63,9 @@ def manager(
         host="x", k8s=parse_k8s_version(None), cache_dir=tmp_path, timeout=1, prewarm=prewarm
     )
     host: Any = FakeHost(deferred, default_prewarm)
-    return Manager(settings, host, "r", lambda msg: None, warn=warn_cleanup)
+    m = Manager(settings, host, "r", lambda msg: None, warn=warn_cleanup)
+    m.idle_gate = IdleGate(read=lambda: None)  # no CPU times: pooled starts begin at once
+    return m
 
 
 def test_in_cluster_teardown_defers_the_namespace_wait_to_the_end(tmp_path: Path) -> None:
@@ -104,7 +108,12 @@ def test_an_unused_prewarmed_vcluster_that_cannot_be_deleted_is_reported(
     done.set_result(FakeVCluster("warm", broken=True))
     failed: Future[Any] = Future()
     failed.set_exception(RuntimeError("never started"))
-    m._pool.extend([Pooled(FakeVCluster("x"), failed), Pooled(done.result(), done)])  # type: ignore[arg-type]
+    m._pool.extend(
+        [
+            Pooled(FakeVCluster("x"), failed, threading.Event()),  # type: ignore[arg-type]
+            Pooled(done.result(), done, threading.Event()),
+        ]
+    )
     said: list[str] = []
     m.progress = said.append
     with pytest.warns(CleanupWarning, match=r"vcluster warm \(prewarmed, unused\): cleanup failed"):
@@ -216,4 +225,48 @@ def test_a_marker_with_another_spec_never_gets_a_pooled_vcluster(
     assert specs[1][0].values == {"coredns": {"enabled": False}}
     assert specs[1][1] is None  # its own start is not budgeted
     assert len(m._pool) == 1  # the pooled one waits for a test of the default spec
+    m.close()
+
+
+def test_a_pooled_start_waits_for_an_idle_machine_unless_a_test_asks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under the idle budget the next start waits (here: a machine busy for good, so until
+    max_wait); a test asking for the pooled vcluster starts it at once."""
+    m = manager(True, tmp_path, prewarm=1)
+    busy = iter(range(0, 10**9, 100))
+    m.idle_gate = IdleGate(window=0.01, max_wait=30, read=lambda: (next(busy), next(busy)))
+    said: list[str] = []
+    m.progress = said.append
+    vcs: list[FakeVCluster] = []
+
+    def handle(spec: Any, cpu_budget: str | None = None) -> FakeVCluster:
+        vcs.append(FakeVCluster(f"p{len(vcs)}"))
+        return vcs[-1]
+
+    monkeypatch.setattr(m, "_handle", handle)
+    m.prewarm()
+    assert not m._pool[0].started.done()
+    assert vcs[0].calls == []  # still waiting for the machine
+    assert m.create() is vcs[0]  # type: ignore[comparison-overlap]
+    assert "create" in vcs[0].calls
+    assert any(msg.endswith("(asked)") for msg in said), said
+    # The session ends while the next one waits: it is never created, nothing to delete.
+    m.close()
+    assert vcs[1].calls == []
+
+
+def test_a_quantity_budget_starts_the_pool_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(
+        host="x", k8s=parse_k8s_version(None), cache_dir=tmp_path, timeout=1, prewarm=1,
+        prewarm_cpu="250m",
+    )  # fmt: skip
+    m = Manager(settings, FakeHost(True), "r", lambda msg: None)  # type: ignore[arg-type]
+    m.idle_gate = IdleGate(read=lambda: (0, 0), max_wait=60)  # would wait a minute
+    vc = FakeVCluster("q")
+    monkeypatch.setattr(m, "_handle", lambda spec, cpu_budget=None: vc)
+    m.prewarm()
+    assert m._pool[0].started.result(timeout=5) is vc  # type: ignore[comparison-overlap]
     m.close()

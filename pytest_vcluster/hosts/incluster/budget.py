@@ -22,9 +22,10 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ...settings import IDLE as IDLE  # re-exported
+
 CONTAINERS = {"control-plane": "controlPlane", "syncer": "syncer"}  # container -> values key
 UNLIMITED = "64"
-IDLE = "idle"
 IDLE_REQUEST = "1m"  # the smallest request: the kubelet's minimum cpu.shares (2)
 
 
