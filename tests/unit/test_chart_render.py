@@ -399,3 +399,19 @@ def test_api_service_body_kind() -> None:
     assert kind({}) == "ClusterIP"
     assert kind({}, node_port=True) == "NodePort"
     assert kind({"service": {"type": "LoadBalancer"}}) == "LoadBalancer"  # the user's, adopted
+
+
+@pytest.mark.parametrize("tag", ["066547740495", "1e5", "123", "0x1f", "true", "v1.37.2-abc"])
+def test_image_tags_that_look_like_numbers_stay_strings(
+    helm: Path, pki_args: list[str], tmp_path: Path, tag: str
+) -> None:
+    """The values file quotes them (PyYAML alone left ``066547740495``, a real syncer image
+    tag, bare, and Helm's schema check read a number)."""
+    images = {"controlPlane": f"pytest-vcluster/control-plane:{tag}", "syncer": f"s:{tag}"}
+    path = tmp_path / "values.yaml"
+    path.write_text(chart.values_yaml(chart.chart_values(images, "10.96.0.0/16")))
+    argv = [str(helm), "template", "vc1", str(CHART_DIR), "--namespace", "n", *pki_args]
+    proc = subprocess.run([*argv, "--values", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert f'image: "s:{tag}"' in proc.stdout
+    assert yaml.safe_load(path.read_text())["syncer"]["image"]["tag"] == tag

@@ -126,6 +126,38 @@ def readyz_exclude(values: Mapping[str, Any]) -> tuple[str, ...]:
     return BOOTSTRAP_HOOKS if (values.get("controlPlane") or {}).get("etcdTemplate", True) else ()
 
 
+def _number_like(text: str) -> bool:
+    """Whether a YAML reader other than PyYAML's could take ``text`` for a number or a bool:
+    PyYAML leaves ``066547740495`` (a syncer image tag) or ``1e5`` unquoted, and Helm reads
+    them as numbers."""
+    t = text.strip().lower().replace("_", "")
+    if t in {"", "~", "null", "true", "false", "yes", "no", "on", "off", "y", "n"}:
+        return True
+    for parse in (float, lambda v: int(v, 0)):
+        try:
+            parse(t)
+        except ValueError:
+            continue
+        return True
+    return False
+
+
+def values_yaml(values: Mapping[str, Any]) -> str:
+    """``values`` as the ``--values`` file: every string Helm could read as something else is
+    quoted."""
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+        style = "'" if _number_like(data) else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+    Dumper.add_representer(str, text)
+    return yaml.dump(dict(values), Dumper=Dumper, sort_keys=False)
+
+
 def coredns_enabled(values: Mapping[str, Any]) -> bool:
     return bool((values.get("coredns") or {}).get("enabled", True))
 

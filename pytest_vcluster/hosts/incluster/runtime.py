@@ -224,7 +224,7 @@ class InClusterVCluster:
 
     def _install(self, values: Mapping[str, Any]) -> None:
         path = self.workdir / "values.yaml"
-        path.write_text(yaml.safe_dump(dict(values), sort_keys=False))
+        path.write_text(chart.values_yaml(values))
         proc = self.helm(
             "install", self.release, str(self.chart), "--namespace", self.host_namespace,
             "--values", str(path), *chart.pki_args(self.workdir / "pki"),
