@@ -13,7 +13,7 @@ from .errors import VClusterError
 from .hosts.kubeconfig import default_kubeconfig
 from .hosts.registry import NAMES as HOSTS
 from .naming import default_cache_dir
-from .settings import Settings
+from .settings import IDLE, Settings
 from .versions import parse_k8s_versions
 
 KEEP = ("never", "on-failure", "always")
@@ -231,7 +231,7 @@ def _cpu(value: str | None) -> str:
     import re
 
     text = (value or "").strip()
-    if text == "idle":
+    if text == IDLE:
         return text
     match = re.fullmatch(r"([0-9]+)m|([0-9]+(\.[0-9]{1,3})?)", text)
     if not match or (float(match[1]) / 1000 if match[1] else float(match[2])) < 0.01:

@@ -265,8 +265,8 @@ def parse(argv: Sequence[str] | None = None) -> Settings:
         ]
         if missing:
             p.error(f"--kubelet-address needs {', '.join(missing)}")
-        host, sep, port = a.kubelet_address.rpartition(":")
-        if not sep or not port.isdigit() or not host or host in ("0.0.0.0", "::", "[::]"):
+        kubelet = _endpoint(a.kubelet_address)
+        if kubelet is None or kubelet[0] in ("0.0.0.0", "::"):
             p.error(
                 f"--kubelet-address={a.kubelet_address}: expected IP:PORT with the IP the "
                 "API server reaches (advertised as the fake nodes' Hostname address)"

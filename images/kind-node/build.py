@@ -54,7 +54,7 @@ from pytest_vcluster import versions
 from pytest_vcluster.binaries import BinaryResolver, default_cache_dir, sha256_file
 from pytest_vcluster.docker import Docker, containerd_ref, ensure_docker
 from pytest_vcluster.errors import BinaryNotFoundError, VClusterError
-from pytest_vcluster.gobuild import GoBuilder, GoRecipe, k8s_recipe
+from pytest_vcluster.gobuild import GoBuilder, GoRecipe, k8s_recipe, recipe_for
 from pytest_vcluster.recipes import archive
 from pytest_vcluster.recipes.archive import PATH_ENV, ImageSpec, layer_tar  # noqa: F401 (re-exported)
 from pytest_vcluster.rootfs import SLIM_PATHS, debootstrap_rootfs
@@ -153,18 +153,6 @@ def node_k8s_recipe(tool: str, k8s: K8sVersion) -> GoRecipe:
         base,
         siblings=tuple(f"k8s.io/kubernetes/cmd/{c}" for c in ("kubelet", "kubeadm", "kube-proxy")),
     )
-
-
-def etcd_recipe(version: str) -> GoRecipe:
-    main = (
-        'package main\n\nimport (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\n'
-        "func main() { etcdmain.Main(os.Args) }\n"
-    )
-    return GoRecipe("etcd", "go.etcd.io/etcd/server/v3", version, ".", main_go=main)
-
-
-def coredns_recipe(version: str) -> GoRecipe:
-    return GoRecipe("coredns", "github.com/coredns/coredns", version, "github.com/coredns/coredns")
 
 
 def netpol_recipe(version: str) -> GoRecipe:
@@ -438,8 +426,9 @@ class NodeImageBuilder:
         images = self.kubeadm_images(bins["kubeadm"])
         self.expected_images = images
         etcd_tag = _image_version(images, "etcd")  # 3.7.0-0
-        bins["etcd"] = self.go_binary(etcd_recipe("v" + etcd_tag.split("-")[0]))
-        bins["coredns"] = self.go_binary(coredns_recipe(_image_version(images, "coredns")))
+        bins["etcd"] = self.go_binary(recipe_for("etcd", etcd_tag.split("-")[0], self.k8s))
+        coredns = _image_version(images, "coredns").lstrip("v")
+        bins["coredns"] = self.go_binary(recipe_for("coredns", coredns, self.k8s))
         bins["pause"] = self.pause_binary(_image_version(images, "pause"))
         bins["crictl"] = self.go_binary(crictl_recipe(CRICTL_VERSION))
         bins["local-path-provisioner"] = self.go_binary(local_path_recipe(LOCAL_PATH_VERSION))

@@ -129,10 +129,10 @@ class Nodes:
         self._node_of: dict[tuple[str, str], str] = {}
         self._pods_on: dict[str, int] = {}
         self._ip_of: dict[str, str] = {}  # host node -> its IP, as its pods report it
-        self._own = own[0] if own and own[0] else ""
+        self._own, own_ip = own or ("", "")
         if self._own:  # one pod more on it, never gone: this one
             self._pods_on[self._own] = 1
-            self._ip_of[self._own] = own[1] if own else ""
+            self._ip_of[self._own] = own_ip
         self._lock = threading.Lock()
 
     def setup(self, engine: Engine) -> None:
